@@ -1,0 +1,45 @@
+"""`python -m core <verb>`: each verb lives in its own module under core/cli.
+
+Errors the user can fix (bad paths, layouts, epochs, configs) print one clear line and exit 2
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import core.cli
+from core.config import TrainConfig  # noqa: F401  (imported early: config errors are ValueErrors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core",
+                                     description="ReconScope: diagnostics for reconstruction-based anomaly detection")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for info in sorted(pkgutil.iter_modules(core.cli.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"core.cli.{info.name}")
+        if not hasattr(module, "VERB"):
+            continue
+        sub = verbs.add_parser(module.VERB, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Per-checkpoint results on disk, so the dashboard never recomputes what a click already paid for.
+
+A result is keyed by the checkpoint's name, size and modification time plus the parameters
+that produced it: retraining or resuming over an epoch invalidates its results by itself.
+Results are dicts; numpy arrays go to an .npz (no pickle), everything else to a .json beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.runs import Run, atomic_write_bytes, atomic_write_json
+
+CACHE_VERSION = 1
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def cache_key(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> str:
+    text = json.dumps({"v": CACHE_VERSION, "ckpt": checkpoint_fingerprint(run.checkpoint_path(epoch)),
+                       "params": params or {}}, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+
+
+def _paths(run: Run, epoch: int, key: str) -> tuple[Path, Path]:
+    folder = run.cache_dir / f"epoch_{epoch:03d}"
+    return folder / f"{key}.json", folder / f"{key}.npz"
+
+
+def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
+    if not json_path.is_file():
+        return None
+    try:
+        result = json.loads(json_path.read_text())
+        if npz_path.is_file():
+            with np.load(npz_path, allow_pickle=False) as arrays:
+                result.update({name: arrays[name] for name in arrays.files})
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is recomputed, never trusted
+    return result
+
+
+def store_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None, result: dict[str, Any]) -> None:
+    json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
+    arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
+    rest = {k: v for k, v in result.items() if k not in arrays}
+    if arrays:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(npz_path, buffer.getvalue())
+    atomic_write_json(json_path, rest)  # written last: its presence means the entry is complete
+
+
+def cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None,
+           compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The stored result for (checkpoint, kind, params), computing and storing it on a miss."""
+    hit = load_cached(run, epoch, kind, params)
+    if hit is not None:
+        return hit
+    result = compute()
+    store_cached(run, epoch, kind, params, result)
+    return result

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.config import TrainConfig
+
+VERB = "train"
+HELP = "train a U-Net autoencoder, saving a checkpoint every epoch"
+
+# flag -> dotted config key; every flag defaults to None so only what the user typed overrides
+FLAGS = {
+    "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
+    "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
+    "lr": ("lr", float), "loss": ("loss", str), "device": ("device", str), "seed": ("seed", int),
+    "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
+    "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
+    "norm": ("model.norm", str), "activation": ("model.activation", str),
+}
+
+
+def add_arguments(parser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--config", help="JSON file with any TrainConfig fields (flags override it)")
+    for flag, (key, kind) in FLAGS.items():
+        default = defaults.to_dict()
+        for part in key.split("."):
+            default = default[part]
+        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=f"default {default}")
+    parser.add_argument("--categories", help="comma-separated categories (default: all found)")
+    parser.add_argument("--per-category", action="store_true", default=None, help="one model per category")
+    parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    parser.add_argument("--no-synthetic-val", action="store_true", help="skip synthetic-anomaly AUROC per epoch")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="any config field, e.g. --set augment.rotate_limit=15 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    """Order: defaults < the run's config.json (on --resume) < --config file < flags."""
+    overrides = {key: getattr(args, flag) for flag, (key, _) in FLAGS.items() if getattr(args, flag) is not None}
+    base = TrainConfig()
+    run_config = Path(overrides.get("run", base.run)) / "config.json"
+    if args.resume and run_config.is_file():
+        base = TrainConfig.load(run_config)
+    if args.config:
+        base = base.with_overrides(json.loads(Path(args.config).read_text()))
+    if args.categories:
+        overrides["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
+    if args.per_category:
+        overrides["per_category"] = True
+    if args.no_augment:
+        overrides["augment.enabled"] = False
+    if args.no_synthetic_val:
+        overrides["synthetic_val"] = False
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return base.with_overrides(overrides)
+
+
+def main(args) -> int:
+    from core.train import train
+
+    config = config_from_args(args)
+    train(config, resume=args.resume, progress=not args.quiet)
+    return 0

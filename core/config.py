@@ -1,0 +1,150 @@
+"""TrainConfig: the one source of defaults for a run.
+
+The same object is written to `config.json`, stored inside every checkpoint (so a checkpoint
+rebuilds its own model) and filled from a JSON file and then from CLI flags, in that order.
+Defaults are sized for a 2-core CPU: a demo run must show something within minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the U-Net autoencoder; `skips` is "all", "none" or levels like "1,2"
+    (level 1 = the highest-resolution skip). Skips let the net copy anomalies through, so
+    users compare `all` against `none` or only the top level."""
+
+    in_channels: int = 3
+    base_width: int = 16
+    depth: int = 4
+    skips: str = "all"
+    norm: str = "batch"  # batch | instance | group | none
+    activation: str = "relu"  # relu | leaky_relu | gelu | silu
+    bottleneck_channels: int = 0  # 0 = same as the deepest level's width
+
+
+@dataclass
+class AugmentConfig:
+    """Each augmentation can be switched off; probabilities of 0 disable a transform."""
+
+    enabled: bool = True
+    hflip_p: float = 0.5
+    vflip_p: float = 0.0
+    rotate90_p: float = 0.0
+    rotate_limit: float = 0.0  # degrees; 0 = off
+    resized_crop_p: float = 0.0
+    resized_crop_scale: tuple[float, float] = (0.8, 1.0)
+    dropout_p: float = 0.0
+    dropout_holes: tuple[int, int] = (1, 4)
+    dropout_size: tuple[float, float] = (0.05, 0.15)  # hole side as a fraction of the image
+    color_jitter_p: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/demo"
+    run: str = "checkpoints/demo"
+    layout: str = "auto"  # auto | mvtec | flat
+    categories: list[str] = field(default_factory=list)  # empty = every category found
+    per_category: bool = False  # one model per category instead of one for all
+    image_size: int = 64
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    loss: str = "0.5*ssim+0.5*l1"
+    val_fraction: float = 0.1  # held-out normal training images for validation loss
+    synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Builds a config, naming any unknown key: a typo must never be silently ignored."""
+        return _build(cls, raw, prefix="")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); fix or delete the file") from err
+        return cls.from_dict(raw)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        """Applies dotted keys ("model.depth") over this config and validates the result."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            target = raw
+            *parents, leaf = key.split(".")
+            for part in parents:
+                if not isinstance(target.get(part), dict):
+                    raise ValueError(f"unknown config field '{key}'")
+                target = target[part]
+            target[leaf] = value
+        return TrainConfig.from_dict(raw)
+
+
+def _build(cls, raw: dict[str, Any], prefix: str):
+    if not isinstance(raw, dict):
+        raise ValueError(f"config field '{prefix.rstrip('.') or 'root'}' must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        names = ", ".join(prefix + u for u in unknown)
+        raise ValueError(f"unknown config field(s): {names}; known: {', '.join(sorted(fields))}")
+    values = {}
+    for name, value in raw.items():
+        sub = {"model": ModelConfig, "augment": AugmentConfig}.get(name) if cls is TrainConfig else None
+        if sub is not None:
+            values[name] = _build(sub, value, prefix=f"{prefix}{name}.")
+        elif isinstance(value, list) and name != "categories":
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    config = cls(**values)
+    _validate(config, prefix)
+    return config
+
+
+def _validate(config, prefix: str) -> None:
+    checks: list[tuple[bool, str]] = []
+    if isinstance(config, TrainConfig):
+        checks = [
+            (config.image_size >= 16, "image_size must be at least 16"),
+            (config.epochs >= 1, "epochs must be at least 1"),
+            (config.batch_size >= 1, "batch_size must be at least 1"),
+            (config.lr > 0, "lr must be positive"),
+            (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
+            (config.image_size % (2 ** config.model.depth) == 0,
+             f"image_size {config.image_size} must be divisible by 2**depth = {2 ** config.model.depth}"),
+        ]
+    elif isinstance(config, ModelConfig):
+        checks = [
+            (1 <= config.depth <= 6, "model.depth must be 1..6"),
+            (config.base_width >= 1, "model.base_width must be positive"),
+            (config.norm in ("batch", "instance", "group", "none"), "model.norm must be batch, instance, group or none"),
+            (config.activation in ("relu", "leaky_relu", "gelu", "silu"),
+             "model.activation must be relu, leaky_relu, gelu or silu"),
+        ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"invalid config: {message}")

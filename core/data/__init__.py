@@ -1,0 +1,1 @@
+"""Datasets: layouts on disk -> samples -> decoded in-memory image sets."""

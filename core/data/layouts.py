@@ -1,0 +1,173 @@
+"""Find the samples of a dataset on disk: MVTec AD layout or a flat Kaggle-style folder.
+
+Both layouts produce the same `Sample` records, so nothing downstream knows which one it read.
+Category folders are found anywhere up to three levels below the root, so one `--data` can
+point at a single category, at an MVTec root, or at a folder holding several such roots
+(several datasets trained as one model).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.data.images import find_mask, is_image_file, list_images
+from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
+
+MVTEC_HELP = (
+    "expected the MVTec AD layout <root>/<category>/train/good/*.png, "
+    "<root>/<category>/test/<good|defect>/*.png, "
+    "<root>/<category>/ground_truth/<defect>/<name>_mask.png (masks optional), "
+    "or the flat layout <root>/train/*.png + <root>/test/*.png with optional CSVs "
+    "mapping file -> category and file -> label"
+)
+MAX_DEPTH = 3
+FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_id", "id", "name", "path")
+CATEGORY_COLUMNS = ("category", "class", "cat", "object", "type")
+LABEL_COLUMNS = ("label", "anomaly", "is_anomaly", "anomalous", "target", "defective")
+
+
+class DatasetLayoutError(ValueError):
+    """The folder is not a dataset we can read; the message says what was expected."""
+
+
+def detect_layout(root: Path) -> str:
+    if _category_dirs(root):
+        return "mvtec"
+    if list_images(root / "train"):
+        return "flat"
+    raise DatasetLayoutError(f"{root}: no dataset found; {MVTEC_HELP}")
+
+
+def discover_samples(root: str | Path, layout: str = "auto",
+                     categories: Sequence[str] | None = None) -> list[Sample]:
+    """All samples of train/, val/ (when present) and test/, filtered to `categories`."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetLayoutError(f"{root}: folder does not exist; pass an existing dataset folder")
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout == "mvtec":
+        samples = _mvtec_samples(root)
+    elif layout == "flat":
+        samples = _flat_samples(root)
+    else:
+        raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec or flat")
+    if not samples:
+        raise DatasetLayoutError(f"{root}: no images found; {MVTEC_HELP}")
+    return _filter_categories(samples, categories, root)
+
+
+def _filter_categories(samples: list[Sample], categories: Sequence[str] | None, root: Path):
+    if not categories:
+        return samples
+    found = sorted({s.category for s in samples})
+    missing = [c for c in categories if c not in found]
+    if missing:
+        raise DatasetLayoutError(
+            f"{root}: category {', '.join(missing)} not found; available: {', '.join(found)}"
+        )
+    wanted = set(categories)
+    return [s for s in samples if s.category in wanted]
+
+
+# --- MVTec AD -----------------------------------------------------------------------------
+
+def _category_dirs(root: Path) -> list[Path]:
+    """Folders holding train/good, searched breadth-first; hidden folders are skipped."""
+    found, frontier = [], [root]
+    for _ in range(MAX_DEPTH + 1):
+        next_frontier = []
+        for folder in frontier:
+            if (folder / "train" / "good").is_dir():
+                found.append(folder)
+            elif folder.is_dir():
+                next_frontier += [p for p in sorted(folder.iterdir())
+                                  if p.is_dir() and not p.name.startswith((".", "_"))]
+        frontier = next_frontier
+    return found
+
+
+def _category_names(dirs: list[Path], root: Path) -> dict[Path, str]:
+    """Folder name as the category; the path below root when two sets share a name."""
+    names = [d.name for d in dirs]
+    return {d: d.name if names.count(d.name) == 1 else d.relative_to(root).as_posix() for d in dirs}
+
+
+def _mvtec_samples(root: Path) -> list[Sample]:
+    dirs = _category_dirs(root)
+    samples: list[Sample] = []
+    for folder, category in _category_names(dirs, root).items():
+        samples += [Sample(p, category, NORMAL, "good", "train")
+                    for p in list_images(folder / "train" / "good")]
+        samples += [Sample(p, category, NORMAL, "good", "val")
+                    for p in list_images(folder / "val" / "good")]
+        test = folder / "test"
+        defect_dirs = sorted(p for p in test.iterdir() if p.is_dir()) if test.is_dir() else []
+        for defect_dir in defect_dirs:
+            defect = defect_dir.name
+            for path in list_images(defect_dir):
+                if defect == "good":
+                    samples.append(Sample(path, category, NORMAL, "good", "test"))
+                    continue
+                gt = folder / "ground_truth" / defect
+                mask = find_mask([gt / f"{path.stem}_mask{path.suffix}", gt / f"{path.stem}_mask.png",
+                                  gt / f"{path.stem}.png", gt / path.name])
+                samples.append(Sample(path, category, ANOMALOUS, defect, "test", mask))
+    return samples
+
+
+# --- flat (Kaggle homework style) ----------------------------------------------------------
+
+def _flat_samples(root: Path) -> list[Sample]:
+    category_of, label_of = _read_csv_maps(root)
+    samples: list[Sample] = []
+    for split in ("train", "val", "test"):
+        for path in list_images(root / split):
+            category = category_of.get(path.stem, category_of.get(path.name, "all"))
+            if split == "test":
+                label = label_of.get(path.stem, label_of.get(path.name, UNKNOWN))
+            else:
+                label = NORMAL
+            defect = {NORMAL: "good", ANOMALOUS: "anomaly", UNKNOWN: ""}[label]
+            samples.append(Sample(path, category, label, defect, split))
+    if not any(s.split == "train" for s in samples):
+        raise DatasetLayoutError(f"{root}/train: no training images; {MVTEC_HELP}")
+    return samples
+
+
+def _read_csv_maps(root: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """Every CSV at the root is read; columns are recognised by name, case-insensitively."""
+    category_of: dict[str, str] = {}
+    label_of: dict[str, int] = {}
+    for csv_path in sorted(root.glob("*.csv")):
+        with csv_path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+            file_col = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
+            if file_col is None:
+                continue
+            cat_col = next((columns[c] for c in CATEGORY_COLUMNS if c in columns), None)
+            label_col = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+            for row_number, row in enumerate(reader, start=2):
+                key = Path(str(row[file_col]).strip()).stem
+                if cat_col and row.get(cat_col):
+                    category_of[key] = str(row[cat_col]).strip()
+                if label_col and row.get(label_col, "").strip() != "":
+                    label_of[key] = _parse_label(row[label_col], csv_path, row_number)
+    return category_of, label_of
+
+
+def _parse_label(value: str, csv_path: Path, row_number: int) -> int:
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true", "anomaly", "anomalous", "bad", "defect", "ng"):
+        return ANOMALOUS
+    if text in ("0", "0.0", "false", "normal", "good", "ok"):
+        return NORMAL
+    raise DatasetLayoutError(
+        f"{csv_path}, row {row_number}: label '{value}' is not 0/1 or normal/anomaly; fix the CSV"
+    )
+
+
+def has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(is_image_file(p) for p in folder.iterdir())

@@ -1,0 +1,110 @@
+"""Start, stop and watch a training job as a separate process.
+
+The job is `python -m core train` in its own process session, so it survives page reloads and
+dashboard restarts; its PID and state live in the run folder (status.json), its output in
+train.log. Nothing here imports Streamlit: the dashboard only calls these functions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainConfig
+from core.runs import Run, RunError, is_alive
+
+
+def start_training(config: TrainConfig, resume: bool = False) -> int:
+    """Launches the job and returns its PID; refuses a run that is already training."""
+    run = Run(Path(config.run).expanduser())
+    if run.path.is_dir() and run.is_training():
+        raise RunError(f"{run.path}: already training (pid {run.status().get('pid')}); stop it first")
+    if run.epochs() and not resume:
+        raise RunError(f"{run.path}: run already has epochs; resume it or choose another name")
+    run.path.mkdir(parents=True, exist_ok=True)
+    job_config = run.path / "job_config.json"
+    config.save(job_config)
+    command = [sys.executable, "-m", "core", "train", "--config", str(job_config), "--run", str(run.path),
+               "--quiet"]
+    if resume:
+        command.append("--resume")
+    run.write_status(state="starting", pid=None, epoch=len(run.epochs()), epochs=config.epochs,
+                     message="starting", started=time.time())
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1")
+    with (run.path / "train.log").open("a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, start_new_session=True, cwd=os.getcwd())
+    run.write_status(pid=process.pid)  # the job writes the same pid itself once it runs
+    return process.pid
+
+
+def stop_training(run: Run, timeout: float = 10.0) -> bool:
+    """SIGTERM: the loop stops, keeping finished epochs. Returns True once the process is gone."""
+    pid = run.status().get("pid")
+    if not run.is_training() or not is_alive(pid):
+        return False
+    try:
+        os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not is_alive(pid) or _reaped(int(pid)):
+            return True
+        time.sleep(0.1)
+    return not is_alive(pid)
+
+
+def _reaped(pid: int) -> bool:
+    """A child of this process stays a zombie until waited for; reap it so it reads as gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return False
+
+
+def log_tail(run: Run, lines: int = 40) -> str:
+    path = run.path / "train.log"
+    if not path.is_file():
+        return ""
+    with path.open(errors="replace") as handle:
+        return "".join(deque(handle, maxlen=lines))
+
+
+def job_progress(run: Run) -> dict[str, Any]:
+    """Status plus the latest epoch's record: what a progress panel shows."""
+    status = run.status()
+    metrics = run.metrics()
+    progress = dict(status)
+    progress["finished_epochs"] = run.epochs()
+    progress["last_metrics"] = metrics[-1] if metrics else None
+    total, done = status.get("epochs"), len(progress["finished_epochs"])
+    if total and metrics:
+        per_epoch = sum(m.get("seconds", 0) for m in metrics[-3:]) / len(metrics[-3:])
+        progress.setdefault("eta_s", per_epoch * max(0, total - done))
+    progress["fraction"] = (done / total) if total else 0.0
+    return progress
+
+
+def wait_for(run: Run, states=("finished", "failed", "stopped"), timeout: float = 300.0) -> dict[str, Any]:
+    """Polls status.json until the job reaches one of `states` (tests and scripts)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run.status()
+        pid = status.get("pid")
+        if pid:
+            _reaped(int(pid))
+        status = run.status()
+        if status.get("state") in states:
+            return status
+        time.sleep(0.2)
+    raise TimeoutError(f"{run.path}: job did not reach {states} within {timeout:.0f}s")

@@ -1,0 +1,137 @@
+"""A configurable U-Net autoencoder whose encoder features are first-class outputs.
+
+Levels are numbered from the top: level 0 is the full-resolution stem, level `depth` the
+bottleneck. Skip level k (1..depth) joins encoder level k-1 to the decoder at that resolution,
+so `skips="1"` keeps only the full-resolution shortcut, the one that copies anomalies through
+most readily, and `skips="none"` is a plain autoencoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.config import ModelConfig
+
+
+def parse_skips(skips: str | list[int] | tuple[int, ...], depth: int) -> tuple[int, ...]:
+    """"all" -> (1..depth), "none" -> (), "1,2" -> (1, 2); levels outside 1..depth are an error."""
+    if isinstance(skips, (list, tuple)):
+        levels = tuple(int(s) for s in skips)
+    else:
+        text = str(skips).strip().lower()
+        if text == "all":
+            return tuple(range(1, depth + 1))
+        if text in ("none", ""):
+            return ()
+        try:
+            levels = tuple(int(part) for part in text.split(","))
+        except ValueError as err:
+            raise ValueError(f"skips '{skips}': use all, none or levels like 1,2") from err
+    bad = [lv for lv in levels if not 1 <= lv <= depth]
+    if bad:
+        raise ValueError(f"skips {bad} out of range: levels run from 1 (top) to depth={depth}")
+    return tuple(sorted(set(levels)))
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+def _activation(kind: str) -> nn.Module:
+    return {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU,
+            "silu": nn.SiLU}[kind]()
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each followed by norm and activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str, activation: str):
+        bias = norm == "none"
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias), _norm(norm, out_ch), _activation(activation),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias), _norm(norm, out_ch), _activation(activation),
+        )
+
+
+class UpBlock(nn.Module):
+    """Transposed-conv upsampling, optional concatenation with a skip, then a ConvBlock."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, norm: str, activation: str):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
+        self.block = ConvBlock(out_ch + skip_ch, out_ch, norm, activation)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = self.up(x)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.block(x)
+
+
+class UNetAutoencoder(nn.Module):
+    """Input (B, C, H, W) in [0, 1] -> reconstruction of the same shape in [0, 1].
+
+    H and W must be divisible by 2**depth.
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        cfg = self.config
+        self.skip_levels = parse_skips(cfg.skips, cfg.depth)
+        widths = [cfg.base_width * 2 ** i for i in range(cfg.depth + 1)]
+        self.widths = widths
+        self.stem = ConvBlock(cfg.in_channels, widths[0], cfg.norm, cfg.activation)
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(widths[i], widths[i + 1], cfg.norm, cfg.activation))
+            for i in range(cfg.depth)
+        )
+        deepest = widths[-1]
+        if cfg.bottleneck_channels:
+            self.squeeze = nn.Conv2d(deepest, cfg.bottleneck_channels, 1)
+            self.unsqueeze = nn.Conv2d(cfg.bottleneck_channels, deepest, 1)
+        else:
+            self.squeeze = self.unsqueeze = nn.Identity()
+        self.up = nn.ModuleList()
+        for level in range(cfg.depth, 0, -1):  # decoder goes from the bottleneck upwards
+            skip_ch = widths[level - 1] if level in self.skip_levels else 0
+            self.up.append(UpBlock(widths[level], skip_ch, widths[level - 1], cfg.norm, cfg.activation))
+        self.head = nn.Conv2d(widths[0], cfg.in_channels, 1)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features of every level, [level 0 (B, w0, H, W), ..., bottleneck (B, wD, H/2^D, W/2^D)]."""
+        features = [self.stem(x)]
+        for down in self.down:
+            features.append(down(features[-1]))
+        features[-1] = self.squeeze(features[-1])
+        return features
+
+    def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = self.unsqueeze(features[-1])
+        for i, up in enumerate(self.up):
+            level = self.config.depth - i
+            x = up(x, features[level - 1] if level in self.skip_levels else None)
+        return torch.sigmoid(self.head(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto = CUDA when torch sees one, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)

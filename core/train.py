@@ -1,0 +1,256 @@
+"""The training loop, readable in one sitting.
+
+One model for every selected category (or one per category), a checkpoint after every epoch,
+and per epoch the numbers a user needs later to pick an epoch: train and validation loss,
+AUROC on synthetic anomalies made from held-out normals, per-layer gradient norms, speed.
+Every epoch is seeded from (seed, epoch), so a resumed run continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.config import TrainConfig
+from core.data.augment import augment_batch, build_augmentation
+from core.data.dataset import TrainingData, load_training_data
+from core.data.synthetic import make_synthetic_set
+from core.losses import ReconstructionLoss, ssim_error_map
+from core.metrics import image_auroc
+from core.model import UNetAutoencoder, count_parameters, resolve_device
+from core.runs import Run, RunError, save_checkpoint
+from core.tensors import to_tensor
+
+Log = Callable[[str], None]
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGINT arrived; finished epochs are kept and the run can be resumed."""
+
+
+@dataclass
+class ValidationProbe:
+    """Held-out normals and a fixed set of synthetic anomalies made from them."""
+
+    normals: np.ndarray
+    anomalies: np.ndarray
+
+    @classmethod
+    def build(cls, data: TrainingData, config: TrainConfig) -> ValidationProbe:
+        normals = data.val.images
+        if not config.synthetic_val or len(normals) == 0:
+            return cls(normals, normals[:0])
+        anomalies, _, _ = make_synthetic_set(normals, seed=config.seed)
+        return cls(normals, anomalies)
+
+
+def conv_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The layers diagnostics follow: every convolution's weight, by parameter name."""
+    return {name: p for name, p in model.named_parameters() if p.ndim == 4}
+
+
+def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] | None]:
+    """Creates or reopens the run folder; refuses to overwrite or to double-train a run."""
+    run = Run(Path(config.run).expanduser())
+    if run.path.is_dir() and run.is_training() and run.status().get("pid") not in (None, os.getpid()):
+        raise RunError(f"{run.path}: a training job is already running (pid {run.status().get('pid')}); "
+                       "stop it first or choose another --run")
+    epochs = run.epochs()
+    if epochs and not resume:
+        raise RunError(f"{run.path}: run already has epochs {epochs[0]}..{epochs[-1]}; "
+                       "pass --resume to continue it or choose another --run name")
+    run.path.mkdir(parents=True, exist_ok=True)
+    config.save(run.path / "config.json")
+    payload = run.load(epochs[-1]) if (resume and epochs) else None
+    return run, payload
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> list[Run]:
+    """Trains one model, or one per category when config.per_category; returns the runs."""
+    if not config.per_category:
+        return [train_one(config, resume, progress, log)]
+    from core.data.layouts import discover_samples
+
+    categories = config.categories or sorted({s.category for s in discover_samples(config.data, config.layout)})
+    runs = []
+    for category in categories:
+        sub = config.with_overrides({"categories": [category], "per_category": False,
+                                     "run": str(Path(config.run) / category.replace("/", "_"))})
+        runs.append(train_one(sub, resume, progress, log))
+    return runs
+
+
+def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> Run:
+    run, payload = prepare_run(config, resume)
+    device = resolve_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    start_epoch = int(payload["epoch"]) if payload else 0
+    run.write_status(state="running", pid=os.getpid(), epoch=start_epoch, epochs=config.epochs,
+                     device=str(device), message="loading data", started=time.time())
+    previous = _install_stop_handler()
+    try:
+        torch.manual_seed(config.seed)
+        data = load_training_data(config.data, config.image_size, config.layout, config.categories,
+                                  config.val_fraction, config.seed)
+        for _path, reason in data.train.skipped + data.val.skipped:
+            log(f"warning: {reason}")
+        model = UNetAutoencoder(config.model).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if payload:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            _restore_missing_metrics(run, payload)
+        log(f"run {run.path}: {len(data.train)} train / {len(data.val)} val images, "
+            f"{len(data.train.category_names)} categories, {count_parameters(model) / 1e6:.2f}M parameters, "
+            f"device {device}, epochs {start_epoch + 1}..{config.epochs}")
+        probe = ValidationProbe.build(data, config)
+        loss_fn = ReconstructionLoss(config.loss)
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
+            save_checkpoint(run.checkpoint_path(epoch), {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "config": config.to_dict(), "metrics": record})
+            run.append_metrics(record)
+            log(_summary(record, config.epochs))
+            eta = record["seconds"] * (config.epochs - epoch)
+            run.write_status(state="running", epoch=epoch, eta_s=eta, message=f"epoch {epoch} saved")
+            if not math.isfinite(record["train_loss"]):
+                raise FloatingPointError(f"loss became NaN/inf at epoch {epoch}; lower --lr or change --loss")
+        run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
+    except StopRequested:
+        run.write_status(state="stopped", message="stopped by request; finished epochs are kept, --resume continues")
+        log("stopped; finished epochs are kept")
+    except BaseException as err:
+        run.write_status(state="failed", message=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        _restore_stop_handler(previous)
+    return run
+
+
+def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,
+              epoch: int, device: torch.device, run: Run, progress: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    model.train()
+    rng = np.random.default_rng([config.seed, epoch])
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    pipeline = build_augmentation(config.augment, config.image_size, seed=config.seed * 100_003 + epoch)
+    order = rng.permutation(len(data.train))
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2 and config.model.norm == "batch":
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])  # BatchNorm needs 2+ images a batch
+    layers = conv_weights(model)
+    grad_sums = torch.zeros(len(layers), device=device)
+    loss_sum, seen, last_status = 0.0, 0, time.time()
+    bar = tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+               disable=not progress, file=sys.stderr, leave=False)
+    with ThreadPoolExecutor(max_workers=1) as prefetch:  # augment the next batch during compute
+        pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[0]])
+        for step, batch_idx in enumerate(batches):
+            images = pending.result()
+            if step + 1 < len(batches):
+                pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[step + 1]])
+            x = to_tensor(images, device)
+            loss = loss_fn(x, model(x)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_sums += torch.stack([p.grad.detach().norm() if p.grad is not None else
+                                      torch.zeros((), device=device) for p in layers.values()])
+            optimizer.step()
+            loss_sum += loss.item() * len(batch_idx)
+            seen += len(batch_idx)
+            bar.update(len(batch_idx))
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if time.time() - last_status > 2:
+                run.write_status(epoch=epoch - 1, batch=step + 1, batches=len(batches),
+                                 message=f"epoch {epoch}: batch {step + 1}/{len(batches)}")
+                last_status = time.time()
+    bar.close()
+    train_seconds = time.perf_counter() - started
+    grad_norms = (grad_sums / max(1, len(batches))).cpu().tolist()
+    record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
+              "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
+              "device": str(device), "grad_norm": dict(zip(layers, grad_norms, strict=True)),
+              "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth)}
+    record.update(validate(model, loss_fn, probe, device, config.batch_size))
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+@torch.no_grad()
+def validate(model, loss_fn, probe: ValidationProbe, device: torch.device, batch_size: int) -> dict[str, Any]:
+    """Validation loss on held-out normals; synthetic AUROC for the cheap scores (pixel, ssim)."""
+    model.eval()
+    if len(probe.normals) == 0:
+        return {"val_loss": None}
+    images = np.concatenate([probe.normals, probe.anomalies])
+    losses, pixel, ssim = [], [], []
+    for i in range(0, len(images), batch_size):
+        x = to_tensor(images[i:i + batch_size], device)
+        y = model(x)
+        losses.append(loss_fn(x, y).cpu())
+        pixel.append((x - y).pow(2).mean(1).flatten(1).mean(1).cpu())
+        ssim.append(ssim_error_map(x, y).flatten(1).mean(1).cpu())
+    n = len(probe.normals)
+    result: dict[str, Any] = {"val_loss": float(torch.cat(losses)[:n].mean())}
+    if len(probe.anomalies):
+        labels = np.r_[np.zeros(n), np.ones(len(probe.anomalies))]
+        result["synthetic_auroc"] = {"pixel": image_auroc(labels, torch.cat(pixel).numpy()),
+                                     "ssim": image_auroc(labels, torch.cat(ssim).numpy())}
+    return result
+
+
+def _deep_shallow_ratio(names: list[str], norms: list[float], depth: int) -> float | None:
+    """Mean gradient norm of the bottleneck block over that of the stem: vanishing deep layers -> 0."""
+    deep = [n for name, n in zip(names, norms, strict=True) if name.startswith(f"down.{depth - 1}.")]
+    shallow = [n for name, n in zip(names, norms, strict=True) if name.startswith("stem.")]
+    if not deep or not shallow or sum(shallow) == 0:
+        return None
+    return float(np.mean(deep) / np.mean(shallow))
+
+
+def _restore_missing_metrics(run: Run, payload: dict[str, Any]) -> None:
+    """A crash between the checkpoint rename and the metrics append must not lose the record."""
+    record = payload.get("metrics")
+    if record and record.get("epoch") not in {m.get("epoch") for m in run.metrics()}:
+        run.append_metrics(record)
+
+
+def _summary(record: dict[str, Any], epochs: int) -> str:
+    synth = record.get("synthetic_auroc") or {}
+    synth_text = " ".join(f"synth_{k}={v:.3f}" for k, v in synth.items() if v == v)
+    val = record.get("val_loss")
+    val_text = f"val_loss={val:.4f} " if val is not None else ""
+    return (f"epoch {record['epoch']}/{epochs} train_loss={record['train_loss']:.4f} {val_text}{synth_text} "
+            f"{record['images_per_s']:.1f} img/s {record['seconds']:.1f}s")
+
+
+def _raise_stop(signum, frame):
+    raise StopRequested()
+
+
+def _install_stop_handler():
+    try:
+        return signal.signal(signal.SIGTERM, _raise_stop)
+    except ValueError:  # not the main thread (e.g. inside a test runner thread)
+        return None
+
+
+def _restore_stop_handler(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

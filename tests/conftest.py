@@ -1,0 +1,54 @@
+"""Shared fixtures: one tiny demo dataset and one tiny trained run per test session.
+
+Everything is small (32-64 px, a few images per category, 2 epochs) so the whole suite runs
+on 2 CPU cores in minutes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from core.config import ModelConfig, TrainConfig  # noqa: E402
+from core.data.demo import DemoSpec, generate_demo_dataset  # noqa: E402
+
+SHARED_REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+TINY_CATEGORIES = ("carpet", "bottle", "pill")
+
+
+def tiny_config(data: Path, run: Path, **overrides) -> TrainConfig:
+    """A model and schedule small enough for a CPU test, still a real U-Net."""
+    config = TrainConfig(data=str(data), run=str(run), image_size=32, epochs=2, batch_size=8,
+                         model=ModelConfig(base_width=8, depth=3), seed=0)
+    return config.with_overrides(overrides) if overrides else config
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_dataset(root, DemoSpec(size=64, seed=0, n_train=10, n_test_good=3, n_test_per_defect=2,
+                                         categories=TINY_CATEGORIES))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_root, tmp_path_factory):
+    """A finished 2-epoch run on the tiny demo set (treat as read-only)."""
+    from core.runs import Run
+    from core.train import train_one
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train_one(tiny_config(demo_root, run_dir), progress=False, log=lambda _: None)
+    return Run(run_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_realdata() -> Path:
+    if not SHARED_REALDATA.is_dir():
+        pytest.skip("../shared/realdata is absent")
+    return SHARED_REALDATA
