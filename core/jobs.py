@@ -19,6 +19,20 @@ from typing import Any
 from core.config import TrainConfig
 from core.runs import Run, RunError, is_alive
 
+# Launched jobs by pid: holding the Popen lets this process reap its own children (no zombies,
+# no ResourceWarning); jobs started by an earlier dashboard process are watched through their pid.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+DEMO_DATA = "data/demo"
+DEMO_RUN = "checkpoints/demo"
+
+
+def demo_config(data: str = DEMO_DATA, run: str = DEMO_RUN) -> TrainConfig:
+    """The first-start demo: small enough for 2 CPU cores to show clean reconstructions within
+    about three minutes, still the same U-Net users train for real."""
+    return TrainConfig(data=data, run=run, image_size=64, epochs=12, batch_size=16, device="auto").with_overrides(
+        {"model.base_width": 16, "model.depth": 4})
+
 
 def start_training(config: TrainConfig, resume: bool = False) -> int:
     """Launches the job and returns its PID; refuses a run that is already training."""
@@ -42,6 +56,7 @@ def start_training(config: TrainConfig, resume: bool = False) -> int:
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True, cwd=os.getcwd())
+    _CHILDREN[process.pid] = process
     run.write_status(pid=process.pid)  # the job writes the same pid itself once it runs
     return process.pid
 
@@ -65,11 +80,11 @@ def stop_training(run: Run, timeout: float = 10.0) -> bool:
 
 def _reaped(pid: int) -> bool:
     """A child of this process stays a zombie until waited for; reap it so it reads as gone."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == pid
-    except ChildProcessError:
+    process = _CHILDREN.get(pid)
+    if process is None or process.poll() is None:
         return False
+    del _CHILDREN[pid]
+    return True
 
 
 def log_tail(run: Run, lines: int = 40) -> str:

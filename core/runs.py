@@ -95,7 +95,10 @@ def is_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a finished child not yet reaped by its parent is a zombie: it is gone for our purposes
+        return Path(f"/proc/{int(pid)}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 @dataclass(frozen=True)
