@@ -105,6 +105,9 @@ def is_alive(pid: int | None) -> bool:
 class Run:
     path: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path).expanduser())
+
     @classmethod
     def open(cls, path: str | Path) -> Run:
         run = cls(Path(path).expanduser())
