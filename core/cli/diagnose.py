@@ -1,0 +1,191 @@
+"""`python -m core diagnose --run R --epoch E|all`: is this model healthy, and which epoch to use.
+
+One epoch: its health flags with evidence, per-layer weight statistics and clustering purity.
+`all` (or a list like 3,5,8): the health timeline, where collapse starts, the suggested epoch
+with its reasons, and a layer x epoch weight-std table. --json writes everything as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+VERB = "diagnose"
+HELP = "health flags, weight statistics, clustering purity and a best-epoch suggestion for a run"
+MAX_TABLE_EPOCHS = 12  # a weight-std table wider than this is sampled evenly (always with the last)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--run", required=True, help="run folder (or its name under checkpoints/)")
+    parser.add_argument("--epoch", default="last", help="an epoch, best, last, all, or a list like 2,5,9 (default last)")
+    parser.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
+    parser.add_argument("--json", metavar="FILE", help="also write the full diagnosis as JSON ('-' for stdout)")
+    parser.add_argument("--no-cluster", action="store_true", help="skip encoder-feature clustering")
+    parser.add_argument("--level", default="bottleneck", help="encoder level to cluster: bottleneck, all or 0..depth")
+    parser.add_argument("--k", type=int, help="K-Means clusters (default: number of categories)")
+    parser.add_argument("--max-points", type=int, default=20000, help="images to cluster at most (default 20000)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="with several epochs: add real test AUROC to the suggestion (slow; uses test labels)")
+
+
+def open_run(text: str):
+    from core.runs import Run
+
+    path = Path(text).expanduser()
+    if not path.is_dir() and not path.is_absolute() and (Path("checkpoints") / text).is_dir():
+        path = Path("checkpoints") / text
+    return Run.open(path)
+
+
+def parse_epochs(run, text: str) -> tuple[list[int], bool]:
+    """(epochs, many): 'all' and comma lists give a timeline; anything else one epoch."""
+    text = str(text).strip().lower()
+    if text == "all":
+        return run.epochs(), True
+    if "," in text:
+        return [run.resolve_epoch(part) for part in text.split(",") if part.strip()], True
+    return [run.resolve_epoch(text)], False
+
+
+def _level(text: str):
+    return int(text) if str(text).lstrip("-").isdigit() else text
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_health(health: dict) -> list[str]:
+    verdict = "healthy" if health["healthy"] else "UNHEALTHY"
+    lines = [f"health: {verdict}" + ("" if health["flags"] else " (no flags)")]
+    lines += [f"  [{f['severity']}] {f['name']}: {f['sentence']}" for f in health["flags"]]
+    lines += [f"  note: {note}" for note in health.get("notes", [])]
+    numbers = health["numbers"]
+    keys = ("image_spread_ratio", "pixel_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
+            "output_saturated_share", "normal_error", "dead_layers")
+    shown = [f"{k} {_fmt(numbers[k])}" for k in keys if k in numbers]
+    return lines + (["  numbers: " + ", ".join(shown)] if shown else [])
+
+
+def format_clustering(clustering: dict | None) -> list[str]:
+    if clustering is None:
+        return []
+    if "skipped" in clustering:
+        return [f"clustering: skipped ({clustering['skipped']})"]
+    pairs = ", ".join(f"{a}/{b} {share:.2f}" for a, b, share in clustering["confused_pairs"][:5]) or "none"
+    lines = [f"clustering ({clustering['level']}, k={clustering['k']}, {clustering['n_points']} images): "
+             f"purity {clustering['purity']:.3f}, ARI {clustering['ari']:.3f}; confused pairs: {pairs}"]
+    table = pd.DataFrame(clustering["clusters"])
+    return lines + ["  " + line for line in table.to_string(index=False).splitlines()] if len(table) else lines
+
+
+def sampled_columns(columns: list[int], limit: int = MAX_TABLE_EPOCHS) -> list[int]:
+    if len(columns) <= limit:
+        return columns
+    picks = {columns[round(i * (len(columns) - 1) / (limit - 1))] for i in range(limit)}
+    return [c for c in columns if c in picks]
+
+
+def format_std_table(table: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return ["weight std: no checkpoints"]
+    shown = table[sampled_columns(list(table.columns))]
+    note = "" if shown.shape[1] == table.shape[1] else f" ({shown.shape[1]} of {table.shape[1]} epochs shown)"
+    text = shown.to_string(float_format=lambda v: f"{v:.4f}")
+    return [f"weight std per layer (layer x epoch){note}:"] + ["  " + line for line in text.splitlines()]
+
+
+def _ranges(epochs: list[int]) -> str:
+    spans, start, prev = [], None, None
+    for epoch in epochs:
+        if start is None:
+            start = prev = epoch
+        elif epoch == prev + 1:
+            prev = epoch
+        else:
+            spans.append((start, prev))
+            start = prev = epoch
+    if start is not None:
+        spans.append((start, prev))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def format_timeline(result: dict) -> list[str]:
+    columns = ["epoch", "healthy", "flags", "val_loss", "image_spread_ratio", "hf_ratio", "defect_error_ratio",
+               "bottleneck_std", "purity"]
+    rows = [{**{c: r.get(c) for c in columns}, "flags": ",".join(r["flags"]) or "-",
+             **{k: r[k] for k in r if k.startswith(("synthetic_auroc_", "real_auroc_"))}} for r in result["timeline"]]
+    frame = pd.DataFrame(rows).map(lambda v: _fmt(v) if isinstance(v, float) or v is None else v)
+    lines = ["timeline:"] + ["  " + line for line in frame.to_string(index=False).splitlines()]
+    seen: dict[str, list[dict]] = {}
+    for report in result["reports"]:
+        for flag in report["flags"]:
+            seen.setdefault(flag["name"], []).append({"epoch": report["epoch"], **flag})
+    for name, hits in seen.items():
+        last = hits[-1]
+        lines.append(f"  {name} ({last['severity']}) in epochs {_ranges([h['epoch'] for h in hits])}; "
+                     f"epoch {last['epoch']}: {last['sentence']}")
+    starts = result["collapse_starts"]
+    lines.append(f"collapse starts: {'epoch ' + str(starts) if starts is not None else 'no collapse'}")
+    suggestion = result["suggestion"]
+    head = f"suggested epoch: {suggestion['epoch']}" if suggestion["epoch"] is not None else "suggested epoch: none"
+    return lines + [head] + [f"  - {reason}" for reason in suggestion["reasons"]] + \
+        [f"note: {note}" for note in result["notes"]]
+
+
+def readable_epochs(run, epochs: list[int]) -> list[int]:
+    """The epochs whose checkpoint loads (a damaged older one must not hide the table)."""
+    from core.diagnostics import weight_stats
+    from core.runs import RunError
+
+    readable = []
+    for epoch in epochs:
+        try:
+            weight_stats(run, epoch)
+        except RunError:
+            continue
+        readable.append(epoch)
+    return readable
+
+
+def write_json(target: str, payload: dict) -> None:
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    if target == "-":
+        print(text, end="")
+    else:
+        Path(target).write_text(text)
+
+
+def main(args) -> int:
+    from core.diagnostics import diagnose_epoch, diagnose_run, weight_std_table
+
+    run = open_run(args.run)
+    epochs, many = parse_epochs(run, args.epoch)
+    options = {"data_root": args.data, "cluster": not args.no_cluster, "level": _level(args.level),
+               "max_points": args.max_points}
+    if many:
+        result = diagnose_run(run, epochs, evaluate=args.evaluate, **options)
+        lines = [f"run {run.path}: {len(epochs)} epochs"] + format_timeline(result)
+        std_table = weight_std_table(run, [row["epoch"] for row in result["timeline"]])
+    else:
+        result = diagnose_epoch(run, epochs[0], k=args.k, **options)
+        lines = [f"run {run.path}: epoch {epochs[0]}"] + format_health(result["health"])
+        lines += format_clustering(result["clustering"])
+        # its history up to this epoch, so a std shrinking since epoch 1 shows
+        std_table = weight_std_table(run, readable_epochs(run, [e for e in run.epochs() if e <= epochs[0]]))
+    lines += format_std_table(std_table)
+    if args.json != "-":
+        print("\n".join(lines))
+    if args.json:
+        from core.diagnostics.timeline import jsonable
+
+        result["weight_std"] = jsonable({str(layer): {str(e): v for e, v in row.items()}
+                                         for layer, row in std_table.iterrows()})
+        write_json(args.json, result)
+    return 0

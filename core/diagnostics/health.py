@@ -1,0 +1,293 @@
+"""Health flags for one checkpoint: each with its evidence numbers and one plain sentence.
+
+The failures this workflow has met, and the rule that catches each (thresholds below, each
+with the reason for its number):
+
+* nan           any weight or reconstructed pixel is NaN/inf.
+* collapsed     every input comes out as nearly the same image (uniform grey, black, a mean
+                image): spread across images far below the input's.
+* identity_copy defects are reconstructed as well as normal regions, so nothing stands out in
+                the error map: skip connections copy the input through.
+* dead_layers   a layer's weight std or gradient norm fell far below its early value.
+* blurry        the output keeps little of the input's fine detail (a warning: blur is normal
+                early in training and only hurts pixel-level scores).
+
+Error-severity flags make an epoch unhealthy; the best-epoch suggestion never picks one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.cache import cached
+from core.config import TrainConfig
+from core.diagnostics.gradients import gradient_table, vanishing_gradients
+from core.diagnostics.probe import PROBE_PER_CATEGORY, probe_set, probe_signature
+from core.diagnostics.reconstruction import reconstruction_numbers
+from core.diagnostics.weights import init_weight_std, weight_stats
+from core.runs import Run, RunError
+from core.tensors import reconstruct, to_tensor
+
+# collapsed: output spread across images below 10% of the input's. A model that reconstructs
+# anything keeps most of the difference between images (even a blurry one keeps the low
+# frequencies that carry most of it, so it sits above 0.5); a grey/black/mean-image collapse
+# keeps almost none (< 0.05 in the planted tests). 0.1 sits well between the two.
+COLLAPSE_SPREAD_RATIO = 0.1
+# collapsed into a *uniform* image when, in addition, each output varies inside itself by less
+# than 10% of what the inputs do (same reasoning, within images).
+UNIFORM_PIXEL_RATIO = 0.1
+# blurry: output keeps under 25% of the input's Laplacian energy, i.e. under half the amplitude
+# of edges and texture; pixel-error maps of such a model light up on every normal edge.
+BLURRY_HF_RATIO = 0.25
+# identity_copy: mean error inside defect masks at most 1.1x the error outside them (on the
+# same images). A model that removes defects has errors several times higher inside; 10% is
+# what sensor noise and borders of masks alone can produce.
+IDENTITY_ERROR_RATIO = 1.1
+# ... and only when the model does reconstruct: error outside defects under half the input's
+# own pixel spread (a flat mean-colour output would score ~0.8). Otherwise a model that
+# reconstructs nothing (untrained, collapsed) would be "equally bad" everywhere and misread.
+IDENTITY_MAX_OUTSIDE_ERROR = 0.5
+# dead_layers: weight std below 10% of its early value (max of initialisation and the first
+# checkpoint). Adam updates move a live layer's std by tens of percent, not by 10x downwards;
+# a 10x fall is weight decay winning over a gradient that no longer arrives.
+DEAD_STD_FRACTION = 0.1
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass
+class HealthFlag:
+    """One detected problem. evidence: the numbers the rule read, by name."""
+
+    name: str
+    severity: str  # "warning" | "error"
+    sentence: str
+    evidence: dict[str, float]
+
+
+@dataclass
+class HealthReport:
+    """Every flag for one epoch plus all numbers they were computed from.
+
+    notes: what could not be checked and why (e.g. the dataset folder is missing).
+    """
+
+    epoch: int
+    flags: list[HealthFlag]
+    numbers: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(flag.severity == ERROR for flag in self.flags)
+
+    def flag(self, name: str) -> HealthFlag | None:
+        return next((flag for flag in self.flags if flag.name == name), None)
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "healthy": self.healthy, "flags": [asdict(f) for f in self.flags],
+                "numbers": dict(self.numbers), "notes": list(self.notes)}
+
+
+# --------------------------------------------------------------------------- rules (pure)
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def nan_flag(nonfinite_weights: int, nonfinite_outputs: int) -> HealthFlag | None:
+    if nonfinite_weights <= 0 and nonfinite_outputs <= 0:
+        return None
+    return HealthFlag("nan", ERROR,
+                      f"The model contains NaN or infinite values ({nonfinite_weights} weights, "
+                      f"{nonfinite_outputs} output values): training diverged; lower the learning rate "
+                      "or pick an earlier epoch.",
+                      {"nonfinite_weights": float(nonfinite_weights), "nonfinite_outputs": float(nonfinite_outputs)})
+
+
+def _collapse_kind(numbers: dict[str, float]) -> str:
+    mean = numbers["output_mean"]
+    if not _finite(numbers["pixel_spread_ratio"]) or numbers["pixel_spread_ratio"] >= UNIFORM_PIXEL_RATIO:
+        return "the same mean-looking image"
+    if mean < 0.1:
+        return f"a uniform black image (mean intensity {mean:.2f})"
+    if mean > 0.9:
+        return f"a uniform white image (mean intensity {mean:.2f})"
+    return f"a uniform grey image (mean intensity {mean:.2f})"
+
+
+def collapsed_flag(numbers: dict[str, float]) -> HealthFlag | None:
+    ratio = numbers.get("image_spread_ratio", float("nan"))
+    if not _finite(ratio) or ratio >= COLLAPSE_SPREAD_RATIO:
+        return None
+    out, inp = numbers["output_image_spread"], numbers["input_image_spread"]
+    return HealthFlag("collapsed", ERROR,
+                      f"Every input is reconstructed as {_collapse_kind(numbers)} (spread across images "
+                      f"{out:.3f} vs input {inp:.3f}): the model has collapsed (or, early in training, has not "
+                      "learned to reconstruct yet).",
+                      {"output_image_spread": out, "input_image_spread": inp, "image_spread_ratio": ratio,
+                       "output_pixel_spread": numbers["output_pixel_spread"],
+                       "output_mean": numbers["output_mean"],
+                       "output_saturated_share": numbers["output_saturated_share"]})
+
+
+def blurry_flag(numbers: dict[str, float]) -> HealthFlag | None:
+    ratio = numbers.get("hf_ratio", float("nan"))
+    if not _finite(ratio) or ratio >= BLURRY_HF_RATIO:
+        return None
+    return HealthFlag("blurry", WARNING,
+                      f"Reconstructions keep only {100 * ratio:.0f}% of the input's fine detail "
+                      f"(high-frequency energy {numbers['output_hf_energy']:.4f} vs input "
+                      f"{numbers['input_hf_energy']:.4f}): the output is blurry, so pixel errors "
+                      "light up on every edge of normal images too.",
+                      {"hf_ratio": ratio, "output_hf_energy": numbers["output_hf_energy"],
+                       "input_hf_energy": numbers["input_hf_energy"]})
+
+
+def identity_copy_flag(numbers: dict[str, float], skips: str = "") -> HealthFlag | None:
+    inside, outside = numbers.get("defect_error_inside"), numbers.get("defect_error_outside")
+    ratio, spread = numbers.get("defect_error_ratio"), numbers.get("input_pixel_spread")
+    if not _finite(inside, outside, ratio, spread) or ratio > IDENTITY_ERROR_RATIO:
+        return None
+    if outside > IDENTITY_MAX_OUTSIDE_ERROR * spread:
+        return None  # the model does not reconstruct well anywhere: not a copy
+    via = f"through its skip connections (skips={skips})" if skips and skips != "none" else "through"
+    return HealthFlag("identity_copy", ERROR,
+                      f"Defects are reconstructed as well as normal regions (error inside defect masks "
+                      f"{inside:.3f} vs outside {outside:.3f}, ratio {ratio:.2f}): the model copies "
+                      f"anomalies {via}, so they cannot be found in the error map.",
+                      {"defect_error_inside": inside, "defect_error_outside": outside,
+                       "defect_error_ratio": ratio, "n_defect_images": numbers.get("n_defect_images", 0.0)})
+
+
+def dead_layer_table(stats: pd.DataFrame, reference_std: pd.Series, vanishing: pd.DataFrame) -> pd.DataFrame:
+    """Layers that stopped learning, by weight or by gradient.
+
+    stats: weight_stats of the epoch; reference_std: per-layer early std (index = layer);
+    vanishing: vanishing_gradients of the epoch. Returns layer, part, level, evidence
+    ("weight_std" | "gradient"), ratio (now / early), in layer order.
+    """
+    rows = []
+    by_layer = stats.set_index("layer")
+    for layer, row in by_layer.iterrows():
+        early = reference_std.get(layer)
+        if early is not None and early > 0 and _finite(row["std"]) and row["std"] < DEAD_STD_FRACTION * early:
+            rows.append({"layer": layer, "part": row["part"], "level": int(row["level"]),
+                         "evidence": "weight_std", "ratio": float(row["std"] / early)})
+    for _, grad in vanishing.iterrows():
+        part, level = (by_layer.loc[grad["layer"], ["part", "level"]] if grad["layer"] in by_layer.index
+                       else ("other", -1))
+        rows.append({"layer": grad["layer"], "part": part, "level": int(level), "evidence": "gradient",
+                     "ratio": float(grad["ratio"])})
+    return pd.DataFrame(rows, columns=["layer", "part", "level", "evidence", "ratio"])
+
+
+def dead_layers_flag(dead: pd.DataFrame, n_layers: int) -> HealthFlag | None:
+    """Error when a bottleneck layer or half of all layers died: the U-Net's only route through
+    which it must understand the image is gone, and the output either ignores the input or
+    copies it through the skips. Otherwise a warning: the rest of the network may compensate."""
+    if dead.empty:
+        return None
+    layers = list(dict.fromkeys(dead["layer"]))
+    severe = (dead["part"] == "bottleneck").any() or len(layers) * 2 >= max(1, n_layers)
+    worst = dead.sort_values("ratio", kind="stable").drop_duplicates("layer").head(3)
+    what = {"weight_std": "weight std", "gradient": "gradient norm"}
+    details = "; ".join(f"{r.layer} {what[r.evidence]} at {100 * r.ratio:.2g}% of its early value"
+                        for r in worst.itertuples())
+    evidence = {"dead_layers": float(len(layers)), "layers": float(n_layers)}
+    evidence.update({f"{r.evidence}_ratio:{r.layer}": float(r.ratio) for r in dead.itertuples()})
+    return HealthFlag("dead_layers", ERROR if severe else WARNING,
+                      f"{len(layers)} of {n_layers} layers stopped learning ({details}): they no longer "
+                      "contribute to the reconstruction.", evidence)
+
+
+# --------------------------------------------------------------------------- per checkpoint
+
+
+@functools.lru_cache(maxsize=16)
+def _init_std(config_json: str) -> pd.Series:
+    return init_weight_std(TrainConfig.from_dict(json.loads(config_json)))
+
+
+def reference_weight_std(run: Run) -> pd.Series:
+    """Per-layer early std: the larger of the initialisation's and the first readable checkpoint's."""
+    reference = _init_std(json.dumps(run.config().to_dict(), sort_keys=True)).copy()
+    for epoch in run.epochs():
+        try:
+            first = weight_stats(run, epoch).set_index("layer")["std"]
+        except RunError:
+            continue  # a damaged first checkpoint must not take every later epoch down with it
+        return pd.concat([reference, first], axis=1).max(axis=1, skipna=True)
+    return reference
+
+
+def weight_flags(run: Run, epoch: int) -> tuple[list[HealthFlag], dict[str, float]]:
+    """The flags readable without images: nan (weights) and dead_layers (weights, gradients)."""
+    stats = weight_stats(run, epoch)
+    vanishing = vanishing_gradients(gradient_table(run), epoch)
+    dead = dead_layer_table(stats, reference_weight_std(run), vanishing)
+    numbers = {"nonfinite_weights": float(stats["nonfinite"].sum()), "dead_layers": float(dead["layer"].nunique())}
+    flags = [nan_flag(int(stats["nonfinite"].sum()), 0), dead_layers_flag(dead, len(stats))]
+    return [f for f in flags if f is not None], numbers
+
+
+def _reconstruction_result(run: Run, epoch: int, data_root, per_category: int, seed: int) -> dict:
+    probe = probe_set(run, data_root, per_category, seed)
+    outputs = reconstruct(run.load_model(epoch), np.asarray(probe.images))
+    inputs = to_tensor(np.asarray(probe.images)).numpy()
+    masks = np.asarray(probe.masks) * np.asarray(probe.has_mask)[:, None, None]
+    return reconstruction_numbers(inputs, outputs, masks, probe.labels)
+
+
+def reconstruction_numbers_of(run: Run, epoch: int, data_root: str | Path | None = None,
+                              per_category: int = PROBE_PER_CATEGORY, seed: int = 0) -> dict[str, float]:
+    """reconstruction_numbers of the checkpoint on the run's probe set, cached per checkpoint."""
+    params = probe_signature(run, data_root, per_category, seed)
+    result = cached(run, epoch, "reconstruction_numbers", params,
+                    lambda: _reconstruction_result(run, epoch, data_root, per_category, seed))
+    return {k: float(v) for k, v in result.items()}
+
+
+def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthFlag], skips: str) -> HealthReport:
+    """Combines reconstruction numbers and the image-free flags (weight_flags) into one report.
+
+    NaN outputs make every output-based rule meaningless, and a collapsed output has uniform
+    error that would read as identity copying, so those rules are skipped in those cases.
+    """
+    flags = [f for f in image_free_flags if f.name != "nan"]  # re-made below with the outputs
+    nonfinite_weights = int(numbers.get("nonfinite_weights", 0))
+    broken = nan_flag(nonfinite_weights, int(numbers.get("nonfinite_outputs", 0)))
+    if broken is not None:
+        return HealthReport(epoch, [broken, *flags], numbers)
+    collapsed = collapsed_flag(numbers)
+    found = [collapsed, blurry_flag(numbers)]
+    if collapsed is None:
+        found.append(identity_copy_flag(numbers, skips))
+    return HealthReport(epoch, [f for f in found if f is not None] + flags, numbers)
+
+
+def reconstruction_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:
+    """Every health flag of one checkpoint: probe reconstructions, weights and gradients.
+
+    Raises DataMissingError (naming the folder) when the probe images are not there; use
+    weight_health for the checks that need no images.
+    """
+    numbers = reconstruction_numbers_of(run, epoch, data_root)
+    image_free_flags, weight_numbers = weight_flags(run, epoch)
+    numbers.update(weight_numbers)
+    return assess(epoch, numbers, image_free_flags, run.config().model.skips)
+
+
+def weight_health(run: Run, epoch: int, note: str = "") -> HealthReport:
+    """The image-free part of the health check (nan weights, dead layers)."""
+    flags, numbers = weight_flags(run, epoch)
+    return HealthReport(epoch, flags, numbers, [note] if note else [])

@@ -1,0 +1,266 @@
+"""One checkpoint's full diagnosis, a run's health timeline, and the epoch to use.
+
+diagnose_epoch and diagnose_run return JSON-able dicts (NaN becomes None), so the CLI can
+write them as they are and the dashboard can show them without recomputing: every expensive
+part underneath is cached per checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.diagnostics.features import MAX_POINTS, feature_clusters
+from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
+from core.diagnostics.probe import DataMissingError
+from core.diagnostics.weights import weight_stats
+from core.runs import Run, RunError
+
+# How much each kind of evidence counts when choosing among healthy epochs. Real AUROC (only
+# with evaluate=True: it reads test labels) measures the goal itself; synthetic AUROC measures
+# it on fabricated defects; validation loss only says normals are reconstructed well, which a
+# model that copies everything also achieves; purity says the encoder tells categories apart.
+SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0, "purity": 0.5}
+# Subtracted per warning flag (blurry, dead layers that are not fatal): between two epochs with
+# equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
+WARNING_PENALTY = 0.05
+FLOOR_METHODS = ("rawknn",)  # no-learning baselines: constant across epochs, never a reason
+
+
+def jsonable(value: Any) -> Any:
+    """nan/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def epoch_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:
+    """reconstruction_health, or the image-free checks with a note when the data is missing."""
+    try:
+        return reconstruction_health(run, epoch, data_root)
+    except DataMissingError as err:
+        return weight_health(run, epoch, note=f"reconstruction checks skipped: {err}")
+
+
+def weight_summary(run: Run, epoch: int) -> dict[str, Any]:
+    """Per-layer weight statistics plus the mean std per part (encoder, bottleneck, ...)."""
+    stats = weight_stats(run, epoch)
+    by_part = stats.groupby("part", sort=False)["std"].mean()
+    smallest = stats.loc[stats["std"].idxmin()] if stats["std"].notna().any() else None
+    return {"by_part": {str(k): float(v) for k, v in by_part.items()},
+            "smallest_std": None if smallest is None else {"layer": smallest["layer"], "std": float(smallest["std"])},
+            "layers": stats.to_dict(orient="records")}
+
+
+def _clustering(run: Run, epoch: int, data_root, level, k, max_points: int) -> dict[str, Any]:
+    try:
+        result = feature_clusters(run, epoch, data_root, level=level, k=k, max_points=max_points)
+    except DataMissingError as err:
+        return {"skipped": str(err)}
+    return {"level": str(level), "n_points": int(len(result.assignments)), **result.to_dict()}
+
+
+def _logged(run: Run) -> dict[int, dict[str, Any]]:
+    return {int(m.get("epoch", 0)): m for m in run.metrics()}
+
+
+def diagnose_epoch(run: Run, epoch: int, data_root: str | Path | None = None, cluster: bool = True,
+                   level: str | int = "bottleneck", k: int | None = None,
+                   max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """Health (flags with evidence), weight summary, gradient record and clustering of one epoch.
+
+    Returns {"run", "epoch", "health": HealthReport.to_dict(), "weights": weight_summary,
+    "gradients": {"grad_norm": {layer: norm}, "grad_ratio_deep_shallow"}, "metrics": the
+    epoch's logged losses, "clustering": purity, ari, confused pairs (or {"skipped": why})}.
+    """
+    record = _logged(run).get(epoch, {})
+    out = {
+        "run": str(run.path), "epoch": epoch,
+        "health": epoch_health(run, epoch, data_root).to_dict(),
+        "weights": weight_summary(run, epoch),
+        "gradients": {"grad_norm": record.get("grad_norm") or {},
+                      "grad_ratio_deep_shallow": record.get("grad_ratio_deep_shallow")},
+        "metrics": {k: v for k, v in record.items() if k not in ("grad_norm", "grad_ratio_deep_shallow")},
+        "clustering": _clustering(run, epoch, data_root, level, k, max_points) if cluster else None,
+    }
+    return jsonable(out)
+
+
+def _metric_columns(record: dict[str, Any]) -> dict[str, Any]:
+    row = {"train_loss": record.get("train_loss"), "val_loss": record.get("val_loss")}
+    for method, value in (record.get("synthetic_auroc") or {}).items():
+        row[f"synthetic_auroc_{method}"] = value
+    row.update({k: v for k, v in record.items() if k.startswith("real_auroc_")})
+    return row
+
+
+def timeline_row(report: HealthReport, record: dict[str, Any], bottleneck_std: float | None) -> dict[str, Any]:
+    """One epoch of the timeline: health verdict, flag names, key numbers and logged metrics."""
+    numbers = report.numbers
+    row = {"epoch": report.epoch, "healthy": report.healthy,
+           "flags": [f.name for f in report.flags],
+           "errors": [f.name for f in report.flags if f.severity == "error"],
+           "warnings": [f.name for f in report.flags if f.severity == "warning"]}
+    for key in ("image_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean", "normal_error"):
+        row[key] = numbers.get(key)
+    row["bottleneck_std"] = bottleneck_std
+    row["grad_ratio_deep_shallow"] = record.get("grad_ratio_deep_shallow")
+    row.update(_metric_columns(record))
+    return row
+
+
+def collapse_start(rows: Sequence[dict[str, Any]]) -> int | None:
+    """The epoch where collapse starts, or None.
+
+    Every model starts out "collapsed" (an untrained net gives the same output for any input),
+    so a leading stretch of collapsed epochs that ends before the last epoch is warm-up, not a
+    collapse. Otherwise: the first collapsed epoch after a non-collapsed one, or the first
+    epoch when the run never left the collapsed state.
+    """
+    collapsed = [("collapsed" in r["flags"], r["epoch"]) for r in rows]
+    if not collapsed:
+        return None
+    if all(flag for flag, _ in collapsed):
+        return collapsed[0][1]
+    seen_healthy = False
+    for flag, epoch in collapsed:
+        if not flag:
+            seen_healthy = True
+        elif seen_healthy:
+            return epoch
+    return None
+
+
+def _value(row: dict[str, Any], metric: str) -> tuple[float | None, str]:
+    """(value, label) of a suggestion metric in a row; higher is better except val_loss."""
+    if metric in ("real_auroc", "synthetic_auroc"):
+        found = {k.removeprefix(f"{metric}_"): v for k, v in row.items()
+                 if k.startswith(f"{metric}_") and _finite(v) and k.removeprefix(f"{metric}_") not in FLOOR_METHODS}
+        if not found:
+            return None, ""
+        method = max(found, key=found.get)
+        return float(found[method]), f"{metric.replace('_', ' ')} ({method})"
+    value = row.get(metric)
+    return (float(value), metric.replace("_", " ")) if _finite(value) else (None, "")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _normalised(values: dict[int, float], lower_is_better: bool) -> dict[int, float]:
+    """Min-max scaled to [0, 1] with 1 = best; all equal -> all 1."""
+    low, high = min(values.values()), max(values.values())
+    if high - low < 1e-12:
+        return dict.fromkeys(values, 1.0)
+    return {e: ((high - v) if lower_is_better else (v - low)) / (high - low) for e, v in values.items()}
+
+
+def suggest_epoch(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The healthy epoch with the best weighted evidence, and the reasons in plain words.
+
+    Only epochs without error flags are candidates. Each metric logged for any candidate is
+    min-max scaled over the candidates (missing = worst) and weighted by SUGGESTION_WEIGHTS;
+    each warning flag costs WARNING_PENALTY; ties go to the later epoch. Without any metric,
+    the latest healthy epoch with the fewest warnings is suggested.
+    """
+    candidates = [r for r in rows if r["healthy"]]
+    excluded = [f"{r['epoch']} ({', '.join(r['errors'])})" for r in rows if not r["healthy"]]
+    if not candidates:
+        return {"epoch": None, "score": None,
+                "reasons": ["no healthy epoch: every epoch has an error flag: " + "; ".join(excluded)]}
+    scores = {r["epoch"]: -WARNING_PENALTY * len(r["warnings"]) for r in candidates}
+    used, details = 0.0, []
+    for metric, weight in SUGGESTION_WEIGHTS.items():
+        values = {r["epoch"]: _value(r, metric) for r in candidates}
+        present = {e: v for e, (v, _) in values.items() if v is not None}
+        if not present:
+            continue
+        scaled = _normalised(present, lower_is_better=metric == "val_loss")
+        for epoch in scores:
+            scores[epoch] += weight * scaled.get(epoch, 0.0)
+        used += weight
+        details.append((metric, values, present))
+    best = max(scores, key=lambda e: (round(scores[e], 12), e))
+    reasons = ["healthy: no error flags" + (f" (excluded epochs {'; '.join(excluded)})" if excluded else "")]
+    for metric, values, present in details:
+        value, label = values[best]
+        top = min(present.values()) if metric == "val_loss" else max(present.values())
+        top_epoch = best if present.get(best) == top else next(e for e, v in present.items() if v == top)
+        shown = "-" if value is None else f"{value:.4g}"
+        reasons.append(f"{label or metric.replace('_', ' ')} {shown} (best among healthy epochs: {top:.4g} at epoch {top_epoch})")
+    if not details:
+        reasons.append("no validation metrics were logged: the latest healthy epoch with the fewest warnings")
+    warnings_here = next(r["warnings"] for r in candidates if r["epoch"] == best)
+    if warnings_here:
+        reasons.append("warnings: " + ", ".join(warnings_here))
+    score = scores[best] / used if used else None
+    return {"epoch": int(best), "score": score, "reasons": reasons}
+
+
+def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dict[int, dict[str, float]], str]:
+    """real_auroc_<method> per epoch from core.evaluate (reads test labels), and a note.
+
+    Optional: a missing module or test set gives no values and says why, never an error.
+    """
+    try:
+        from core.evaluate import evaluate_run
+    except ImportError as err:
+        return {}, f"real AUROC unavailable: {err}"
+    try:
+        table = evaluate_run(run, list(epochs), data_root, methods=("pixel", "ssim"))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        return {}, f"real AUROC unavailable: {err}"
+    columns = [c for c in table.columns if str(c).startswith("real_auroc_")]
+    values = {int(row["epoch"]): {c: row[c] for c in columns if _finite(row[c])} for _, row in table.iterrows()}
+    return values, "real AUROC from core.evaluate (test labels) is part of the suggestion"
+
+
+def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
+                 cluster: bool = True, evaluate: bool = False, level: str | int = "bottleneck",
+                 max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """Health timeline over epochs, where collapse starts, and the suggested epoch.
+
+    Returns {"run", "timeline": [timeline_row per epoch (+ purity, ari)], "reports": [HealthReport
+    dicts], "collapse_starts": epoch | None, "suggestion": {"epoch", "score", "reasons"},
+    "notes": [what could not be checked, damaged epochs left out]}. evaluate=True adds real AUROC per epoch from
+    core.evaluate (slow, and it uses test labels to choose).
+    """
+    epochs = list(run.epochs() if epochs is None else epochs)
+    logged = _logged(run)
+    rows, reports, notes = [], [], []
+    for epoch in epochs:
+        try:
+            report = epoch_health(run, epoch, data_root)
+        except RunError as err:  # a damaged checkpoint is named and left out, the rest still shows
+            notes.append(f"epoch {epoch} left out: {err}")
+            continue
+        stats = weight_stats(run, epoch)
+        bottleneck = stats.loc[stats["part"] == "bottleneck", "std"]
+        row = timeline_row(report, logged.get(epoch, {}), float(bottleneck.mean()) if len(bottleneck) else None)
+        if cluster:
+            clustering = _clustering(run, epoch, data_root, level, None, max_points)
+            row["purity"], row["ari"] = clustering.get("purity"), clustering.get("ari")
+        rows.append(row)
+        reports.append(report.to_dict())
+        notes += [n for n in report.notes if n not in notes]
+    if evaluate and rows:
+        diagnosed = [row["epoch"] for row in rows]
+        real, note = real_auroc_by_epoch(run, diagnosed, data_root if data_root is not None else run.config().data)
+        notes.append(note)
+        for row in rows:
+            row.update(real.get(row["epoch"], {}))
+    return jsonable({"run": str(run.path), "timeline": rows, "reports": reports,
+                     "collapse_starts": collapse_start(rows), "suggestion": suggest_epoch(rows), "notes": notes})
