@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.runs import Run, atomic_write_bytes, atomic_write_json
+from core.runs import Run, atomic_write_bytes
 
 CACHE_VERSION = 1
 
@@ -59,7 +59,19 @@ def store_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None,
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(npz_path, buffer.getvalue())
-    atomic_write_json(json_path, rest)  # written last: its presence means the entry is complete
+    try:
+        text = json.dumps(rest, default=_numpy_scalar)
+    except TypeError as err:
+        raise TypeError(f"cache '{kind}': results must be numpy arrays at the top level or JSON values "
+                        f"({err})") from err
+    atomic_write_bytes(json_path, text.encode())  # written last: its presence means the entry is complete
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """numpy scalars become Python numbers; anything else (nested arrays, objects) is refused."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None,

@@ -8,7 +8,10 @@ import torch
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on device."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    array = np.ascontiguousarray(images)
+    if not array.flags.writeable:  # torch warns on read-only buffers (e.g. arrays from a cache)
+        array = array.copy()
+    batch = torch.from_numpy(array).to(device, non_blocking=True)
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
