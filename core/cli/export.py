@@ -1,0 +1,54 @@
+"""`python -m core export`: one epoch as the chosen model, plus an optional submission.csv."""
+
+from __future__ import annotations
+
+from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+
+VERB = "export"
+HELP = (
+    "write an epoch's weights, config and card, and optionally a submission.csv for a test folder"
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--test", help="folder of test images (or a dataset) to score into submission.csv"
+    )
+    parser.add_argument(
+        "--method", default="pixel", help="scoring method for the submission (default pixel)"
+    )
+    parser.add_argument(
+        "--reason", default="", help="why this epoch was chosen (goes into card.json)"
+    )
+    parser.add_argument("--id-column", default="id", help="CSV id column name (default id)")
+    parser.add_argument(
+        "--score-column",
+        default="anomaly_score",
+        help="CSV score column name (default anomaly_score)",
+    )
+    add_scoring_arguments(parser)
+
+
+def main(args) -> int:
+    from core.export import export_epoch
+    from core.runs import Run
+
+    run = Run.open(args.run)
+    written = export_epoch(
+        run,
+        args.epoch,
+        args.out,
+        test_dir=args.test,
+        method=args.method,
+        reason=args.reason,
+        id_column=args.id_column,
+        score_column=args.score_column,
+        device=device_of(args),
+        **scoring_options(args),
+    )
+    for kind, path in written.items():
+        print(f"{kind:10s} {path}")
+    return 0

@@ -1,0 +1,85 @@
+"""`python -m core score`: per-image scores of one method and epoch, as CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+
+VERB = "score"
+HELP = (
+    "per-image anomaly scores of one checkpoint and method (CSV on stdout, or --json); for knn and "
+    "rawknn, compared_with is the category each image was compared with (routed when unlabeled)"
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
+    parser.add_argument(
+        "--method", default="pixel", help="pixel, ssim, feature, knn or rawknn (default pixel)"
+    )
+    parser.add_argument(
+        "--data", help="dataset or image folder (default: the data the run trained on)"
+    )
+    parser.add_argument(
+        "--split", default="test", help="test (default), or the run's own val or train normals"
+    )
+    parser.add_argument(
+        "--json", help="write {name: score, ...} details to this JSON file instead of CSV"
+    )
+    add_scoring_arguments(parser)
+
+
+def main(args) -> int:
+    from core.evaluate import jsonable
+    from core.runs import Run, atomic_write_json
+    from core.scoring import score_checkpoint
+
+    run = Run.open(args.run)
+    data = args.data or run.config().data
+    result = score_checkpoint(
+        run,
+        args.epoch,
+        data,
+        args.method,
+        split=args.split,
+        device=device_of(args),
+        **scoring_options(args),
+    )
+    compared = result.get("bank_categories") or [""] * len(result["names"])
+    rows = list(
+        zip(
+            result["names"],
+            result["categories"],
+            list(result["labels"]),
+            list(result["scores"]),
+            compared,
+            strict=True,
+        )
+    )
+    if args.json:
+        keep = (
+            "method",
+            "epoch",
+            "split",
+            "names",
+            "paths",
+            "categories",
+            "labels",
+            "defects",
+            "scores",
+            "bank_categories",
+            "info",
+            "seconds",
+        )
+        atomic_write_json(Path(args.json), jsonable({k: result[k] for k in keep if k in result}))
+        print(f"wrote {len(rows)} scores to {args.json}", file=sys.stderr)
+        return 0
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["name", "category", "label", "score", "compared_with"])
+    for name, category, label, score, bank_category in rows:
+        writer.writerow([name, category, int(label), repr(float(score)), bank_category or ""])
+    return 0

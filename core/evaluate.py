@@ -1,0 +1,408 @@
+"""Every score of a checkpoint side by side, and the epoch table that tests how epochs are chosen.
+
+Why: validation AUROC on synthetic anomalies can read 1.0 while the real AUROC is 0.5, and
+pixel error can carry no signal where feature distances do. `evaluate_epoch` puts all methods
+(always including the no-learning floor rawknn) next to each other for one checkpoint;
+`evaluate_run` lines epochs up against validation loss and synthetic AUROC, so a user sees
+whether either would have picked the epoch that is best on real defects.
+
+Everything returned is JSON-able: undefined metrics (one class only, no masks) are None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.data.samples import NORMAL
+from core.metrics import (
+    confusion_at,
+    evaluation_table,
+    f1_max,
+    jump_threshold,
+    percentile_threshold,
+    pixel_metrics,
+)
+from core.routing import route_images, routing_accuracy
+from core.runs import Run
+from core.scoring import METHODS, parse_methods, score_checkpoint
+from core.scoring.checkpoint import load_checkpoint_model, reference_set, trained_categories
+from core.scoring.data import load_samples, samples_to_score
+
+PERCENTILE = 99.0
+UNLABELED = "unlabeled"  # the category name reports use for images without one
+FLOOR = "rawknn"
+
+
+def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
+    """The methods asked for plus rawknn, the no-learning floor every table shows."""
+    methods = tuple(methods)
+    return methods if FLOOR in methods else methods + (FLOOR,)
+
+
+def jsonable(value: Any) -> Any:
+    """nan/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _threshold_report(
+    labels: np.ndarray, scores: np.ndarray, normal_val: np.ndarray
+) -> dict[str, Any]:
+    """F1-max, jump and percentile-of-validation-normals thresholds for one score vector."""
+    f1, f1_threshold = f1_max(labels, scores)
+    jump = jump_threshold(scores)
+    percentile = percentile_threshold(normal_val, PERCENTILE)
+    report = {
+        "f1_max": f1,
+        "f1_threshold": f1_threshold,
+        "jump": jump,
+        f"percentile_{PERCENTILE:g}": percentile,
+        "n_val_normals": int(len(normal_val)),
+    }
+    if math.isfinite(percentile):
+        report["at_percentile"] = confusion_at(labels, scores, percentile)
+    if jump is not None:
+        report["at_jump"] = confusion_at(labels, scores, jump)
+    return report
+
+
+def threshold_reports(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+    """Per category and overall: F1-max, jump threshold and the 99th percentile of the
+    category's held-out validation normals, with the confusion counts each would give."""
+    labels = np.asarray(test["labels"])
+    scores = np.asarray(test["scores"], np.float64)
+    cats = np.asarray(test["categories"], dtype=object)
+    val_scores = np.asarray(val["scores"], np.float64)
+    val_cats = np.asarray(val["categories"], dtype=object)
+    reports = {"overall": _threshold_report(labels, scores, val_scores)}
+    for category in sorted(set(cats.tolist())):
+        sel = cats == category
+        reports[category or UNLABELED] = _threshold_report(
+            labels[sel], scores[sel], val_scores[val_cats == category]
+        )
+    return reports
+
+
+def pixel_report(test: dict[str, Any], masks: np.ndarray) -> dict[str, Any]:
+    """Pixel AUROC and AUPRO overall and per category (images with masks, plus normals)."""
+    labels = np.asarray(test["labels"])
+    has_mask = np.asarray(test["has_mask"], bool)
+    maps = np.asarray(test["maps"], np.float32)
+    cats = np.asarray(test["categories"], dtype=object)
+    report = dict(pixel_metrics(masks, maps, has_mask, labels))
+    report["per_category"] = {
+        c or UNLABELED: pixel_metrics(
+            masks[cats == c], maps[cats == c], has_mask[cats == c], labels[cats == c]
+        )
+        for c in sorted(set(cats.tolist()))
+    }
+    report["n_masked"] = int(has_mask.sum())
+    return report
+
+
+def routing_report(
+    run: Run, epoch: int, data_root: str | Path, device="cpu"
+) -> dict[str, Any] | None:
+    """Routing accuracy on test images whose category is known, by features and by thumbnails."""
+    model, config, _ = load_checkpoint_model(run, epoch, device)
+    test = load_samples(samples_to_score(data_root), config.image_size)
+    trained = set(trained_categories(config, data_root))
+    known = np.array([c in trained for c in test.categories], bool)
+    if not known.any():
+        return None
+    train = reference_set(config, data_root)
+    images = test.images[known]
+    truth = [c for c, k in zip(test.categories, known, strict=True) if k]
+    report = {}
+    for how, net in (("features", model), ("thumbnail", None)):
+        routed = route_images(
+            images, train.images, train.categories, net, method=how, device=device
+        )
+        report[how] = routing_accuracy(truth, routed.categories)
+    return report
+
+
+def _image_aurocs(table: pd.DataFrame, categories: list[str]) -> tuple[dict, dict]:
+    """Split evaluation_table rows into per-category (+ mean, overall) and per-defect AUROCs."""
+    main = list(categories) + ["mean", "overall"]
+    image, defect = {}, {}
+    for method, row in table.iterrows():
+        image[method] = {c: row[c] for c in main}
+        defect[method] = {c: row[c] for c in table.columns if c not in main}
+    return image, defect
+
+
+def _counts(test: dict[str, Any]) -> dict[str, dict[str, int]]:
+    labels = np.asarray(test["labels"])
+    cats = np.asarray(test["categories"], dtype=object)
+    return {
+        c or UNLABELED: {
+            "normal": int(np.sum((cats == c) & (labels == NORMAL))),
+            "anomalous": int(np.sum((cats == c) & (labels > 0))),
+            "unlabeled": int(np.sum((cats == c) & (labels < 0))),
+        }
+        for c in sorted(set(cats.tolist()))
+    }
+
+
+def evaluate_epoch(
+    run: Run,
+    epoch: int | str,
+    data_root: str | Path,
+    methods: Sequence[str] = METHODS,
+    device="cpu",
+    pixel: bool = True,
+    thresholds: bool = True,
+    routing: bool = True,
+    **options,
+) -> dict[str, Any]:
+    """All metrics of one checkpoint on data_root's test split, every method side by side.
+
+    rawknn is always added: a table without the no-learning floor cannot say whether the
+    autoencoder learned anything useful.
+
+    Returns {"run", "epoch", "data", "methods", "counts", "image_auroc": {method: {category,
+    "mean", "overall"}}, "defect_auroc": {method: {"category/defect": auroc}}, "pixel":
+    {method: {"pixel_auroc", "aupro", "per_category"}} (methods with maps, when masks exist),
+    "f1_max": {method: {"f1", "threshold"}}, "thresholds": {method: {category: ...}},
+    "routing": accuracy by features and thumbnails, "seconds": {method: compute time}}.
+    """
+    methods = with_floor(parse_methods(methods))
+    resolved = run.resolve_epoch(epoch)
+    results = {
+        m: score_checkpoint(run, resolved, data_root, m, device=device, **options) for m in methods
+    }
+    first = results[methods[0]]
+    named = [c or UNLABELED for c in first["categories"]]
+    table = evaluation_table(
+        named, first["labels"], {m: r["scores"] for m, r in results.items()}, first["defects"]
+    )
+    image, defect = _image_aurocs(table, sorted(set(named)))
+    out: dict[str, Any] = {
+        "run": str(run.path),
+        "epoch": resolved,
+        "data": str(data_root),
+        "methods": list(methods),
+        "counts": _counts(first),
+        "image_auroc": image,
+        "defect_auroc": defect,
+        "seconds": {m: r.get("seconds") for m, r in results.items()},
+    }
+    out["f1_max"] = {}
+    for m, r in results.items():
+        f1, threshold = f1_max(r["labels"], r["scores"])
+        out["f1_max"][m] = {"f1": f1, "threshold": threshold}
+    if pixel:
+        masks = _test_masks(run, resolved, data_root, first["names"])
+        out["pixel"] = {m: pixel_report(r, masks) for m, r in results.items() if "maps" in r}
+    if thresholds:
+        out["thresholds"] = {
+            m: threshold_reports(
+                r,
+                score_checkpoint(
+                    run, resolved, data_root, m, split="val", device=device, **options
+                ),
+            )
+            for m, r in results.items()
+        }
+    if routing:
+        out["routing"] = routing_report(run, resolved, data_root, device)
+    return jsonable(out)
+
+
+def _test_masks(run: Run, epoch: int, data_root, names: list[str]) -> np.ndarray:
+    """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
+    _, config, _ = load_checkpoint_model(run, epoch)
+    test = load_samples(samples_to_score(data_root), config.image_size)
+    if [s.name for s in test.samples] != list(names):
+        raise RuntimeError(
+            f"{data_root}: the test images changed while evaluating; run evaluate again"
+        )
+    return test.masks
+
+
+def _synthetic(record: dict[str, Any], method: str) -> float | None:
+    value = (record.get("synthetic_auroc") or {}).get(method)
+    return None if value is None else float(value)
+
+
+def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per evaluated epoch: epoch, train_loss, val_loss, synthetic_auroc_<m> (as
+    logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
+    logged = {int(r.get("epoch", 0)): r for r in run.metrics()}
+    rows = []
+    for ev in evaluations:
+        record = logged.get(int(ev["epoch"]), {})
+        row = {
+            "epoch": int(ev["epoch"]),
+            "train_loss": record.get("train_loss"),
+            "val_loss": record.get("val_loss"),
+        }
+        for method in ("pixel", "ssim"):
+            row[f"synthetic_auroc_{method}"] = _synthetic(record, method)
+        for method in ev["methods"]:
+            row[f"real_auroc_{method}"] = ev["image_auroc"][method]["mean"]
+        rows.append(row)
+    return (
+        pd.DataFrame(rows).astype({"epoch": int}).set_index("epoch", drop=False).rename_axis(None)
+    )
+
+
+def evaluate_run(
+    run: Run,
+    epochs: Sequence[int] | str,
+    data_root: str | Path,
+    methods: Sequence[str] = METHODS,
+    device="cpu",
+    **options,
+) -> pd.DataFrame:
+    """The epoch table (see run_table) for `epochs` ("all" or a list); image AUROC only, so
+    it stays cheap enough for every epoch of a long run."""
+    chosen = run.epochs() if epochs == "all" else [run.resolve_epoch(e) for e in epochs]
+    evaluations = [
+        evaluate_epoch(
+            run,
+            e,
+            data_root,
+            methods,
+            device=device,
+            pixel=False,
+            thresholds=False,
+            routing=False,
+            **options,
+        )
+        for e in chosen
+    ]
+    return run_table(run, evaluations)
+
+
+def epoch_choices(table: pd.DataFrame) -> dict[str, Any]:
+    """Which epoch each criterion would pick, and the real AUROC each method gets there.
+
+    Criteria: lowest val_loss, highest synthetic AUROC (pixel, ssim), and -- the oracle a
+    user cannot have without labels -- the highest real AUROC of each method.
+    """
+    real = [c for c in table.columns if c.startswith("real_auroc_")]
+    criteria = {"lowest val_loss": ("val_loss", "min")}
+    criteria.update(
+        {
+            f"best synthetic {c.removeprefix('synthetic_auroc_')}": (c, "max")
+            for c in table.columns
+            if c.startswith("synthetic_auroc_")
+        }
+    )
+    criteria.update(
+        {f"best real {c.removeprefix('real_auroc_')} (oracle)": (c, "max") for c in real}
+    )
+    picks = {}
+    for name, (column, how) in criteria.items():
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().any():
+            epoch = int(table.loc[values.idxmin() if how == "min" else values.idxmax(), "epoch"])
+            picks[name] = {
+                "epoch": epoch,
+                **{c.removeprefix("real_"): _value(table, epoch, c) for c in real},
+            }
+    return jsonable(picks)
+
+
+def _value(table: pd.DataFrame, epoch: int, column: str) -> float | None:
+    value = table.loc[table["epoch"] == epoch, column].iloc[0]
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def format_epoch_table(result: dict[str, Any]) -> str:
+    """Method x category image AUROC (plus pixel AUROC / AUPRO and F1-max) as text."""
+    methods = result["methods"]
+    first = result["image_auroc"][methods[0]]
+    columns = list(first)
+    extra = ["pixel_auroc", "aupro", "f1_max"]
+    header = ["method"] + columns + extra
+    rows = []
+    for m in methods:
+        px = (result.get("pixel") or {}).get(m, {})
+        rows.append(
+            [m]
+            + [_fmt(result["image_auroc"][m][c]) for c in columns]
+            + [_fmt(px.get("pixel_auroc")), _fmt(px.get("aupro")), _fmt(result["f1_max"][m]["f1"])]
+        )
+    lines = [
+        f"run {result['run']} epoch {result['epoch']} on {result['data']}: image AUROC per category "
+        "(mean = mean of categories, overall = all images pooled)",
+        _grid(header, rows),
+    ]
+    routing = result.get("routing")
+    if routing:
+        lines.append(
+            "routing accuracy: "
+            + ", ".join(f"{k} {_fmt(v['accuracy'])}" for k, v in routing.items())
+        )
+    return "\n".join(lines)
+
+
+def format_run_table(table: pd.DataFrame) -> str:
+    """The epoch table plus one line per selection criterion: what it picks and what that costs."""
+    columns = list(table.columns)
+    rows = [
+        [
+            _fmt(
+                None if pd.isna(v) else (float(v) if c != "epoch" else int(v)),
+                4 if "loss" in c else 3,
+            )
+            for c, v in zip(columns, row, strict=True)
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    lines = [_grid(columns, rows), "", "epoch each criterion picks -> real AUROC there:"]
+    for name, pick in epoch_choices(table).items():
+        reals = ", ".join(
+            f"{k.removeprefix('auroc_')} {_fmt(v)}" for k, v in pick.items() if k != "epoch"
+        )
+        lines.append(f"  {name:32s} epoch {pick['epoch']:>3}: {reals}")
+    return "\n".join(lines)
+
+
+def format_table(result: dict[str, Any] | pd.DataFrame) -> str:
+    """Text for either an evaluate_epoch result or an evaluate_run table."""
+    if isinstance(result, pd.DataFrame):
+        return format_run_table(result)
+    return format_epoch_table(result)
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
+        for i, h in enumerate(header)
+    ]
+    line = "  ".join(
+        str(h).rjust(w) if i else str(h).ljust(w)
+        for i, (h, w) in enumerate(zip(header, widths, strict=True))
+    )
+    body = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    return "\n".join([line, "-" * len(line), *body])

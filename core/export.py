@@ -1,0 +1,173 @@
+"""Export one epoch as the chosen model, and optionally a Kaggle-style submission.
+
+out_dir/
+  model.pt        {"model", "config", "epoch"}: the weights and the config that rebuilds them
+                  (no optimizer state), loadable with `load_exported_model`
+  config.json     the checkpoint's TrainConfig
+  card.json       epoch, training metrics, scoring method and options, why this epoch
+  submission.csv  one row per test image: <id_column>,<score_column>; ids are file stems
+                  (the Kaggle homework's convention) unless two files share a stem
+
+Why a card: weeks later, "which epoch did we submit and why" must be answerable from the
+folder alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data.samples import UNKNOWN
+from core.evaluate import jsonable
+from core.metrics import image_auroc
+from core.model import UNetAutoencoder, count_parameters
+from core.runs import (
+    Run,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from core.scoring import score_checkpoint
+from core.scoring.checkpoint import load_checkpoint_model
+from core.scoring.options import ScoreOptions, check_method
+
+
+def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
+    """The user's reason, else what makes this epoch special (pinned, lowest val loss, last)."""
+    if reason:
+        return reason
+    pinned = run.pinned()
+    if pinned and pinned.get("epoch") == epoch:
+        return f"pinned in the run: {pinned.get('reason') or 'no reason given'}"
+    if run.best_by_val_loss() == epoch:
+        return "lowest validation loss of the run"
+    if run.epochs() and run.epochs()[-1] == epoch:
+        return "last epoch of the run"
+    return "chosen by the user (no reason given)"
+
+
+def submission_ids(paths: list[str], root: str | Path) -> tuple[list[str], str]:
+    """File stems, or paths below root without suffix when stems collide; and which was used."""
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems, "file stem"
+    base = Path(root).expanduser().resolve()
+    ids = []
+    for p in paths:
+        path = Path(p).resolve()
+        relative = path.relative_to(base) if path.is_relative_to(base) else path
+        ids.append(relative.with_suffix("").as_posix())
+    return ids, "path below the test folder without suffix (file stems were not unique)"
+
+
+def submission_csv(
+    ids: list[str], scores, id_column: str = "id", score_column: str = "anomaly_score"
+) -> str:
+    """CSV text: a header, then one `id,score` row per image; scores at full float precision."""
+    if id_column == score_column:
+        raise ValueError(f"id and score columns must differ, both are '{id_column}'")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([id_column, score_column])
+    for image_id, score in zip(ids, scores, strict=True):
+        writer.writerow([image_id, repr(float(score))])
+    return buffer.getvalue()
+
+
+def export_epoch(
+    run: Run,
+    epoch: int | str,
+    out_dir: str | Path,
+    test_dir: str | Path | None = None,
+    method: str = "pixel",
+    reason: str = "",
+    id_column: str = "id",
+    score_column: str = "anomaly_score",
+    device: torch.device | str = "cpu",
+    **options,
+) -> dict[str, Path]:
+    """Writes model.pt, config.json, card.json and (given test_dir) submission.csv.
+
+    epoch: a number, "best" or "last". test_dir: a folder of images, or a dataset whose test
+    split is scored. method/options: how the submission is scored (see core.scoring).
+    Returns {file kind: path written}.
+    """
+    check_method(method)
+    opts = ScoreOptions.from_kwargs(options)
+    model, config, resolved = load_checkpoint_model(run, epoch)  # validates the architecture
+    scored = None
+    if test_dir is not None:  # score first: a bad test folder must not leave a half export
+        scored = score_checkpoint(run, resolved, test_dir, method, device=device, **options)
+    payload = run.load(resolved)
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"model": out / "model.pt", "config": out / "config.json", "card": out / "card.json"}
+    save_checkpoint(
+        written["model"],
+        {"model": payload["model"], "config": payload["config"], "epoch": resolved},
+    )
+    config.save(written["config"])
+    record = next((m for m in run.metrics() if m.get("epoch") == resolved), {})
+    card: dict[str, Any] = {
+        "run": str(run.path),
+        "checkpoint": str(run.checkpoint_path(resolved)),
+        "epoch": resolved,
+        "why": why_chosen(run, resolved, reason),
+        "exported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "image_size": config.image_size,
+        "parameters": count_parameters(model),
+        "metrics": _training_metrics(record),
+        "scoring": {"method": method, "options": opts.cache_params(method)},
+    }
+    if scored is not None:
+        written["submission"] = out / "submission.csv"
+        card["submission"] = write_submission(
+            scored, test_dir, written["submission"], id_column, score_column
+        )
+    atomic_write_json(written["card"], jsonable(card))
+    return written
+
+
+def write_submission(
+    scored: dict[str, Any], test_dir: str | Path, path: Path, id_column: str, score_column: str
+) -> dict[str, Any]:
+    """Writes the CSV of a score_checkpoint result; returns its summary for the card."""
+    ids, id_kind = submission_ids(list(scored["paths"]), test_dir)
+    atomic_write_bytes(
+        path, submission_csv(ids, scored["scores"], id_column, score_column).encode()
+    )
+    summary = {
+        "file": path.name,
+        "rows": len(ids),
+        "source": str(test_dir),
+        "ids": id_kind,
+        "columns": [id_column, score_column],
+    }
+    labels = np.asarray(scored["labels"])
+    if (labels != UNKNOWN).any():
+        summary["image_auroc"] = image_auroc(labels, scored["scores"])  # nan with one class
+    return summary
+
+
+def _training_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    keep = ("train_loss", "val_loss", "synthetic_auroc", "seconds")
+    return {k: record[k] for k in keep if k in record}
+
+
+def load_exported_model(
+    folder_or_file: str | Path, device: torch.device | str = "cpu"
+) -> UNetAutoencoder:
+    """The model an export wrote (model.pt in a folder, or the file itself), in eval mode."""
+    path = Path(folder_or_file).expanduser()
+    if path.is_dir():
+        path = path / "model.pt"
+    payload = load_checkpoint(path)
+    return model_from_checkpoint(payload, path).to(device).eval()

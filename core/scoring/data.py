@@ -1,0 +1,141 @@
+"""Which images a checkpoint is scored on, decoded once per process.
+
+Two sources:
+
+* the images to score: the test split of a dataset (MVTec or flat layout), or a bare folder
+  of images (a Kaggle test folder: no labels, no categories, routed later);
+* the reference: the run's own normal training images, split into train and validation
+  exactly as training split them (same val_fraction and seed), so banks are built from
+  images the model trained on and validation normals never enter a bank.
+
+Decoding is the slow part of scoring a large set, and the dashboard asks for the same set
+again and again, so decoded sets are kept in an LRU cache keyed by (the exact sample list,
+size). A changed file list is a different key; an edited image under the same name and
+timestamp is not noticed -- call `clear_image_cache()` after editing images in place.
+The cached ImageSet objects are shared: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.config import TrainConfig
+from core.data.dataset import split_validation
+from core.data.images import IMAGE_EXTENSIONS, list_images, load_image_set
+from core.data.layouts import DatasetLayoutError, discover_samples
+from core.data.samples import UNKNOWN, ImageSet, Sample
+
+SPLITS = ("test", "val", "train")
+IMAGE_CACHE_SIZE = 4  # test, validation and training sets of one run, plus one more
+
+
+def is_bare_folder(root: Path) -> bool:
+    """A folder of images with no dataset structure (no train/ folder, images at the top)."""
+    return bool(list_images(root)) and not (root / "train").is_dir()
+
+
+def bare_samples(root: Path) -> list[Sample]:
+    """Unlabeled test samples with an empty category: routing assigns one later."""
+    return [Sample(path, "", UNKNOWN, "", "test") for path in list_images(root)]
+
+
+def samples_to_score(
+    root: str | Path, layout: str = "auto", categories: Sequence[str] | None = None
+) -> list[Sample]:
+    """The test samples of a dataset, or every image of a bare folder; never empty."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetLayoutError(
+            f"{root}: folder does not exist; pass an existing dataset or image folder"
+        )
+    if is_bare_folder(root):
+        return bare_samples(root)
+    if not any(root.iterdir()):
+        raise DatasetLayoutError(
+            f"{root}: folder is empty; put test images ({', '.join(IMAGE_EXTENSIONS)}) "
+            "in it or point at a dataset with <category>/test/ folders"
+        )
+    samples = [s for s in discover_samples(root, layout, categories) if s.split == "test"]
+    if not samples:
+        raise DatasetLayoutError(
+            f"{root}: no test images; expected <category>/test/<good|defect>/*.png, "
+            "test/*.png, or a folder of images"
+        )
+    return samples
+
+
+def reference_samples(root: str | Path, split: str, config: TrainConfig) -> list[Sample]:
+    """Normal training ("train") or held-out validation ("val") samples, split as training did."""
+    if split not in ("train", "val"):
+        raise ValueError(f"reference split must be train or val, got '{split}'")
+    samples = [
+        s
+        for s in discover_samples(root, config.layout, config.categories or None)
+        if s.split in ("train", "val")
+    ]
+    train, val = split_validation(samples, config.val_fraction, config.seed)
+    chosen = train if split == "train" else val
+    if split == "train" and not chosen:
+        raise DatasetLayoutError(f"{root}: no normal training images")
+    return chosen
+
+
+def reference_root(config: TrainConfig, data_root: str | Path) -> Path:
+    """The run's training data when it is still readable, else `data_root`.
+
+    Banks must describe what the model trained on, so config.data wins; a moved dataset
+    falls back to the folder being scored.
+    """
+    candidates = [Path(config.data).expanduser(), Path(data_root).expanduser()]
+    errors = []
+    for root in candidates:
+        try:
+            discover_samples(root, config.layout, config.categories or None)
+            return root
+        except DatasetLayoutError as err:
+            errors.append(str(err))
+    raise DatasetLayoutError(
+        f"the run's normal training images are needed (for knn, rawknn, routing, thresholds) but "
+        f"neither {candidates[0]} (the run's data) nor {candidates[1]} holds them ({'; '.join(errors)}); "
+        "restore the training data or pass --data pointing at it"
+    )
+
+
+def fingerprint(samples: Sequence[Sample]) -> str:
+    """Names, sizes and modification times of every file: changes when the data changes."""
+    digest = hashlib.sha1()
+    for sample in samples:
+        for path in (sample.path, sample.mask_path):
+            if path is None:
+                continue
+            try:
+                stat = path.stat()
+                digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}:missing\n".encode())
+        digest.update(f"{sample.category}|{sample.label}|{sample.defect}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
+def _decode(samples: tuple[Sample, ...], size: int) -> ImageSet:
+    return load_image_set(list(samples), size)
+
+
+def load_samples(samples: Sequence[Sample], size: int) -> ImageSet:
+    """Decoded at `size`, once per process for the same sample list (shared: do not modify)."""
+    images = _decode(tuple(samples), int(size))
+    if len(images) == 0:
+        where = samples[0].path.parent if samples else "the given folder"
+        raise DatasetLayoutError(
+            f"{where}: none of the {len(samples)} images could be decoded; "
+            "see the warnings naming each file"
+        )
+    return images
+
+
+def clear_image_cache() -> None:
+    _decode.cache_clear()

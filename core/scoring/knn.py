@@ -1,0 +1,210 @@
+"""Banks of normal features and the nearest-neighbour search over them.
+
+Why a bank: on textures the reconstruction error of a U-Net carries little signal, while the
+distance of an image's encoder features to those of normal training images separates normal
+from defective. The same search over raw-pixel thumbnails is the no-learning floor (rawknn)
+every learned score must beat.
+
+A bank holds one set of vectors per training category; each is capped at `max_bank` entries by
+a seeded subsample (seed and category name fix it), so banks are deterministic and a search
+costs at most (queries x max_bank) distances. The search is one chunked `torch.cdist` plus
+`topk`: no Python loop over bank entries.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DISTANCE_BUDGET_BYTES = 64 * 2**20  # per chunk of queries: its distance matrix, its refinement
+
+
+def knn_search(
+    queries: np.ndarray | torch.Tensor, bank: np.ndarray | torch.Tensor, k: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean k nearest neighbours of each query in the bank.
+
+    queries: (Q, D); bank: (M, D). Returns (distances (Q, k) float32 ascending, indices (Q, k)
+    int64); k is clipped to M. Candidates are ranked by |b|^2 - 2 q.b, which orders the bank
+    like the distance does and is a single matrix product (BLAS); the data are centred at
+    the bank mean first, because that form loses precision with large norms (a raw-pixel
+    thumbnail's distance to itself would read 0.02). The k chosen distances are then
+    recomputed exactly. Queries are processed in chunks whose ranking matrix stays under
+    DISTANCE_BUDGET_BYTES, so memory does not grow with Q.
+    """
+    q = torch.as_tensor(queries, dtype=torch.float32)
+    b = torch.as_tensor(bank, dtype=torch.float32)
+    if b.ndim != 2 or q.ndim != 2 or q.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"knn_search: queries {tuple(q.shape)} and bank {tuple(b.shape)} must be (Q, D) and (M, D)"
+        )
+    if b.shape[0] == 0:
+        raise ValueError(
+            "knn_search: the bank is empty; there are no normal images to compare with"
+        )
+    k = min(int(k), b.shape[0])
+    centre = b.mean(dim=0, keepdim=True)
+    q, b = q - centre, b - centre
+    bank_sq = (b * b).sum(dim=1)[None, :]  # (1, M)
+    # per query row: M ranking values, then k exact differences of D values
+    chunk = max(1, DISTANCE_BUDGET_BYTES // (4 * max(b.shape[0], k * b.shape[1])))
+    dists, idxs = [], []
+    for start in range(0, q.shape[0], chunk):
+        part = q[start : start + chunk]
+        ranking = torch.addmm(bank_sq, part, b.T, alpha=-2.0)  # distance^2 - |q|^2
+        if k == 1:
+            candidates = ranking.argmin(dim=1, keepdim=True)
+        else:
+            candidates = torch.topk(ranking, k, dim=1, largest=False, sorted=False).indices
+        exact = (part[:, None, :] - b[candidates]).norm(dim=-1)  # (chunk, k)
+        exact, order = torch.sort(exact, dim=1)
+        dists.append(exact)
+        idxs.append(torch.gather(candidates, 1, order))
+    if not dists:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return torch.cat(dists).numpy(), torch.cat(idxs).numpy()
+
+
+def category_seed(seed: int, category: str) -> list[int]:
+    """A per-category seed independent of which other categories exist."""
+    return [int(seed), zlib.crc32(category.encode())]
+
+
+def cap_rows(vectors: np.ndarray, max_rows: int, seed: list[int]) -> np.ndarray:
+    """At most max_rows rows, a seeded subsample in original order when there are more."""
+    if len(vectors) <= max_rows:
+        return vectors
+    keep = np.sort(np.random.default_rng(seed).choice(len(vectors), size=max_rows, replace=False))
+    return vectors[keep]
+
+
+@dataclass
+class FeatureBank:
+    """Vectors of normal training images, grouped by category.
+
+    vectors: (M, D) float32; owner: (M,) int index into `categories`. `kind` and `info`
+    describe what the vectors are (levels, patch grid, thumbnail size), so a bank built for one
+    purpose is never used for another.
+    """
+
+    vectors: np.ndarray
+    owner: np.ndarray
+    categories: list[str]
+    kind: str = "features"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        categories: Sequence[str],
+        max_per_category: int,
+        seed: int,
+        kind: str = "features",
+        info: dict[str, Any] | None = None,
+    ) -> FeatureBank:
+        """vectors: (N, D) per image or (N, P, D) per patch; categories: (N,) per image.
+
+        Every image's patches go to its category's bank; each category is capped separately.
+        """
+        cats = np.asarray(list(categories), dtype=object)
+        if len(cats) != len(vectors):
+            raise ValueError(f"bank: {len(vectors)} vector sets but {len(cats)} categories")
+        names = sorted(set(cats.tolist()))
+        parts, owners = [], []
+        for index, name in enumerate(names):
+            rows = vectors[cats == name].reshape(-1, vectors.shape[-1])
+            rows = cap_rows(rows, int(max_per_category), category_seed(seed, name))
+            parts.append(rows.astype(np.float32, copy=False))
+            owners.append(np.full(len(rows), index, np.int64))
+        dim = vectors.shape[-1]
+        stacked = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        return cls(stacked, owner, names, kind, dict(info or {}))
+
+    def rows_of(self, category: str | None) -> np.ndarray:
+        """The vectors of one category, or all of them for None (the global bank)."""
+        if category is None:
+            return self.vectors
+        if category not in self.categories:
+            raise ValueError(
+                f"bank has no category '{category}'; it holds {', '.join(self.categories)}"
+            )
+        return self.vectors[self.owner == self.categories.index(category)]
+
+    def sizes(self) -> dict[str, int]:
+        counts = np.bincount(self.owner, minlength=len(self.categories))
+        return {name: int(n) for name, n in zip(self.categories, counts, strict=True)}
+
+    def to_record(self) -> dict[str, Any]:
+        """A dict core.cache can store: arrays to .npz, the rest to JSON."""
+        return {
+            "vectors": self.vectors,
+            "owner": self.owner,
+            "categories": list(self.categories),
+            "kind": self.kind,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FeatureBank:
+        return cls(
+            np.asarray(record["vectors"], np.float32),
+            np.asarray(record["owner"], np.int64),
+            list(record["categories"]),
+            str(record["kind"]),
+            dict(record["info"]),
+        )
+
+
+def thumbnails(images: np.ndarray, size: int = 32) -> np.ndarray:
+    """uint8 (N, S, S, 3) -> float32 (N, 3 * t * t) in [0, 1], t = min(size, S).
+
+    Area interpolation averages every source pixel, so a thumbnail is the image's low-pass
+    content, not an aliased sample of it.
+    """
+    side = min(int(size), images.shape[1])
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    if side != images.shape[1]:
+        x = F.interpolate(x, size=(side, side), mode="area")
+    return x.flatten(1).numpy()
+
+
+def grouped_knn(
+    queries: np.ndarray, groups: Sequence[str | None], bank: FeatureBank, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search each query set in the bank of its group (None = the whole bank).
+
+    queries: (N, D) or (N, P, D); groups: (N,) bank category per image. Returns mean distance
+    to the k nearest, (N,) or (N, P), and the bank row of the nearest, same shape. The loop
+    runs over the few categories, each a single vectorised search.
+    """
+    lead = queries.shape[:-1]
+    mean_dist = np.zeros(lead, np.float32)
+    nearest = np.zeros(lead, np.int64)
+    keys = np.asarray(["\0global" if g is None else g for g in groups], dtype=object)
+    for key in sorted(set(keys.tolist())):
+        sel = np.flatnonzero(keys == key)
+        category = None if key == "\0global" else key
+        if category is not None and category not in bank.categories:
+            raise ValueError(
+                f"bank has no category '{category}'; it holds {', '.join(bank.categories)}"
+            )
+        rows = (
+            None
+            if category is None
+            else np.flatnonzero(bank.owner == bank.categories.index(category))
+        )
+        table = bank.vectors if rows is None else bank.vectors[rows]
+        flat = queries[sel].reshape(-1, queries.shape[-1])
+        dist, idx = knn_search(flat, table, k)
+        mean_dist[sel] = dist.mean(axis=1).reshape((len(sel),) + lead[1:])
+        global_idx = idx[:, 0] if rows is None else rows[idx[:, 0]]
+        nearest[sel] = global_idx.reshape((len(sel),) + lead[1:])
+    return mean_dist, nearest

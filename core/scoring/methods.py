@@ -1,0 +1,260 @@
+"""`score_image_set`: one scoring method applied to decoded images, with no cache and no disk.
+
+Five methods, each a per-image score (higher = more anomalous) and, where it has meaning, a
+per-pixel map at the images' resolution:
+
+  pixel    squared (or absolute) error between input and reconstruction, smoothed
+  ssim     1 - SSIM between input and reconstruction, smoothed
+  feature  distance between encoder features of the input and of its reconstruction
+  knn      distance of encoder features to a bank of normal training features; with patches
+           (default) a map of per-location distances, without a single pooled vector
+  rawknn   distance of a raw-pixel thumbnail to the nearest normal thumbnails: the
+           no-learning floor; its map is the thumbnail difference to the nearest normal
+
+Defaults (measured on the demo data, see the closing note of issue #3): maps reduced by
+their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 with k = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import core.routing as routing  # module import: core.routing imports core.scoring.features
+from core.data.samples import ImageSet
+from core.scoring.features import encoder_vectors, parse_levels, patch_grid
+from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
+from core.scoring.maps import gaussian_smooth, reconstruction_maps, reduce_maps, upsample
+from core.scoring.options import MAP_METHODS, ScoreOptions, check_method
+
+KNN_DEFAULT_LEVELS = (1, 2)
+
+
+def feature_default_levels(depth: int) -> tuple[int, ...]:
+    """Levels 1..depth-1: below the stem (which only sees colour) and above the bottleneck
+    (too coarse to place a defect)."""
+    return tuple(range(1, depth)) or (depth,)
+
+
+@dataclass
+class ScoreResult:
+    """One method's output for N images.
+
+    scores: (N,) float64, higher = more anomalous. maps: (N, S, S) float32 at the images'
+    resolution, or None when the method has no map. bank_categories: (N,) the bank each image
+    was compared with (knn/rawknn; None for the global bank), routed: (N,) bool, True where
+    that category came from routing rather than the image's own label. info: method details
+    (levels, bank sizes, routing method) for reports.
+    """
+
+    method: str
+    scores: np.ndarray
+    maps: np.ndarray | None
+    bank_categories: list[str | None] | None = None
+    routed: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _require_model(model, method: str) -> torch.nn.Module:
+    if model is None:
+        raise ValueError(f"method '{method}' needs a model; only rawknn works without one")
+    return model
+
+
+def _require_train(train: ImageSet | None, why: str) -> ImageSet:
+    if train is None or len(train) == 0:
+        raise ValueError(f"{why} needs the normal training images (train=...); none were given")
+    return train
+
+
+def build_feature_bank(
+    model: torch.nn.Module,
+    train: ImageSet,
+    options: ScoreOptions,
+    device: torch.device | str = "cpu",
+) -> FeatureBank:
+    """Encoder vectors of every training normal, per category, capped at options.max_bank."""
+    levels = parse_levels(options.levels, model.config.depth, KNN_DEFAULT_LEVELS)
+    vectors = encoder_vectors(
+        model, train.images, levels, options.patch, device, options.batch_size
+    )
+    size = train.images.shape[1]
+    info = {
+        "levels": list(levels),
+        "patch": bool(options.patch),
+        "image_size": size,
+        "grid": patch_grid(size, levels) if options.patch else None,
+    }
+    return FeatureBank.build(
+        vectors, train.categories, options.max_bank, options.seed, "features", info
+    )
+
+
+def build_thumbnail_bank(train: ImageSet, options: ScoreOptions) -> FeatureBank:
+    """Raw-pixel thumbnails of every training normal, per category."""
+    vectors = thumbnails(train.images, options.thumb_size)
+    side = min(options.thumb_size, train.images.shape[1])
+    return FeatureBank.build(
+        vectors,
+        train.categories,
+        options.max_bank,
+        options.seed,
+        "thumbnails",
+        {"thumb_size": side},
+    )
+
+
+def bank_groups(
+    categories: Sequence[str], bank: FeatureBank, options: ScoreOptions
+) -> tuple[list, np.ndarray]:
+    """Which bank each image is compared with, and which of them must be routed first.
+
+    Returns (groups (N,) category or None for the global bank, needs_routing (N,) bool).
+    An empty category means unlabeled (always routed unless the scope is global); a category
+    the bank does not hold is an error unless options.unknown_categories == "route".
+    """
+    cats = list(categories)
+    if options.bank_scope == "global":
+        return [None] * len(cats), np.zeros(len(cats), bool)
+    known = set(bank.categories)
+    unseen = sorted({c for c in cats if c and c not in known})
+    if unseen and options.unknown_categories == "error":
+        raise ValueError(
+            f"categories {', '.join(unseen)} are not among the trained categories "
+            f"({', '.join(bank.categories)}); score only trained categories, or pass "
+            "unknown_categories='route' to compare each image with its nearest trained category"
+        )
+    if options.bank_scope == "routed":
+        return list(cats), np.ones(len(cats), bool)
+    needs = np.array([not c or c not in known for c in cats], bool)
+    if needs.any() and options.bank_scope == "category":
+        raise ValueError(
+            "bank_scope 'category' needs a trained category for every image; "
+            f"{int(needs.sum())} image(s) have none; use bank_scope 'auto' or 'routed'"
+        )
+    return list(cats), needs
+
+
+def resolve_groups(
+    images: ImageSet,
+    bank: FeatureBank,
+    options: ScoreOptions,
+    model,
+    train: ImageSet | None,
+    device,
+) -> tuple[list, np.ndarray, str | None]:
+    """bank_groups plus the routing itself; returns (groups, routed mask, routing method)."""
+    groups, needs = bank_groups(images.categories, bank, options)
+    if not needs.any():
+        return groups, needs, None
+    reference = _require_train(train, "routing images to a category")
+    sel = np.flatnonzero(needs)
+    routed = routing.route_images(
+        images.images[sel],
+        reference.images,
+        reference.categories,
+        model,
+        method=options.routing,
+        device=device,
+        batch_size=options.batch_size,
+    )
+    for i, category in zip(sel, routed.categories, strict=True):
+        groups[i] = category
+    return groups, needs, routed.method
+
+
+def _check_bank_size(bank: FeatureBank, images: ImageSet) -> None:
+    built_at = bank.info.get("image_size")
+    if built_at is not None and int(built_at) != images.images.shape[1]:
+        raise ValueError(
+            f"the bank was built from {built_at} px images but these are "
+            f"{images.images.shape[1]} px; score at the size the bank was built at"
+        )
+
+
+def _knn(model, images: ImageSet, train, options: ScoreOptions, device, bank) -> ScoreResult:
+    model = _require_model(model, "knn")
+    if bank is None:
+        bank = build_feature_bank(model, _require_train(train, "knn"), options, device)
+    _check_bank_size(bank, images)
+    levels = tuple(bank.info["levels"])
+    patch = bool(bank.info["patch"])
+    queries = encoder_vectors(model, images.images, levels, patch, device, options.batch_size)
+    groups, routed, how = resolve_groups(images, bank, options, model, train, device)
+    distances, _ = grouped_knn(queries, groups, bank, options.k)
+    info = {"levels": list(levels), "patch": patch, "bank_sizes": bank.sizes(), "routing": how}
+    if not patch:
+        return ScoreResult("knn", distances.astype(np.float64), None, groups, routed, info)
+    size, grid = images.images.shape[1], int(bank.info["grid"])
+    grid_maps = torch.from_numpy(distances.reshape(len(images), grid, grid))
+    maps = gaussian_smooth(upsample(grid_maps, size), options.sigma_for(size)).numpy()
+    return ScoreResult("knn", reduce_maps(maps, options.reduce), maps, groups, routed, info)
+
+
+def _rawknn(model, images: ImageSet, train, options: ScoreOptions, device, bank) -> ScoreResult:
+    if bank is None:
+        bank = build_thumbnail_bank(_require_train(train, "rawknn"), options)
+    side = int(bank.info["thumb_size"])
+    queries = thumbnails(images.images, side)
+    groups, routed, how = resolve_groups(images, bank, options, model, train, device)
+    distances, nearest = grouped_knn(queries, groups, bank, options.k)
+    diff = np.abs(queries - bank.vectors[nearest]).reshape(len(images), 3, side, side).mean(axis=1)
+    size = images.images.shape[1]
+    maps = gaussian_smooth(upsample(torch.from_numpy(diff), size), options.sigma_for(size)).numpy()
+    info = {"thumb_size": side, "bank_sizes": bank.sizes(), "routing": how}
+    return ScoreResult(
+        "rawknn", distances.astype(np.float64), maps.astype(np.float32), groups, routed, info
+    )
+
+
+def score_image_set(
+    model: torch.nn.Module | None,
+    images: ImageSet,
+    method: str,
+    train: ImageSet | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    bank: FeatureBank | None = None,
+    **options,
+) -> ScoreResult:
+    """Scores every image of `images` with `method`; pure (no cache, no files).
+
+    model: the autoencoder (None only for rawknn without routing). images: decoded at the
+    model's input size. train: normal training images, needed by knn/rawknn to build a bank
+    (unless `bank` is given) and to route images without a known category. options: see
+    ScoreOptions. Returns a ScoreResult with scores (N,) and maps (N, S, S) or None.
+    """
+    check_method(method)
+    opts = ScoreOptions.from_kwargs(options)
+    if model is not None:
+        model = model.to(device).eval()
+    if method in MAP_METHODS:
+        model = _require_model(model, method)
+        depth = model.config.depth
+        levels = (
+            parse_levels(opts.levels, depth, feature_default_levels(depth))
+            if method == "feature"
+            else ()
+        )
+        size = images.images.shape[1]
+        maps = reconstruction_maps(
+            model,
+            images.images,
+            method,
+            sigma=opts.sigma_for(size),
+            error=opts.error,
+            levels=levels,
+            distance=opts.distance,
+            device=device,
+            batch_size=opts.batch_size,
+        )
+        info = {"levels": list(levels)} if levels else {}
+        return ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
+    if bank is not None and bank.kind != ("features" if method == "knn" else "thumbnails"):
+        raise ValueError(f"a bank of {bank.kind} cannot be used for method '{method}'")
+    scorer = _knn if method == "knn" else _rawknn
+    return scorer(model, images, train, opts, device, bank)

@@ -1,0 +1,137 @@
+"""Every knob of every scoring method in one typed, validated record.
+
+Why one record: the same options travel from the CLI and the dashboard into the scorer and
+into the on-disk cache key, so a typo must fail loudly and two spellings of the same request
+must hit the same cache entry. Defaults are the ones measured best on the demo data (see the
+module docstrings of `core.scoring.maps` and `core.scoring.knn`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("pixel", "ssim", "feature", "knn", "rawknn")
+MAP_METHODS = ("pixel", "ssim", "feature")  # maps from the model alone (knn patches and rawknn
+# also give maps, but need the training images)
+REDUCTIONS = ("mean", "max")
+ERRORS = ("l2", "l1")
+DISTANCES = ("cosine", "l2")
+BANK_SCOPES = ("auto", "category", "global", "routed")
+UNKNOWN_CATEGORY_POLICIES = ("error", "route")
+ROUTERS = ("auto", "features", "thumbnail")  # core.routing.ROUTING_METHODS
+
+# What each method reads from the options; the cache key holds only these, so changing `k`
+# never invalidates cached pixel scores.
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "pixel": ("reduce", "sigma", "error"),
+    "ssim": ("reduce", "sigma"),
+    "feature": ("reduce", "sigma", "levels", "distance"),
+    "knn": ("reduce", "sigma", "levels", "k", "patch", "bank_scope", "max_bank"),
+    "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
+}
+ROUTED_METHODS = ("knn", "rawknn")  # methods that need a category per test image
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Options of `score_image_set`; each field says which methods read it.
+
+    reduce: image score from the map, "max" (default: a small defect must not be averaged
+        away) or "mean". Image-level knn/rawknn scores ignore it.
+    sigma: Gaussian smoothing of maps in px at input resolution; negative = auto
+        (image_size / 64: 1 px at 64 px, 4 px at 256 px as in anomalib; wider smoothing
+        lowered image AUROC on the demo data); 0 = off.
+    error: pixel method, squared ("l2") or absolute ("l1") error, averaged over channels.
+    levels: encoder levels for feature/knn: "auto", "all", "bottleneck" or "1,2" (level 0 =
+        full-resolution stem, level depth = bottleneck; see core.model).
+    distance: feature method, "cosine" (scale-free, default) or "l2" between features of
+        the input and of its reconstruction.
+    k: knn/rawknn, score = mean distance to the k nearest bank entries.
+    patch: knn, per-location features (gives maps) instead of one pooled vector per image.
+    bank_scope: knn/rawknn, "auto" (the image's category when the bank knows it, else the
+        routed one), "category" (known categories only), "global" (one bank), "routed".
+    max_bank: entries kept per category bank (seeded subsample), bounding memory and time.
+    thumb_size: rawknn, side of the raw-pixel thumbnails.
+    unknown_categories: "error" (default) refuses test categories the run never trained
+        on; "route" assigns them to the nearest trained category instead.
+    routing: how images without a trained category find one (see core.routing): "auto"
+        (encoder features when a model is given, else thumbnails), "features", "thumbnail".
+    seed: bank subsampling. batch_size: images per forward pass.
+    """
+
+    reduce: str = "max"
+    sigma: float = -1.0
+    error: str = "l2"
+    levels: str = "auto"
+    distance: str = "cosine"
+    k: int = 1
+    patch: bool = True
+    bank_scope: str = "auto"
+    max_bank: int = 16384
+    thumb_size: int = 32
+    unknown_categories: str = "error"
+    routing: str = "auto"
+    seed: int = 0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}"),
+            (self.error in ERRORS, f"error must be one of {ERRORS}"),
+            (self.distance in DISTANCES, f"distance must be one of {DISTANCES}"),
+            (self.bank_scope in BANK_SCOPES, f"bank_scope must be one of {BANK_SCOPES}"),
+            (
+                self.unknown_categories in UNKNOWN_CATEGORY_POLICIES,
+                f"unknown_categories must be one of {UNKNOWN_CATEGORY_POLICIES}",
+            ),
+            (self.routing in ROUTERS, f"routing must be one of {ROUTERS}"),
+            (int(self.k) >= 1, "k must be at least 1"),
+            (int(self.max_bank) >= 1, "max_bank must be at least 1"),
+            (int(self.thumb_size) >= 4, "thumb_size must be at least 4"),
+            (int(self.batch_size) >= 1, "batch_size must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"scoring option: {message}")
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> ScoreOptions:
+        """Builds options from keyword arguments, naming any unknown key."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown scoring option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
+
+    def sigma_for(self, image_size: int) -> float:
+        return float(image_size) / 64.0 if self.sigma < 0 else float(self.sigma)
+
+    def cache_params(self, method: str) -> dict[str, Any]:
+        """The options `method` depends on, for cache keys (batch size never changes a score)."""
+        params = {name: getattr(self, name) for name in METHOD_FIELDS[method]}
+        if method in ROUTED_METHODS:
+            params.update(
+                unknown_categories=self.unknown_categories, routing=self.routing, seed=self.seed
+            )
+        return params
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown scoring method '{method}'; use one of {', '.join(METHODS)}")
+    return method
+
+
+def parse_methods(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """'all' -> METHODS; 'pixel,knn' -> ('pixel', 'knn'); each name validated."""
+    if isinstance(text, (list, tuple)):
+        names = [str(t) for t in text]
+    else:
+        names = [part.strip() for part in str(text).split(",") if part.strip()]
+    if names == ["all"] or not names:
+        return METHODS
+    return tuple(check_method(n) for n in names)

@@ -1,0 +1,145 @@
+"""Export: weights round-trip to identical scores, the card, the submission CSV's format."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core.__main__ import main as cli
+from core.data.layouts import DatasetLayoutError
+from core.export import export_epoch, load_exported_model, submission_csv, submission_ids
+from core.runs import RunError
+from core.scoring import score_checkpoint, score_image_set
+from core.scoring.data import load_samples, samples_to_score
+
+
+@pytest.fixture(scope="module")
+def kaggle_folder(demo_root, tmp_path_factory):
+    """A flat folder of uniquely named test images, as the Kaggle homework ships them."""
+    folder = tmp_path_factory.mktemp("kaggle") / "test"
+    folder.mkdir()
+    for i, path in enumerate(sorted(demo_root.glob("*/test/*/*.png"))):
+        shutil.copy(path, folder / f"img_{i:03d}.png")
+    return folder
+
+
+def _rows(path):
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_export_round_trip_gives_identical_scores(tiny_run, demo_root, tmp_path):
+    written = export_epoch(tiny_run, 2, tmp_path / "out")
+    assert set(written) == {"model", "config", "card"} and all(
+        p.is_file() for p in written.values()
+    )
+    exported = load_exported_model(tmp_path / "out")
+    original = tiny_run.load_model(2)
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(tensor, exported.state_dict()[name]), name
+    config = tiny_run.config()
+    test = load_samples(samples_to_score(demo_root), config.image_size)
+    for method in ("pixel", "feature"):
+        a = score_image_set(original, test, method)
+        b = score_image_set(exported, test, method)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.maps, b.maps)
+    saved = torch.load(written["model"], weights_only=True)
+    assert set(saved) == {"model", "config", "epoch"} and saved["epoch"] == 2  # no optimizer state
+
+
+def test_card_says_what_and_why(tiny_run, tmp_path):
+    written = export_epoch(
+        tiny_run, "last", tmp_path / "out", reason="best knn AUROC on the holdout"
+    )
+    card = json.loads(written["card"].read_text())
+    logged = {m["epoch"]: m for m in tiny_run.metrics()}
+    assert card["epoch"] == 2 and card["why"] == "best knn AUROC on the holdout"
+    assert card["metrics"]["val_loss"] == pytest.approx(logged[2]["val_loss"])
+    assert card["scoring"]["method"] == "pixel"
+    assert json.loads(written["config"].read_text())["image_size"] == 32
+    default = export_epoch(tiny_run, tiny_run.best_by_val_loss(), tmp_path / "out2")
+    assert json.loads(default["card"].read_text())["why"] == "lowest validation loss of the run"
+
+
+def test_submission_csv_format(tiny_run, kaggle_folder, tmp_path):
+    written = export_epoch(tiny_run, 2, tmp_path / "out", test_dir=kaggle_folder, method="rawknn")
+    rows = _rows(written["submission"])
+    images = sorted(kaggle_folder.glob("*.png"))
+    assert rows[0] == ["id", "anomaly_score"]
+    assert [r[0] for r in rows[1:]] == [p.stem for p in images]  # one row per image, ids = stems
+    scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn")["scores"]
+    np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], scores)  # full precision
+    assert all(len(r) == 2 for r in rows)
+    card = json.loads(written["card"].read_text())
+    assert card["submission"]["rows"] == len(images) and "image_auroc" not in card["submission"]
+
+
+def test_submission_columns_are_configurable(tiny_run, kaggle_folder, tmp_path):
+    written = export_epoch(
+        tiny_run,
+        2,
+        tmp_path / "out",
+        test_dir=kaggle_folder,
+        id_column="image_id",
+        score_column="score",
+    )
+    assert _rows(written["submission"])[0] == ["image_id", "score"]
+    with pytest.raises(ValueError, match="must differ"):
+        submission_csv(["a"], [0.5], "x", "x")
+
+
+def test_duplicate_stems_fall_back_to_relative_paths(tiny_run, demo_root, tmp_path):
+    """MVTec names files 000.png in every folder: stems would collide, so ids become paths."""
+    written = export_epoch(tiny_run, 2, tmp_path / "out", test_dir=demo_root)
+    ids = [r[0] for r in _rows(written["submission"])[1:]]
+    assert len(ids) == len(set(ids)) and "carpet/test/good/000" in ids
+    card = json.loads(written["card"].read_text())
+    assert (
+        "not unique" in card["submission"]["ids"]
+        and 0.0 <= card["submission"]["image_auroc"] <= 1.0
+    )
+    assert submission_ids(["/x/a.png", "/y/b.png"], "/")[0] == ["a", "b"]
+
+
+def test_export_bad_input(tiny_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetLayoutError, match="empty: folder is empty"):
+        export_epoch(tiny_run, 2, tmp_path / "out", test_dir=empty)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    with pytest.raises(RunError, match="epoch 5 does not exist"):
+        export_epoch(tiny_run, 5, tmp_path / "out")
+
+
+def test_cli_export(tiny_run, kaggle_folder, tmp_path, capsys):
+    out = tmp_path / "cli_out"
+    code = cli(
+        [
+            "export",
+            "--run",
+            str(tiny_run.path),
+            "--epoch",
+            "2",
+            "--out",
+            str(out),
+            "--test",
+            str(kaggle_folder),
+            "--method",
+            "pixel",
+            "--score-column",
+            "anomaly",
+        ]
+    )
+    assert code == 0
+    assert _rows(out / "submission.csv")[0] == ["id", "anomaly"]
+    assert "submission" in capsys.readouterr().out
+    code = cli(
+        ["export", "--run", str(tiny_run.path), "--out", str(out), "--test", str(tmp_path / "nope")]
+    )
+    assert code == 2 and "nope: folder does not exist" in capsys.readouterr().err
