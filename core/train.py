@@ -27,11 +27,13 @@ from tqdm import tqdm
 from core.config import TrainConfig
 from core.data.augment import augment_batch, build_augmentation
 from core.data.dataset import TrainingData, load_training_data
+from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
-from core.losses import ReconstructionLoss, ssim_error_map
+from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
 from core.runs import Run, RunError, save_checkpoint
+from core.scoring import score_image_set
 from core.tensors import to_tensor
 
 Log = Callable[[str], None]
@@ -94,6 +96,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log:
 
 
 def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> Run:
+    config = TrainConfig.from_dict(config.to_dict())  # filled in below; the caller's stays as given
     run, payload = prepare_run(config, resume)
     device = resolve_device(config.device)
     if config.num_threads:
@@ -108,6 +111,10 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
                                   config.val_fraction, config.seed)
         for _path, reason in data.train.skipped + data.val.skipped:
             log(f"warning: {reason}")
+        # Recorded so scoring and the dashboard work from any folder and know what was trained on
+        config.data = str(Path(config.data).expanduser().resolve())
+        config.categories = config.categories or data.train.category_names
+        config.save(run.path / "config.json")
         model = UNetAutoencoder(config.model).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if payload:
@@ -192,26 +199,29 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     return record
 
 
+# Scored per epoch on the synthetic probe: the methods that need no feature bank.
+SYNTHETIC_METHODS = ("pixel", "ssim", "feature")
+
+
 @torch.no_grad()
 def validate(model, loss_fn, probe: ValidationProbe, device: torch.device, batch_size: int) -> dict[str, Any]:
-    """Validation loss on held-out normals; synthetic AUROC for the cheap scores (pixel, ssim)."""
+    """Validation loss on held-out normals; synthetic AUROC scored exactly as core.scoring scores
+    real test images (same maps, smoothing and reduction), so the two columns compare."""
     model.eval()
     if len(probe.normals) == 0:
         return {"val_loss": None}
-    images = np.concatenate([probe.normals, probe.anomalies])
-    losses, pixel, ssim = [], [], []
-    for i in range(0, len(images), batch_size):
-        x = to_tensor(images[i:i + batch_size], device)
-        y = model(x)
-        losses.append(loss_fn(x, y).cpu())
-        pixel.append((x - y).pow(2).mean(1).flatten(1).mean(1).cpu())
-        ssim.append(ssim_error_map(x, y).flatten(1).mean(1).cpu())
-    n = len(probe.normals)
-    result: dict[str, Any] = {"val_loss": float(torch.cat(losses)[:n].mean())}
+    losses = [loss_fn(x, model(x)).cpu() for x in
+              (to_tensor(probe.normals[i:i + batch_size], device) for i in range(0, len(probe.normals), batch_size))]
+    result: dict[str, Any] = {"val_loss": float(torch.cat(losses).mean())}
     if len(probe.anomalies):
-        labels = np.r_[np.zeros(n), np.ones(len(probe.anomalies))]
-        result["synthetic_auroc"] = {"pixel": image_auroc(labels, torch.cat(pixel).numpy()),
-                                     "ssim": image_auroc(labels, torch.cat(ssim).numpy())}
+        images = np.concatenate([probe.normals, probe.anomalies])
+        probe_set = ImageSet([], images, np.zeros(images.shape[:3], np.uint8), np.zeros(len(images), bool))
+        labels = np.r_[np.zeros(len(probe.normals)), np.ones(len(probe.anomalies))]
+        result["synthetic_auroc"] = {
+            method: image_auroc(labels, score_image_set(model, probe_set, method, device=device,
+                                                        batch_size=batch_size).scores)
+            for method in SYNTHETIC_METHODS}
+    model.train()
     return result
 
 
