@@ -124,6 +124,40 @@ class UNetAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
+def architecture_mismatch(weights: dict[str, torch.Tensor], model: torch.nn.Module) -> str | None:
+    """One line naming how a state dict differs from a model, or None when it fits.
+
+    torch's own message lists every tensor (hundreds of lines); a user needs the count and
+    one example to see that the checkpoint belongs to another network.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    reshaped = [
+        k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or reshaped):
+        return None
+    parts = [
+        f"{len(v)} {name}"
+        for name, v in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("differently shaped", reshaped),
+        )
+        if v
+    ]
+    example = (
+        (
+            f"{reshaped[0]} is {tuple(weights[reshaped[0]].shape)} in the file but "
+            f"{tuple(expected[reshaped[0]].shape)} in the model"
+        )
+        if reshaped
+        else (missing + unexpected)[0]
+    )
+    return f"{', '.join(parts)} tensors (e.g. {example})"
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from core.config import TrainConfig
-from core.model import UNetAutoencoder
+from core.model import UNetAutoencoder, architecture_mismatch
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 ACTIVE_STATES = ("starting", "running")
@@ -79,10 +79,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> UNetAutoencoder:
     config = TrainConfig.from_dict(payload["config"])
     model = UNetAutoencoder(config.model)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        raise RunError(f"{path}: weights do not fit the architecture in its config ({err})") from err
+    mismatch = architecture_mismatch(payload["model"], model)
+    if mismatch:
+        raise RunError(f"{path}: its weights do not fit the architecture in its config ({mismatch}); "
+                       "it was written by another model: choose another epoch or retrain")
+    model.load_state_dict(payload["model"])
     return model.eval()
 
 

@@ -41,40 +41,6 @@ MAP_STORAGE_DTYPE = np.float16
 SCORING_VERSION = 1
 
 
-def architecture_mismatch(weights: dict[str, Any], model: torch.nn.Module) -> str | None:
-    """One line naming how a state dict differs from a model, or None when it fits.
-
-    torch's own message lists every tensor (hundreds of lines); a user needs the count and
-    one example to see that the checkpoint belongs to another network.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    reshaped = [
-        k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or reshaped):
-        return None
-    parts = [
-        f"{len(v)} {name}"
-        for name, v in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("differently shaped", reshaped),
-        )
-        if v
-    ]
-    example = (
-        (
-            f"{reshaped[0]} is {tuple(weights[reshaped[0]].shape)} in the file but "
-            f"{tuple(expected[reshaped[0]].shape)} in the model"
-        )
-        if reshaped
-        else (missing + unexpected)[0]
-    )
-    return f"{', '.join(parts)} tensors (e.g. {example})"
-
-
 def load_checkpoint_model(
     run: Run, epoch: int | str, device: torch.device | str = "cpu"
 ) -> tuple[UNetAutoencoder, TrainConfig, int]:
@@ -85,13 +51,6 @@ def load_checkpoint_model(
     """
     payload, config, resolved = _header(run, epoch)
     path = run.checkpoint_path(resolved)
-    mismatch = architecture_mismatch(payload["model"], UNetAutoencoder(config.model))
-    if mismatch:
-        raise RunError(
-            f"{path}: its weights do not fit the architecture in its config ({mismatch}); "
-            f"it was written by another model -- choose another epoch (available: "
-            f"{run.epochs()}) or retrain with python -m core train"
-        )
     model = model_from_checkpoint(payload, path)
     return model.to(device).eval(), config, resolved
 
