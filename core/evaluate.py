@@ -29,7 +29,7 @@ from core.metrics import (
     pixel_metrics,
 )
 from core.routing import route_images, routing_accuracy
-from core.runs import Run
+from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods, score_checkpoint
 from core.scoring.checkpoint import load_checkpoint_model, reference_set, trained_categories
 from core.scoring.data import load_samples, samples_to_score
@@ -43,21 +43,6 @@ def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
     """The methods asked for plus rawknn, the no-learning floor every table shows."""
     methods = tuple(methods)
     return methods if FLOOR in methods else methods + (FLOOR,)
-
-
-def jsonable(value: Any) -> Any:
-    """nan/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _threshold_report(

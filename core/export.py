@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from core.data.samples import UNKNOWN
-from core.evaluate import jsonable
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters
 from core.runs import (
     Run,
     atomic_write_bytes,
     atomic_write_json,
+    jsonable,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,

@@ -40,7 +40,7 @@ def format_comparison(result: dict) -> list[str]:
 
 def main(args) -> int:
     from core.diagnostics import compare_runs
-    from core.diagnostics.timeline import jsonable
+    from core.runs import jsonable
 
     run_a, run_b = open_run(args.run_a), open_run(args.run_b)
     result = compare_runs(run_a, run_a.resolve_epoch(args.epoch_a), run_b, run_b.resolve_epoch(args.epoch_b))

@@ -183,7 +183,7 @@ def main(args) -> int:
     if args.json != "-":
         print("\n".join(lines))
     if args.json:
-        from core.diagnostics.timeline import jsonable
+        from core.runs import jsonable
 
         result["weight_std"] = jsonable({str(layer): {str(e): v for e, v in row.items()}
                                          for layer, row in std_table.iterrows()})

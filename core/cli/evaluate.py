@@ -106,11 +106,10 @@ def main(args) -> int:
         epoch_choices,
         evaluate_epoch,
         format_table,
-        jsonable,
         run_table,
         with_floor,
     )
-    from core.runs import Run, atomic_write_json
+    from core.runs import Run, atomic_write_json, jsonable
     from core.scoring import parse_methods
 
     run = Run.open(args.run)

@@ -34,8 +34,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.evaluate import jsonable
-    from core.runs import Run, atomic_write_json
+    from core.runs import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
 
     run = Run.open(args.run)

@@ -12,13 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
 from core.diagnostics.probe import DataMissingError
 from core.diagnostics.weights import weight_stats
-from core.runs import Run, RunError
+from core.runs import Run, RunError, jsonable
 
 # How much each kind of evidence counts when choosing among healthy epochs. Real AUROC (only
 # with evaluate=True: it reads test labels) measures the goal itself; synthetic AUROC measures
@@ -29,21 +27,6 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
 FLOOR_METHODS = ("rawknn",)  # no-learning baselines: constant across epochs, never a reason
-
-
-def jsonable(value: Any) -> Any:
-    """nan/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def epoch_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:
