@@ -1,0 +1,270 @@
+"""Overview: per-epoch curves, the epoch x metric table and which epoch to pick, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.runs import Run, RunError
+from dashboard import state, widgets
+
+CURVES_KEY = "overview_curves"
+DEFAULT_METHODS = ("pixel", "ssim")
+COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
+          "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _evaluate_epoch(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run,
+                    _epoch: int) -> dict[str, Any]:
+    evaluate = state.core_module("core.evaluate")
+    return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False,
+                                   routing=False)
+
+
+def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...]
+                     ) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """evaluate_epoch for every epoch (cached on disk and in memory), with a progress bar;
+    a damaged epoch is reported and skipped, the others still count."""
+    evaluations, failed = [], {}
+    bar = st.progress(0.0, text="Scoring the test set for every epoch…") if len(epochs) > 1 else None
+    for i, epoch in enumerate(epochs):
+        try:
+            evaluations.append(_evaluate_epoch(state.checkpoint_fingerprint(run, epoch), str(data_root),
+                                               methods, run, epoch))
+        except RunError as err:
+            failed[epoch] = str(err)
+            state.note_damaged(run, epoch)
+        if bar is not None:
+            bar.progress((i + 1) / len(epochs), text=f"Scored epoch {epoch} ({i + 1}/{len(epochs)})")
+    if bar is not None:
+        bar.empty()
+    return evaluations, failed
+
+
+def epoch_table(run: Run, epochs: list[int], evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+    """core.evaluate.run_table; epochs without a real evaluation keep their logged numbers."""
+    evaluate = state.core_module("core.evaluate")
+    done = {int(ev["epoch"]) for ev in evaluations}
+    rows = list(evaluations) + [{"epoch": e, "methods": []} for e in epochs if e not in done]
+    if not rows:
+        return pd.DataFrame()
+    table = evaluate.run_table(run, rows)
+    return table.sort_values("epoch")
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _on_curve_click(run: Run) -> None:
+    points = ((st.session_state.get(CURVES_KEY) or {}).get("selection") or {}).get("points") or []
+    epochs = run.epochs()
+    for point in points:
+        epoch = int(round(float(point.get("x", -1))))
+        if epoch in epochs:
+            state.go_to_epoch(run, epoch)
+            return
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if len(line) + len(word) > width:
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def curves_figure(table: pd.DataFrame, health: dict[int, dict[str, Any]], epoch: int | None,
+                  pinned: int | None) -> go.Figure:
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("Loss (log scale)", "AUROC: synthetic (dashed) and real test (solid)"))
+    x = table["epoch"]
+    for column, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+        if column in table and table[column].notna().any():
+            fig.add_trace(go.Scatter(x=x, y=table[column], name=name, mode="lines+markers",
+                                     line={"color": COLORS[column]}), row=1, col=1)
+    for column in table.columns:
+        for prefix, dash in (("synthetic_auroc_", "dash"), ("real_auroc_", "solid")):
+            if column.startswith(prefix) and table[column].notna().any():
+                method = column.removeprefix(prefix)
+                kind = "synthetic" if dash == "dash" else "real"
+                fig.add_trace(go.Scatter(x=x, y=table[column], name=f"{kind} {method}", mode="lines+markers",
+                                         line={"color": COLORS.get(method, "#334155"), "dash": dash}),
+                              row=2, col=1)
+    _add_health_markers(fig, table, health)
+    fig.add_hline(y=0.5, line={"color": "#94a3b8", "dash": "dot", "width": 1}, row=2, col=1)
+    if epoch is not None:
+        fig.add_vline(x=epoch, line={"color": "#c2410c", "width": 2, "dash": "dot"})
+    if pinned is not None and pinned in set(x):
+        fig.add_vline(x=pinned, line={"color": "#eab308", "width": 2})
+        fig.add_annotation(x=pinned, y=1.0, yref="paper", text="★ pinned", showarrow=False,
+                           font={"color": "#a16207"}, yanchor="bottom")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=2, col=1)
+    fig.update_xaxes(title_text="epoch", row=2, col=1, dtick=1 if len(x) <= 30 else None)
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="x unified",
+                      legend={"orientation": "h", "y": -0.12}, clickmode="event+select")
+    return fig
+
+
+def _add_health_markers(fig: go.Figure, table: pd.DataFrame, health: dict[int, dict[str, Any]]) -> None:
+    """Red crosses at epochs with an error flag, amber triangles at epochs with only warnings,
+    on the train-loss curve; hovering names the flags."""
+    loss = table.set_index("epoch")["train_loss"] if "train_loss" in table else pd.Series(dtype=float)
+    kinds = (("errors", "health error", "x", "#dc2626"), ("warnings", "health warning", "triangle-up", "#d97706"))
+    for field, name, symbol, color in kinds:
+        epochs = [e for e, entry in sorted(health.items()) if entry.get(field)
+                  and (field == "errors" or not entry.get("errors"))]
+        if not epochs:
+            continue
+        text = ["<br>".join(f"{n}: {_wrap(sentence)}" for n, _, sentence in state.flag_sentences(health[e]))
+                or ", ".join(health[e].get(field)) for e in epochs]
+        fig.add_trace(go.Scatter(x=epochs, y=[loss.get(e) for e in epochs], mode="markers", name=name,
+                                 marker={"symbol": symbol, "size": 12, "color": color, "line": {"width": 1}},
+                                 text=text, hovertemplate="%{text}<extra></extra>"), row=1, col=1)
+
+
+def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | None, epoch: int | None) -> None:
+    """The diagnostics' suggestion with its reasons, and what every other criterion would pick."""
+    left, right = st.columns([2, 3])
+    suggestion = (diag or {}).get("suggestion") or {}
+    with left.container(border=True):
+        if suggestion.get("epoch") is not None:
+            pick = int(suggestion["epoch"])
+            st.markdown(f"**Suggested: epoch {pick}**")
+            st.caption("Healthy epochs only, weighing synthetic AUROC, validation loss and warnings (no test labels).")
+            for reason in suggestion.get("reasons") or []:
+                st.markdown(f"- {reason}")
+            epoch_buttons(run, pick, epoch, "suggested", "diagnostics' suggestion: "
+                          + "; ".join(map(str, (suggestion.get("reasons") or [])[1:3])))
+        else:
+            st.markdown("**No suggestion**")
+            for reason in suggestion.get("reasons") or ["the health check has not run (see above)"]:
+                st.caption(str(reason))
+    with right:
+        rows = [{"criterion": name, "epoch": int(pick["epoch"]),
+                 **{k.removeprefix("auroc_") + " real AUROC": v for k, v in pick.items() if k != "epoch"}}
+                for name, pick in choices.items()]
+        if not rows:
+            st.caption("No criterion can pick an epoch yet (no validation loss logged).")
+            return
+        st.markdown("**What each criterion picks** (oracle = uses test labels; select a row)")
+        table = pd.DataFrame(rows)
+        event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
+                             selection_mode="single-row", key="overview_choices",
+                             column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                            for c in table.columns if c.endswith("AUROC")})
+        chosen = (event.selection.rows or [0])[0] if event is not None else 0
+        row = rows[min(chosen, len(rows) - 1)]
+        st.caption(f"Row: {row['criterion']}")
+        epoch_buttons(run, row["epoch"], epoch, "criterion", f"{row['criterion']}")
+
+
+def epoch_buttons(run: Run, pick: int, epoch: int | None, key: str, reason: str) -> None:
+    left, right = st.columns(2)
+    left.button(f"Show epoch {pick}", key=f"show_{key}", on_click=state.go_to_epoch, args=(run, pick),
+                disabled=pick == epoch, width="stretch")
+    if right.button(f"★ Pin epoch {pick}", key=f"pin_{key}", width="stretch"):
+        run.pin(pick, reason)
+        st.toast(f"Pinned epoch {pick}", icon=":material/star:")
+        st.rerun()
+
+
+def draw_table(table: pd.DataFrame, marks: dict[int, list[str]], health: dict[int, dict[str, Any]]) -> None:
+    shown = table.copy()
+    shown.insert(1, "marks", [" ".join(marks.get(int(e), [])) for e in shown["epoch"]])
+    if health:
+        shown["health"] = [_flag_names(health.get(int(e), {})) for e in shown["epoch"]]
+    config = {"epoch": st.column_config.NumberColumn("epoch", format="%d", pinned=True),
+              "marks": st.column_config.TextColumn("marks", width="medium"),
+              "health": st.column_config.TextColumn("health flags", width="medium")}
+    for column in shown.columns:
+        if "loss" in column:
+            config[column] = st.column_config.NumberColumn(column.replace("_", " "), format="%.4f")
+        elif "auroc" in column:
+            config[column] = st.column_config.ProgressColumn(
+                column.replace("_auroc_", " AUROC ").replace("_", " "), format="%.3f", min_value=0.0, max_value=1.0)
+    st.dataframe(shown, hide_index=True, column_config=config, width="stretch")
+
+
+def _flag_names(entry: dict[str, Any]) -> str:
+    return ", ".join(str(n) for n in entry.get("flags") or []) or "ok"
+
+
+# --------------------------------------------------------------------------- page
+
+
+def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
+    """Health of every epoch from core.diagnostics (cached); None when it cannot be computed."""
+    known = state.known_diagnosis(run)
+    if known is not None:
+        return known
+    failed = st.session_state.setdefault("rs_diagnosis_failed", {})
+    stamp = state.run_fingerprint(run)
+    if failed.get(str(run.path)) == stamp:
+        return None  # failed for this very state of the run: do not retry on every rerun
+    done = False
+    with widgets.guard("Health check"), st.spinner("Checking the health of every epoch…"):
+        try:
+            data_root = sel.data_root()
+        except state.DataFolderMissing:
+            data_root = None
+        state.diagnosis(run, data_root)
+        done = True
+    if done:
+        st.rerun()  # the sidebar's epoch marks now know the health of each epoch
+    failed[str(run.path)] = stamp
+    return None
+
+
+def real_auroc_controls(methods: list[str]) -> tuple[bool, tuple[str, ...]]:
+    left, right = st.columns([1, 3])
+    on = left.toggle("Real test AUROC", value=True, key="overview_real",
+                     help="Scores the test set with every epoch (once; results are cached on disk).")
+    defaults = [m for m in DEFAULT_METHODS if m in methods]
+    chosen = right.multiselect("Methods", methods, default=defaults, key="overview_methods",
+                               disabled=not on, label_visibility="collapsed",
+                               help="knn and rawknn build a memory bank per epoch: slower.")
+    return on, tuple(chosen)
+
+
+def main() -> None:
+    sel = state.selection()
+    widgets.page_header("Overview", sel, "how every epoch did, and which one to pick")
+    with widgets.guard("Overview"):
+        run = sel.need_run()
+        epochs = list(sel.epochs)
+        if not epochs:
+            sel.need_epoch()
+        diag = diagnosis_for(run, sel)
+        health = state.health_by_epoch(diag)
+        on, methods = real_auroc_controls(state.scoring_methods())
+        evaluations, failed = [], {}
+        if on and methods:
+            with widgets.guard("Real AUROC"):
+                evaluations, failed = real_evaluations(run, epochs, sel.data_root(), methods)
+        for epoch, message in failed.items():
+            st.error(f"Epoch {epoch} left out: {message}", icon=":material/error:")
+        table = epoch_table(run, epochs, evaluations)
+        pinned = (run.pinned() or {}).get("epoch")
+        st.plotly_chart(curves_figure(table, health, sel.epoch, pinned), key=CURVES_KEY,
+                        on_select=lambda: _on_curve_click(run), selection_mode=("points",),
+                        config=widgets.PLOT_CONFIG)
+        st.caption("Click a point to open that epoch in every page.")
+        st.subheader("Which epoch?")
+        choices = state.core_module("core.evaluate").epoch_choices(table) if len(table) else {}
+        draw_suggestions(run, choices, diag, sel.epoch)
+        st.subheader("Epoch × metric")
+        draw_table(table, sel.marks, health)
+
+
+main()

@@ -1,0 +1,186 @@
+"""Scores: ranked anomaly scores with thumbnails, normal-vs-defective histograms with a
+threshold and the confusion counts it gives, and the per-category AUROC table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import metrics, visual
+from core.runs import Run
+from dashboard import state, widgets
+
+RULES = ("F1-max (uses labels)", "percentile of held-out normals", "jump in sorted scores (no labels)")
+KIND_COLORS = {"normal": "#2563eb", "defective": "#dc2626", "unlabeled": "#94a3b8"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run, _epoch: int) -> dict:
+    evaluate = state.core_module("core.evaluate")
+    return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False, routing=False)
+
+
+def selected(result: dict[str, Any], category: str) -> np.ndarray:
+    cats = np.asarray(result["categories"], dtype=object)
+    return np.ones(len(cats), bool) if category == "all" else cats == category
+
+
+def kind_of(label: int) -> str:
+    return "normal" if label == 0 else ("defective" if label > 0 else "unlabeled")
+
+
+# --------------------------------------------------------------------------- threshold
+
+
+def threshold_for(rule: str, labels: np.ndarray, scores: np.ndarray, val_normals: np.ndarray | None,
+                  q: float) -> tuple[float | None, str]:
+    """The threshold by core.metrics for the chosen rule, and a sentence saying how it was set."""
+    if rule == RULES[0]:
+        f1, threshold = metrics.f1_max(labels, scores)
+        if not np.isfinite(threshold):
+            return None, "F1-max needs defective images with labels."
+        return threshold, f"best F1 = {f1:.3f}"
+    if rule == RULES[1]:
+        if val_normals is None or len(val_normals) == 0:
+            return None, "no held-out normal images (the run has no validation split)."
+        threshold = metrics.percentile_threshold(val_normals, q)
+        return (threshold if np.isfinite(threshold) else None), f"{q:g}th percentile of {len(val_normals)} held-out normals"
+    threshold = metrics.jump_threshold(scores)
+    if threshold is None:
+        return None, "no clear jump in the sorted scores."
+    return threshold, "midpoint of the first big gap above the lowest scores"
+
+
+def draw_threshold(labels: np.ndarray, threshold: float | None, note: str, scores: np.ndarray) -> None:
+    if threshold is None:
+        st.info(f"No threshold: {note}")
+        return
+    counts = metrics.confusion_at(labels, scores, threshold)
+    st.caption(f"Threshold **{threshold:.5g}** — {note}. Score ≥ threshold is called defective.")
+    c = st.columns(7)
+    c[0].metric("true positives", counts["tp"])
+    c[1].metric("false positives", counts["fp"])
+    c[2].metric("true negatives", counts["tn"])
+    c[3].metric("false negatives", counts["fn"])
+    for col, name in zip(c[4:], ("precision", "recall", "fpr"), strict=True):
+        value = counts[name]
+        col.metric(name if name != "fpr" else "false-positive rate", "–" if not np.isfinite(value) else f"{value:.3f}")
+
+
+def histogram(scores: np.ndarray, labels: np.ndarray, threshold: float | None, method: str) -> go.Figure:
+    fig = go.Figure()
+    edges = np.histogram_bin_edges(scores[np.isfinite(scores)], bins=min(60, max(10, len(scores) // 4)))
+    for kind in ("normal", "defective", "unlabeled"):
+        mask = np.array([kind_of(int(v)) == kind for v in labels], bool)
+        if mask.any():
+            fig.add_trace(go.Histogram(x=scores[mask], name=f"{kind} ({int(mask.sum())})", opacity=0.6,
+                                       marker_color=KIND_COLORS[kind],
+                                       xbins={"start": edges[0], "end": edges[-1], "size": edges[1] - edges[0]}))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line={"color": "#111827", "width": 2, "dash": "dash"},
+                      annotation_text=f"threshold {threshold:.4g}", annotation_position="top left")
+    fig.update_layout(barmode="overlay", height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis_title=f"{method} score", yaxis_title="images",
+                      legend={"orientation": "h", "y": 1.14, "x": 1, "xanchor": "right"})
+    return fig
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def ranked_table(result: dict[str, Any], sel: np.ndarray, test, top: int) -> pd.DataFrame:
+    index_of = {s.name: i for i, s in enumerate(test.samples)}
+    idx = np.flatnonzero(sel)
+    scores = np.asarray(result["scores"], np.float64)[idx]
+    order = idx[np.argsort(-scores, kind="stable")][:top]
+    rows = []
+    for rank, i in enumerate(order, start=1):
+        name = result["names"][i]
+        image = test.images[index_of[name]] if name in index_of else np.zeros((8, 8, 3), np.uint8)
+        rows.append({"rank": rank, "image": widgets.png_data_uri(visual.upscale(image, 64)),
+                     "score": float(result["scores"][i]), "category": result["categories"][i],
+                     "defect": result["defects"][i] or "–", "label": kind_of(int(result["labels"][i])), "name": name})
+    return pd.DataFrame(rows)
+
+
+def draw_ranking(result: dict[str, Any], sel: np.ndarray, test) -> None:
+    left, right = st.columns([3, 1])
+    top = right.selectbox("Show", (25, 50, 100, 500), index=1, key="scores_top", persist_state="session",
+                          format_func=lambda n: f"top {n}")
+    left.caption("Most anomalous first. A good score puts the defective images (red) on top.")
+    table = ranked_table(result, sel, test, top)
+    st.dataframe(table, hide_index=True, width="stretch", height=min(600, 40 + 70 * len(table)), row_height=66,
+                 column_config={
+                     "rank": st.column_config.NumberColumn("#", width="small"),
+                     "image": st.column_config.ImageColumn("image", width="small"),
+                     "score": st.column_config.NumberColumn("score", format="%.5g"),
+                     "label": st.column_config.TextColumn("label"),
+                 })
+
+
+# --------------------------------------------------------------------------- AUROC table
+
+
+def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method: str) -> None:
+    defaults = list(dict.fromkeys([m for m in ("pixel", "ssim") if m in methods] + [method]))
+    chosen = st.multiselect("Methods", methods, default=defaults, key="scores_auroc_methods",
+                            help="knn and rawknn build a memory bank first: slower the first time.")
+    if not chosen:
+        return
+    with st.spinner("Scoring the test set with each method (cached on disk)…"):
+        result = _aurocs(state.checkpoint_fingerprint(run, epoch), str(data_root), tuple(chosen), run, epoch)
+    table = pd.DataFrame(result["image_auroc"]).T
+    table.index.name = "method"
+    config = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns}
+    st.dataframe(table, width="stretch", column_config=config)
+    st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled. "
+               "Empty: the category has only one class.")
+
+
+# --------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    sel = state.selection()
+    widgets.page_header("Scores", sel, "which images each method calls anomalous")
+    with widgets.guard("Scores"):
+        run = sel.need_run()
+        epoch = sel.need_epoch()
+        data_root = sel.data_root()
+        methods = state.scoring_methods()
+        c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
+        with c1:
+            method = widgets.method_picker("Method", methods, key="scores_method", default="pixel")
+        with st.spinner(f"Scoring the test set with {method} (once per epoch; cached on disk)…"):
+            result = state.scores(run, epoch, data_root, method)
+        categories = ["all"] + sorted(set(result["categories"]))
+        category = c2.selectbox("Category", categories, key="scores_category", persist_state="session")
+        rule = c3.selectbox("Threshold rule", RULES, key="scores_rule", persist_state="session")
+        q = c4.number_input("Percentile", 50.0, 100.0, 99.0, 0.5, key="scores_q", disabled=rule != RULES[1])
+        mask = selected(result, category)
+        scores = np.asarray(result["scores"], np.float64)[mask]
+        labels = np.asarray(result["labels"])[mask]
+        val_normals = None
+        if rule == RULES[1]:
+            val = state.scores(run, epoch, data_root, method, split="val")
+            vmask = selected(val, category)
+            val_normals = np.asarray(val["scores"], np.float64)[vmask]
+        threshold, note = threshold_for(rule, labels, scores, val_normals, q)
+        st.plotly_chart(histogram(scores, labels, threshold, method), config=widgets.PLOT_CONFIG,
+                        key="scores_hist")
+        draw_threshold(labels, threshold, note, scores)
+        st.subheader("Ranked images")
+        draw_ranking(result, mask, state.test_set(run, data_root))
+        st.subheader("Image AUROC per category")
+        with widgets.guard("AUROC table"):
+            draw_auroc_table(run, epoch, data_root, methods, method)
+
+
+main()

@@ -1,0 +1,122 @@
+"""Get started: a one-click demo (generate the demo data, train a small CPU run) that shows each
+epoch's reconstructions as soon as it is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import visual
+from core.runs import Run, RunError
+from dashboard import state, widgets
+
+DEMO_SIZE, DEMO_TRAIN_PER_CATEGORY, DEMO_EPOCHS = state.DEMO_SIZE, state.DEMO_TRAIN_PER_CATEGORY, state.DEMO_EPOCHS
+PAGE_DIR = Path(__file__).parent
+
+
+def demo_data_ready(folder: Path) -> bool:
+    from core.data.demo import README_MARKER
+
+    readme = folder / "README.txt"
+    return readme.is_file() and readme.read_text(encoding="utf-8").startswith(README_MARKER) \
+        and f"size={DEMO_SIZE}" in readme.read_text(encoding="utf-8")
+
+
+def free_run_path(root: Path) -> Path:
+    path, n = root / "demo", 1
+    while (path / "config.json").exists():
+        n += 1
+        path = root / f"demo-{n}"
+    return path
+
+
+def start_demo(root: Path, data: Path) -> Run:
+    from core.data.demo import generate_demo_dataset
+
+    if not demo_data_ready(data):
+        with st.spinner(f"Drawing the demo images into {data}…"):
+            generate_demo_dataset(data, state.demo_spec())
+    config = state.demo_config(data, free_run_path(root))
+    state.core_module("core.jobs").start_training(config)
+    run = Run(Path(config.run))
+    widgets.wait_until_started(run)
+    st.session_state["rs_run_choice"] = str(run.path)
+    return run
+
+
+def latest_reconstructions(run: Run, data_root: Path) -> None:
+    """Two test images per category (a normal and a defect) as input | reconstruction."""
+    epochs = run.epochs()
+    if not epochs:
+        st.caption("Reconstructions appear here when the first epoch is saved.")
+        return
+    epoch = epochs[-1]
+    test = state.test_set(run, data_root)
+    picks = []
+    for category in sorted({s.category for s in test.samples}):
+        members = [i for i, s in enumerate(test.samples) if s.category == category]
+        normal = [i for i in members if test.samples[i].label == 0][:1]
+        defect = [i for i in members if test.samples[i].label > 0][:1]
+        picks += normal + defect
+    recon = state.reconstructions(run, epoch, data_root, picks)
+    tiles = [visual.image_row([test.images[i], recon[k]], gap=2) for k, i in enumerate(picks)]
+    captions = [widgets.caption_for(test.samples[i].name) for i in picks]
+    st.markdown(f"**Epoch {epoch}**: input · reconstruction (the newest epoch; it updates as training goes on)")
+    widgets.image_cards(tiles, captions, columns=4, min_side=96)
+
+
+def intro(root: Path, data: Path, busy: bool) -> bool:
+    st.markdown(
+        "ReconScope trains **one U-Net autoencoder** on normal images of every category, saves every "
+        "epoch, and lets you **see** which epoch reconstructs well, which collapsed, and which "
+        "separates defects best.\n\n"
+        f"The demo draws a small procedural dataset (6 categories, {DEMO_SIZE} px, exact defect masks) into "
+        f"`{data}` and trains {DEMO_EPOCHS} epochs on the CPU into `{root}`. Epochs appear as they finish; "
+        "on 2 CPU cores the first recognisable reconstructions take a minute or two.")
+    clicked = st.button("Start the demo", type="primary", key="start_demo", icon=":material/rocket_launch:",
+                        disabled=busy, help="A demo run is training already." if busy else None)
+    with st.expander("The same from a terminal"):
+        st.code(f"python -m core demo-data --out {data} --size {DEMO_SIZE} --n-train {DEMO_TRAIN_PER_CATEGORY}\n"
+                f"python -m core train --data {data} --run {root}/demo --image-size {DEMO_SIZE} "
+                f"--epochs {DEMO_EPOCHS} --depth 3 --device cpu\n"
+                "streamlit run dashboard/app.py", language="bash")
+    return clicked
+
+
+def follow(run: Run) -> None:
+    st.subheader(f"Demo run `{run.name}`")
+    widgets.live_panel(run, show_log=False)
+    with widgets.guard("Reconstructions"):
+        latest_reconstructions(run, Path(run.config().data))
+    if run.epochs():
+        c = st.columns(3)
+        c[0].page_link(str(PAGE_DIR / "overview.py"), label="Curves and best epoch", icon=":material/monitoring:")
+        c[1].page_link(str(PAGE_DIR / "reconstructions.py"), label="All reconstructions", icon=":material/compare:")
+        c[2].page_link(str(PAGE_DIR / "train.py"), label="Train your own data", icon=":material/model_training:")
+
+
+def main() -> None:
+    sel = state.selection()
+    st.title("Get started")
+    root = sel.roots[0] if sel.roots else state.default_checkpoints_root()
+    data = state.default_data_root()
+    with widgets.guard("Demo"):
+        demo_runs = [r for r in sel.runs if r.name.startswith("demo")]
+        if intro(root, data, busy=any(r.is_training() for r in demo_runs)):
+            try:
+                start_demo(root, data)
+            except FileExistsError as err:
+                st.error(f"{err}. Set RECONSCOPE_DATA to an empty folder for the demo data.", icon=":material/folder_off:")
+                return
+            except RunError as err:
+                st.error(str(err), icon=":material/error:")
+                return
+            st.rerun()
+        if sel.run is not None and sel.run.name.startswith("demo"):
+            follow(sel.run)
+        elif demo_runs:
+            follow(max(demo_runs, key=lambda r: r.path.stat().st_mtime))
+
+
+main()

@@ -1,0 +1,208 @@
+"""Train: every training option in one form, a launch that survives page reloads (a separate
+process, its PID and state in the run folder), live progress, the log's tail, stop and resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.config import AugmentConfig, ModelConfig, TrainConfig
+from core.runs import Run, RunError
+from dashboard import state, widgets
+
+SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
+NORMS = ("batch", "instance", "group", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _categories(root: str, layout: str) -> list[str]:
+    from core.data.layouts import discover_samples
+
+    return sorted({s.category for s in discover_samples(root, layout)})
+
+
+def devices() -> list[str]:
+    import torch
+
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# --------------------------------------------------------------------------- form sections
+
+
+def data_section(defaults: TrainConfig) -> dict[str, Any]:
+    c1, c2 = st.columns([3, 1])
+    data = c1.text_input("Data folder", value=str(state.default_data_root()), key="train_data",
+                         help="MVTec-style <category>/train/good, or a flat folder with train/ and test/.")
+    layout = c2.selectbox("Layout", ("auto", "mvtec", "flat"), key="train_layout")
+    try:
+        found = _categories(str(Path(data).expanduser()), layout)
+    except ValueError as err:  # DatasetLayoutError: say so and let the user fix the folder
+        st.warning(f"{err}", icon=":material/folder_off:")
+        found = []
+    c1, c2 = st.columns([3, 1])
+    categories = c1.multiselect("Categories (empty = every category found)", found, key="train_categories")
+    per_category = c2.checkbox("One model per category", value=defaults.per_category, key="train_per_category",
+                               help="Default: ONE model for all categories.")
+    return {"data": data, "layout": layout, "categories": categories, "per_category": per_category}
+
+
+def schedule_section(defaults: TrainConfig) -> dict[str, Any]:
+    c = st.columns(4)
+    out = {
+        "image_size": c[0].selectbox("Image size (px)", SIZES, index=SIZES.index(defaults.image_size), key="train_size"),
+        "epochs": int(c[1].number_input("Epochs", 1, 10_000, defaults.epochs, key="train_epochs")),
+        "batch_size": int(c[2].number_input("Batch size", 1, 1024, defaults.batch_size, key="train_batch")),
+        "lr": float(c[3].number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f", key="train_lr")),
+    }
+    c = st.columns(4)
+    out["weight_decay"] = float(c[0].number_input("Weight decay", 0.0, 1.0, defaults.weight_decay, format="%.5f",
+                                                  key="train_wd"))
+    out["val_fraction"] = float(c[1].number_input("Validation share", 0.0, 0.9, defaults.val_fraction, 0.05,
+                                                  key="train_val", help="Normal training images held out per category."))
+    out["seed"] = int(c[2].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="train_seed"))
+    out["device"] = c[3].selectbox("Device", devices(), key="train_device",
+                                   help="auto = the GPU when torch sees one, else the CPU.")
+    c = st.columns(4)
+    out["num_threads"] = int(c[0].number_input("CPU threads (0 = torch default)", 0, 256, defaults.num_threads,
+                                               key="train_threads"))
+    out["synthetic_val"] = c[1].checkbox("Synthetic-anomaly AUROC per epoch", value=defaults.synthetic_val,
+                                         key="train_synth")
+    return out
+
+
+def model_section(defaults: ModelConfig) -> dict[str, Any]:
+    c = st.columns(4)
+    depth = int(c[0].number_input("Depth (levels)", 1, 6, defaults.depth, key="train_depth"))
+    width = int(c[1].number_input("Base width", 1, 512, defaults.base_width, key="train_width"))
+    norm = c[2].selectbox("Normalisation", NORMS, index=NORMS.index(defaults.norm), key="train_norm")
+    activation = c[3].selectbox("Activation", ACTIVATIONS, index=ACTIVATIONS.index(defaults.activation),
+                                key="train_act")
+    c = st.columns([3, 1])
+    levels = list(range(1, depth + 1))
+    skips = c[0].multiselect("Skip connections (level 1 = highest resolution)", levels, default=levels,
+                             key=f"train_skips_{depth}",
+                             help="Skips let the net copy anomalies through; try none or only the deep levels.")
+    bottleneck = int(c[1].number_input("Bottleneck channels (0 = same)", 0, 4096, defaults.bottleneck_channels,
+                                       key="train_bottleneck"))
+    skip_text = "all" if skips == levels else ("none" if not skips else ",".join(map(str, sorted(skips))))
+    return {"base_width": width, "depth": depth, "skips": skip_text, "norm": norm, "activation": activation,
+            "bottleneck_channels": bottleneck}
+
+
+def loss_section() -> str:
+    c = st.columns(4)
+    ssim = c[0].number_input("SSIM weight", 0.0, 10.0, 0.5, 0.1, key="train_loss_ssim")
+    l1 = c[1].number_input("L1 weight", 0.0, 10.0, 0.5, 0.1, key="train_loss_l1")
+    l2 = c[2].number_input("L2 weight", 0.0, 10.0, 0.0, 0.1, key="train_loss_l2")
+    terms = [f"{w:g}*{name}" for w, name in ((ssim, "ssim"), (l1, "l1"), (l2, "l2")) if w > 0]
+    spec = "+".join(terms) or "l1"
+    c[3].markdown(f"Loss  \n`{spec}`")
+    return spec
+
+
+def augment_section(d: AugmentConfig) -> dict[str, Any]:
+    enabled = st.toggle("Augment training images", value=d.enabled, key="train_aug")
+    c = st.columns(4)
+    p = {"disabled": not enabled}
+    out: dict[str, Any] = {"enabled": enabled}
+    out["hflip_p"] = c[0].slider("Horizontal flip p", 0.0, 1.0, d.hflip_p, key="train_hflip", **p)
+    out["vflip_p"] = c[1].slider("Vertical flip p", 0.0, 1.0, d.vflip_p, key="train_vflip", **p)
+    out["rotate90_p"] = c[2].slider("Rotate 90° p", 0.0, 1.0, d.rotate90_p, key="train_rot90", **p)
+    out["rotate_limit"] = c[3].slider("Rotation limit (°)", 0.0, 180.0, d.rotate_limit, key="train_rot", **p)
+    c = st.columns(4)
+    out["resized_crop_p"] = c[0].slider("Resized crop p", 0.0, 1.0, d.resized_crop_p, key="train_crop", **p)
+    out["resized_crop_scale"] = c[1].slider("Crop scale", 0.1, 1.0, d.resized_crop_scale, key="train_crop_scale", **p)
+    out["color_jitter_p"] = c[2].slider("Colour jitter p", 0.0, 1.0, d.color_jitter_p, key="train_jitter", **p)
+    out["dropout_p"] = c[3].slider("Coarse dropout p", 0.0, 1.0, d.dropout_p, key="train_drop", **p)
+    c = st.columns(4)
+    out["dropout_holes"] = c[0].slider("Dropout holes", 1, 16, d.dropout_holes, key="train_drop_holes", **p)
+    out["dropout_size"] = c[1].slider("Dropout hole size (share of side)", 0.01, 0.5, d.dropout_size,
+                                      key="train_drop_size", **p)
+    return out
+
+
+def new_run_form(root: Path) -> None:
+    defaults = TrainConfig()
+    st.subheader("New run")
+    name = st.text_input("Run name", value=time.strftime("unet-%Y%m%d-%H%M"), key="train_name",
+                         help=f"Saved as {root}/<name>; one checkpoint per epoch.")
+    raw: dict[str, Any] = {"run": str(root / name.strip())}
+    with st.container(border=True):
+        st.markdown("**Data**")
+        raw.update(data_section(defaults))
+    with st.container(border=True):
+        st.markdown("**Schedule**")
+        raw.update(schedule_section(defaults))
+    with st.container(border=True):
+        st.markdown("**Model and loss**")
+        raw["model"] = model_section(defaults.model)
+        raw["loss"] = loss_section()
+    with st.expander("Augmentation", expanded=False):
+        raw["augment"] = augment_section(defaults.augment)
+    if st.button("Start training", type="primary", key="train_start", icon=":material/play_arrow:"):
+        launch(raw)
+
+
+def launch(raw: dict[str, Any]) -> None:
+    with widgets.guard("Start training"):
+        if not Path(raw["run"]).name:
+            raise RunError("give the run a name")
+        try:
+            config = TrainConfig.from_dict(raw)
+        except ValueError as err:
+            st.error(f"Cannot start: {err}", icon=":material/error:")
+            return
+        pid = state.core_module("core.jobs").start_training(config)
+        run = Run(Path(config.run).expanduser())
+        widgets.wait_until_started(run)
+        st.session_state["rs_run_choice"] = str(run.path)
+        st.toast(f"Started {run.name} (pid {pid})", icon=":material/rocket_launch:")
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- the selected run's job
+
+
+def job_controls(run: Run, progress: dict[str, Any]) -> None:
+    jobs = state.core_module("core.jobs")
+    job_state = progress.get("state")
+    if run.is_training():
+        if st.button("Stop after this batch", key="train_stop", icon=":material/stop:"):
+            with st.spinner("Stopping (finished epochs are kept)…"):
+                stopped = jobs.stop_training(run)
+            st.toast("Stopped" if stopped else "The job was not running", icon=":material/stop_circle:")
+            st.rerun()
+        return
+    config = run.config()
+    done = len(run.epochs())
+    c1, c2 = st.columns([1, 2])
+    until = int(c1.number_input("Train until epoch", 1, 10_000, max(config.epochs, done + 1), key="train_until"))
+    label = "Resume" if job_state in ("stopped", "failed") or done < config.epochs else "Train more epochs"
+    c2.write("")
+    if c2.button(label, key="train_resume", icon=":material/play_circle:", disabled=until <= done):
+        with widgets.guard("Resume"):
+            jobs.start_training(config.with_overrides({"epochs": until}), resume=True)
+            widgets.wait_until_started(run)
+            st.rerun()
+
+
+def main() -> None:
+    sel = state.selection()
+    widgets.page_header("Train", sel, "launch, watch, stop and resume training jobs")
+    root = sel.roots[0] if sel.roots else state.default_checkpoints_root()
+    with widgets.guard("Job"):
+        run = sel.need_run()
+        st.subheader(f"Job of {run.name}")
+        progress = widgets.live_panel(run)
+        job_controls(run, progress)
+    st.divider()
+    with widgets.guard("New run"):
+        new_run_form(root)
+
+
+main()

@@ -1,0 +1,300 @@
+"""Reusable pieces every page draws with: the error guard, pickers, image cards, pin control.
+
+Nothing here computes a number that is shown; numbers come from core, pictures from
+core.visual, and these functions lay them out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core import visual
+from core.runs import Run, RunError
+from dashboard import state
+
+STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
+               "finished": ":gray[:material/check_circle:]", "stopped": ":orange[:material/pause_circle:]",
+               "failed": ":red[:material/error:]", "empty": ":gray[:material/radio_button_unchecked:]"}
+PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+SELECT_PLOT_CONFIG = {"displaylogo": False}
+MARK_LEGEND = "★ pinned · ✓ best validation loss · ☆ suggested · ⚠ health flag · ✗ damaged file"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _data_error_types() -> tuple[type[BaseException], ...]:
+    from core.data.layouts import DatasetLayoutError
+
+    found: list[type[BaseException]] = [DatasetLayoutError, state.DataFolderMissing]
+    try:
+        from core.diagnostics.probe import DataMissingError
+
+        found.append(DataMissingError)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+@contextmanager
+def guard(what: str = "this view") -> Iterator[None]:
+    """Turns what core raises into a message in the page; the rest of the page keeps working.
+
+    NotReady -> info; RunError (bad run, epoch or checkpoint) -> error naming the file;
+    dataset problems -> error pointing at the sidebar's data folder; anything else -> a short
+    error plus the details in a collapsed expander (never a bare traceback).
+    Streamlit's own control flow (st.rerun, st.stop) derives from BaseException and passes.
+    """
+    try:
+        yield
+    except state.NotReady as err:
+        st.info(str(err), icon=":material/info:")
+    except RunError as err:
+        st.error(f"**{what}**: {err}", icon=":material/error:")
+    except _data_error_types() as err:
+        st.error(f"**{what}**: {err}", icon=":material/folder_off:")
+        if not isinstance(err, state.DataFolderMissing):
+            st.caption("Set the folder that holds the images under **Data folder** in the sidebar.")
+    except MemoryError:
+        st.error(f"**{what}**: out of memory; pick fewer images, points or categories.", icon=":material/error:")
+    except Exception as err:  # the last line of defence: a message, with details on demand
+        st.error(f"**{what}** could not be drawn: {type(err).__name__}: {_short(err)}", icon=":material/warning:")
+        with st.expander("Details (for a bug report)"):
+            st.code(traceback.format_exc(), language=None)
+
+
+def _short(err: BaseException | str, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def run_name(run: Run, root: Path | None = None) -> str:
+    """The run's folder below its runs folder (per-category runs sit one level deeper)."""
+    if root is not None:
+        try:
+            return run.path.relative_to(root).as_posix()
+        except ValueError:
+            return str(run.path)
+    return run.name
+
+
+def run_state_line(run: Run) -> str:
+    """"🟢 training: epoch 3 saved" / "⚪ finished" / "🔴 failed: ..." for under the run picker."""
+    status = run.status()
+    job_state = str(status.get("state", "empty"))
+    icon = STATE_ICONS.get(job_state, STATE_ICONS["empty"])
+    words = {"running": "training", "starting": "starting"}.get(job_state, job_state)
+    message = status.get("message") if job_state in ("running", "starting", "failed") else None
+    return f"{icon} {words}" + (f": {_short(str(message), 80)}" if message and message != words else "")
+
+
+def epoch_label(epoch: int, marks: dict[int, list[str]]) -> str:
+    extra = marks.get(epoch) or []
+    return " ".join([str(epoch), *extra])
+
+
+def caption_for(name: str, score: float | None = None) -> str:
+    """A sample name ("carpet/test/hole/003") shortened for a card caption."""
+    parts = name.split("/")
+    short = "/".join([parts[0], *parts[2:]]) if len(parts) >= 4 else name
+    return short if score is None or not np.isfinite(score) else f"{short} · {score:.4g}"
+
+
+# --------------------------------------------------------------------------- images
+
+
+def to_png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(visual.as_rgb_uint8(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """For st.column_config.ImageColumn thumbnails inside a table."""
+    return "data:image/png;base64," + base64.b64encode(to_png_bytes(image)).decode()
+
+
+def image_cards(images: Sequence[np.ndarray], captions: Sequence[str], columns: int = 4,
+                min_side: int = 96) -> None:
+    """Pictures in a grid of st.columns, each with its caption; small images are upscaled
+    (nearest) so their pixels stay sharp."""
+    if not images:
+        st.caption("Nothing to show.")
+        return
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, image, caption in zip(cols, images[start:start + columns],
+                                       captions[start:start + columns], strict=False):
+            col.image(visual.upscale(image, min_side), caption=caption, width="stretch")
+
+
+# --------------------------------------------------------------------------- pickers
+
+
+def pin_control(run: Run, epoch: int, key: str = "pin") -> None:
+    """"Pin this epoch as best" with an optional reason; writes pinned.json in the run folder."""
+    pinned = run.pinned() or {}
+    if pinned.get("epoch") == epoch:
+        st.caption(f"★ Epoch {epoch} is pinned" + (f": {pinned['reason']}" if pinned.get("reason") else ""))
+    with st.popover(f"★ Pin epoch {epoch} as best", width="stretch"):
+        reason = st.text_input("Why this epoch? (saved with the pin)", key=f"{key}_reason",
+                               placeholder="sharp reconstructions, highest real AUROC…")
+        if st.button("Pin", key=f"{key}_button", type="primary"):
+            with guard("Pin"):
+                record = run.pin(epoch, reason)
+                st.toast(f"Pinned epoch {record['epoch']} of {run.name}", icon=":material/star:")
+                st.rerun()
+
+
+def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") -> None:
+    """Export the epoch through core.export (model.pt, config, card, submission.csv) and offer
+    the files as downloads."""
+    with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
+        st.caption(f"Writes to `{run.path / 'exports' / f'epoch_{epoch:03d}'}`")
+        method = st.selectbox("Score the submission with", _methods(), key=f"{key}_method")
+        test_dir = st.text_input("Images for submission.csv (empty: no CSV)", value=data_folder, key=f"{key}_test",
+                                 help="A folder of test images, or a dataset whose test split is scored.")
+        reason = st.text_input("Why this epoch?", key=f"{key}_reason")
+        if st.button("Export", key=f"{key}_button", type="primary"):
+            with guard("Export"), st.spinner("Exporting…"):
+                exporter = state.core_module("core.export")
+                written = exporter.export_epoch(run, epoch, run.path / "exports" / f"epoch_{epoch:03d}",
+                                                test_dir=test_dir.strip() or None, method=method, reason=reason)
+                st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
+        where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
+        if where != str(run.path) or done_epoch != epoch:
+            return
+        for kind, path in written.items():
+            file = Path(path)
+            if file.is_file():
+                st.download_button(file.name, data=file.read_bytes, file_name=file.name, key=f"{key}_dl_{kind}",
+                                   icon=":material/download:", width="stretch", on_click="ignore")
+
+
+def _methods() -> list[str]:
+    try:
+        return state.scoring_methods()
+    except state.NotReady:
+        return ["pixel"]
+
+
+def method_picker(label: str, methods: Sequence[str], key: str, default: str | None = None,
+                  help: str | None = None) -> str:
+    options = list(methods)
+    if not options:
+        raise state.NotReady("No scoring methods are available.")
+    index = options.index(default) if default in options else 0
+    return st.selectbox(label, options, index=index, key=key, help=help)
+
+
+def page_header(title: str, sel: state.Selection, what: str = "") -> None:
+    run = sel.run
+    st.title(title)
+    if run is None:
+        return
+    bits = [f"run **{run.name}**"]
+    if sel.epoch is not None:
+        bits.append(f"epoch **{sel.epoch}**")
+        marks = sel.marks.get(sel.epoch) or []
+        if marks:
+            bits.append(" ".join(marks))
+    status = run.status()
+    if status.get("state") in ("running", "starting"):
+        bits.append(f"{STATE_ICONS['running']} training ({status.get('message', '')})")
+    st.caption(" · ".join(bits) + (f" — {what}" if what else ""))
+
+
+# --------------------------------------------------------------------------- job panel
+# A polling fragment (st.fragment(run_every=...)) reads core.jobs.job_progress every few seconds
+# while the job runs; when a new epoch is saved it reruns the whole app, so the sidebar's epoch
+# picker and every page see it. The job is a separate process (core.jobs): a page reload or a
+# dashboard restart never stops it.
+
+POLL_SECONDS = 2.0
+
+
+def _eta(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds != seconds:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds < 3600 else f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and value == value else "–"
+
+
+def progress_body(run: Run, known_epochs: tuple[int, ...], show_log: bool) -> dict[str, Any]:
+    jobs = state.core_module("core.jobs")
+    progress = jobs.job_progress(run)
+    job_state = str(progress.get("state", "empty"))
+    epochs_done = list(progress.get("finished_epochs") or [])
+    total = progress.get("epochs") or "?"
+    icon = STATE_ICONS.get(job_state, STATE_ICONS["empty"])
+    st.markdown(f"{icon} **{job_state}** · run `{run.name}` · pid {progress.get('pid') or '–'} · "
+                f"device {progress.get('device') or '–'}")
+    fraction = float(progress.get("fraction") or 0.0)
+    batch, batches = progress.get("batch"), progress.get("batches")
+    within = f", batch {batch}/{batches}" if batch and batches and job_state in ("running", "starting") else ""
+    st.progress(min(1.0, max(0.0, fraction)), text=f"epoch {len(epochs_done)}/{total}{within}")
+    last = progress.get("last_metrics") or {}
+    c = st.columns(4)
+    c[0].metric("last epoch", last.get("epoch", "–"))
+    c[1].metric("train loss", _number(last.get("train_loss")))
+    c[2].metric("validation loss", _number(last.get("val_loss")))
+    c[3].metric("ETA", _eta(progress.get("eta_s")) if job_state in ("running", "starting") else "–")
+    message = progress.get("message")
+    if job_state == "failed":
+        st.error(f"The job failed: {message or 'see the log below'}. Fix the cause (the log's last lines say "
+                 "what happened) and resume, or start a new run.", icon=":material/error:")
+    elif message and message != job_state:
+        st.caption(str(message))
+    if show_log:
+        tail = jobs.log_tail(run, lines=40)
+        empty = "(the log is empty so far)" if job_state in ("running", "starting") else "(no train.log in this run)"
+        st.code(tail or empty, language=None, height=260)
+    if tuple(epochs_done) != tuple(known_epochs) and epochs_done:
+        st.rerun(scope="app")  # a new epoch: let the sidebar and the pages see it
+    return progress
+
+
+def live_panel(run: Run, show_log: bool = True) -> dict[str, Any]:
+    """Progress, metrics, ETA and the log tail; polls while the job is active."""
+    polling = run.is_training()
+    known = tuple(run.epochs())
+
+    def body() -> None:
+        with guard("Job progress"):
+            st.session_state["rs_last_progress"] = progress_body(run, known, show_log)
+            if polling and not run.is_training():
+                st.rerun(scope="app")  # the job ended: redraw the buttons
+
+    st.fragment(body, run_every=POLL_SECONDS if polling else None)()
+    return st.session_state.get("rs_last_progress") or {}
+
+
+def wait_until_started(run: Run, timeout: float = 30.0) -> None:
+    """Waits (with a spinner) until the new job has written the run's config.json: only then is
+    the folder listed as a run, so the sidebar can select it on the next rerun."""
+    deadline = time.time() + timeout
+    with st.spinner("Starting the training process…"):
+        while time.time() < deadline:
+            if (run.path / "config.json").is_file() or run.status().get("state") in ("failed", "finished", "stopped"):
+                return
+            time.sleep(0.2)

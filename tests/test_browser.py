@@ -1,0 +1,145 @@
+"""One real-browser pass: `streamlit run dashboard/app.py` on 127.0.0.1 with the fixture run,
+Debian's chromium driven by Playwright opens every page, waits until the app is idle, checks
+that plots and images rendered and that no exception is shown, and saves screenshots into
+tests/screenshots/ (git-ignored).
+
+Skipped only when /usr/bin/chromium is absent (.ci/run installs it). Never `playwright
+install`: the system chromium is used through executable_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "tests" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# url path -> (screenshot name, what must have rendered)
+PAGES = {
+    "": ("overview", ("plot",)),
+    "reconstructions": ("reconstructions", ("image",)),
+    "weights": ("weights", ("plot",)),
+    "features": ("features", ("plot",)),
+    "scores": ("scores", ("plot", "table")),
+    "train": ("train", ()),
+    "start": ("start", ()),
+}
+SELECTORS = {"plot": '[data-testid="stPlotlyChart"] .main-svg', "image": '[data-testid="stImage"] img',
+             "table": '[data-testid="stDataFrame"]'}
+PAGE_TIMEOUT_MS = 240_000
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (.ci/run installs it)")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_runs")
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    port = free_port()
+    log = (tmp_path_factory.mktemp("browser_log") / "streamlit.log").open("w")
+    env = dict(os.environ, RECONSCOPE_CHECKPOINTS=str(root), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--client.showErrorDetails", "full"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield instance
+        instance.close()
+
+
+def settle(page) -> None:
+    """Idle twice with a pause between: a page may rerun once after its first run."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    time.sleep(1.0)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+
+
+def test_every_page_renders_in_a_real_browser(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    problems = []
+    for path, (name, needs) in PAGES.items():
+        page.goto(f"{server}/{path}")
+        settle(page)
+        for need in needs:
+            try:
+                page.wait_for_selector(SELECTORS[need], timeout=30_000)
+            except Exception:  # noqa: BLE001 - collected and reported together below
+                problems.append(f"{name}: no {need} rendered")
+        if page.locator('[data-testid="stException"]').count():
+            problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{server}/reconstructions")
+    settle(page)
+    first_image = page.locator(SELECTORS["image"]).first
+    first_image.wait_for(timeout=30_000)
+    before = first_image.get_attribute("src")
+    thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]').first
+    thumb.focus()
+    at_start = thumb.get_attribute("value") == thumb.get_attribute("min")
+    thumb.press("End" if at_start else "Home")  # to the other end of the epochs
+    page.wait_for_function(
+        "before => { const img = document.querySelector('[data-testid=\"stImage\"] img');"
+        " return img && img.getAttribute('src') !== before; }", arg=before, timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    assert not page.locator('[data-testid="stException"]').count()
+    page.screenshot(path=str(SHOTS / "reconstructions_other_epoch.png"), full_page=True)
+    page.close()

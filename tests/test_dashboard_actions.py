@@ -1,0 +1,137 @@
+"""AppTest of what the dashboard writes: pins, exports, training jobs (launch, refusal, finish),
+and the first-start demo."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from core.runs import Run  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TIMEOUT = 240
+JOB_TIMEOUT = 120
+
+
+@pytest.fixture
+def runs_root(tiny_run, tmp_path) -> Path:
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    return root
+
+
+def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("RECONSCOPE_CHECKPOINTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    return at
+
+
+def messages(at: AppTest) -> str:
+    return " | ".join(e.value for e in [*at.error, *at.exception])
+
+
+def wait_for_state(run: Run, states: tuple[str, ...], timeout: float = JOB_TIMEOUT) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run.status()
+        if status.get("state") in states:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"{run.path}: job did not reach {states} in {timeout}s; status {run.status()}; "
+                         f"log:\n{(run.path / 'train.log').read_text() if (run.path / 'train.log').exists() else ''}")
+
+
+def test_pin_writes_the_run_folder(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "weights")
+    [s for s in at.sidebar.select_slider if s.label == "Epoch"][0].set_value(1).run()
+    at.sidebar.text_input(key="sidebar_pin_reason").input("sharpest reconstructions").run()
+    at.sidebar.button(key="sidebar_pin_button").click().run()
+    assert not at.exception, messages(at)
+    pinned = Run(runs_root / "tiny").pinned()
+    assert pinned and pinned["epoch"] == 1 and pinned["reason"] == "sharpest reconstructions"
+    at.run()
+    assert "★ pinned" in [s for s in at.sidebar.select_slider if s.label == "Epoch"][0].options[0]
+
+
+def test_pin_from_the_overview_suggestion(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch)
+    pins = [b for b in at.button if b.label.startswith("★ Pin epoch")]
+    assert pins, "Overview offers to pin an epoch"
+    pins[0].click().run()
+    assert not at.exception, messages(at)
+    assert Run(runs_root / "tiny").pinned() is not None
+
+
+def test_export_writes_weights_and_submission(runs_root, demo_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "scores")
+    at.sidebar.text_input(key="sidebar_export_test").input(str(demo_root)).run()
+    at.sidebar.button(key="sidebar_export_button").click().run()
+    assert not at.exception and not at.error, messages(at)
+    folder = runs_root / "tiny" / "exports"
+    written = sorted(p.name for p in folder.glob("epoch_*/*"))
+    assert {"model.pt", "submission.csv", "card.json", "config.json"} <= set(written)
+    assert any(b.label == "submission.csv" for b in at.get("download_button")), "downloads are offered"
+
+
+def fill_train_form(at: AppTest, data: Path, name: str) -> None:
+    at.text_input(key="train_name").input(name)
+    at.text_input(key="train_data").input(str(data))
+    at.selectbox(key="train_size").set_value(32)
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch").set_value(8)
+    at.number_input(key="train_depth").set_value(2)
+    at.number_input(key="train_width").set_value(4)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.run()
+
+
+def test_train_form_launches_a_job_that_finishes(demo_root, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    at = open_app(root, monkeypatch, "train")
+    fill_train_form(at, demo_root, "from-form")
+    assert not at.exception, messages(at)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    run = Run(root / "from-form")
+    assert run.status().get("pid"), "the job's pid is kept in the run folder"
+    # a second launch on the same run is refused with a message (training: "already training";
+    # done already: "already has epochs"), and the first job carries on
+    training_before = run.is_training()
+    at.button(key="train_start").click().run()
+    assert not at.exception, messages(at)
+    assert any("already" in e.value for e in at.error), messages(at)
+    if training_before:
+        assert any("already training" in e.value for e in at.error), messages(at)
+    status = wait_for_state(run, ("finished", "failed", "stopped"))
+    assert status["state"] == "finished", status
+    assert run.epochs() == [1] and run.config().model.base_width == 4 and run.config().image_size == 32
+    at.run()  # the page shows the finished job, the sidebar its epoch
+    assert not at.exception, messages(at)
+    assert [s for s in at.sidebar.select_slider if s.label == "Epoch"] or any(
+        "**Epoch**" in m.value for m in at.sidebar.markdown)
+
+
+def test_demo_button_generates_data_and_starts_training(tmp_path, monkeypatch):
+    from core.jobs import stop_training
+
+    root, data = tmp_path / "runs", tmp_path / "demo-data"
+    monkeypatch.setenv("RECONSCOPE_DATA", str(data))
+    at = open_app(root, monkeypatch)
+    at.button(key="start_demo").click().run()
+    assert not at.exception, messages(at)
+    run = Run(root / "demo")
+    try:
+        assert (data / "README.txt").is_file() and run.config().image_size == 64
+        assert run.status().get("state") in ("starting", "running", "finished")
+    finally:
+        stop_training(run)
+    wait_for_state(run, ("stopped", "finished", "failed"), timeout=60)

@@ -1,0 +1,151 @@
+"""AppTest of every dashboard page on the tiny fixture run: each renders without an exception,
+a different epoch changes what is shown, and broken inputs give messages, not tracebacks.
+
+The run is copied first (pages write caches and pins into it; the session fixture stays
+read-only). Each page is one script run of a few seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ("overview", "reconstructions", "weights", "features", "scores", "train", "start")
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def runs_root(tiny_run, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dash_runs")
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    return root
+
+
+def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("RECONSCOPE_CHECKPOINTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["feat_method"] = "pca"  # UMAP's first call compiles numba code (~20 s)
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    return at
+
+
+def messages(at: AppTest) -> str:
+    return " | ".join(e.value for e in [*at.error, *at.exception])
+
+
+def epoch_slider(at: AppTest):
+    sliders = [s for s in at.sidebar.select_slider if s.label == "Epoch"]
+    assert sliders, "the sidebar has no epoch picker"
+    return sliders[0]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_errors(runs_root, monkeypatch, page):
+    at = open_app(runs_root, monkeypatch, page)
+    assert not at.exception, messages(at)
+    assert not at.error, messages(at)
+    assert at.title, "every page has a title"
+
+
+def test_pages_show_images_and_plots(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch)
+    assert at.get("plotly_chart"), "Overview draws the curves"
+    for page, needs in (("reconstructions", "image"), ("weights", "plotly_chart"), ("features", "plotly_chart"),
+                        ("scores", "plotly_chart")):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception and not at.error, f"{page}: {messages(at)}"
+        assert at.get(needs), f"{page} shows no {needs}"
+
+
+def shown_images(at: AppTest) -> list[tuple[str, str]]:
+    """(caption, media url) of every picture: captions carry the score, urls the pixels."""
+    return [(img.caption, img.url) for element in at.get("image") for img in element.proto.imgs]
+
+
+def test_choosing_another_epoch_changes_the_reconstructions(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    assert len(epoch_slider(at).options) == 2
+    epoch_slider(at).set_value(1).run()
+    first = shown_images(at)
+    assert "epoch **1**" in at.caption[0].value
+    epoch_slider(at).set_value(2).run()
+    assert not at.exception and not at.error, messages(at)
+    second = shown_images(at)
+    assert "epoch **2**" in at.caption[0].value
+    assert first and len(first) == len(second)
+    assert [u for _, u in first] != [u for _, u in second], "the pictures must change with the epoch"
+    assert [c for c, _ in first] != [c for c, _ in second], "the scores in the captions must change too"
+
+
+def test_epoch_choice_holds_across_pages(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "weights")
+    epoch_slider(at).set_value(1).run()
+    at.switch_page("views/scores.py").run()
+    assert epoch_slider(at).value == 1
+    assert "epoch **1**" in at.caption[0].value
+
+
+def test_no_runs_leads_to_the_demo(tmp_path, monkeypatch):
+    at = open_app(tmp_path / "empty", monkeypatch)
+    assert not at.exception
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception and not at.error, f"{page}: {messages(at)}"
+    assert any(b.label == "Start the demo" for b in at.button)
+
+
+def test_run_without_epochs_says_so(tiny_run, tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "fresh"
+    run.mkdir(parents=True)
+    shutil.copy(tiny_run.path / "config.json", run / "config.json")
+    at = open_app(tmp_path / "runs", monkeypatch)
+    for page in PAGES[:5]:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception and not at.error, f"{page}: {messages(at)}"
+        assert any("no finished epoch" in i.value for i in at.info), page
+
+
+def test_damaged_checkpoint_is_named_and_other_epochs_work(tiny_run, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    (root / "tiny" / "epoch_002.pt").write_bytes(b"not a checkpoint")
+    at = open_app(root, monkeypatch, "reconstructions")
+    epoch_slider(at).set_value(2).run()
+    assert not at.exception, messages(at)
+    assert any("epoch_002.pt" in e.value for e in at.error), messages(at)
+    for page in ("weights", "scores", "overview"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, f"{page}: {messages(at)}"
+    at.switch_page("views/reconstructions.py").run()
+    epoch_slider(at).set_value(1).run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.get("image")
+
+
+def test_missing_data_folder_names_it(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    at.sidebar.text_input(key="rs_data_root").input("/nonexistent/reconscope-data").run()
+    assert not at.exception, messages(at)
+    assert any("/nonexistent/reconscope-data" in e.value and "sidebar" in e.value for e in at.error), messages(at)
+    at.switch_page("views/weights.py").run()  # weights need no images: still usable
+    assert not at.exception and not at.error, messages(at)
+
+
+def test_failed_job_is_explained(tiny_run, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    status = {"state": "running", "pid": 999_999_999, "epoch": 2, "epochs": 4, "message": "epoch 3: batch 1/2"}
+    (root / "tiny" / "status.json").write_text(json.dumps(status))
+    at = open_app(root, monkeypatch, "train")
+    assert not at.exception, messages(at)
+    assert any("failed" in e.value for e in at.error), "a dead 'running' job must read as failed"
+    assert any(b.label in ("Resume", "Train more epochs") for b in at.button)
