@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from core.jobs import DEMO_EPOCHS, DEMO_SPEC, demo_config  # noqa: F401  (re-exported for the pages)
 from core.runs import Run, RunError, list_runs
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
@@ -52,24 +53,13 @@ def default_data_root() -> Path:
     return Path(os.environ.get(ENV_DATA) or "data/demo").expanduser()
 
 
-# The first-start demo, sized for 2 CPU cores: recognisable reconstructions after 2-3 epochs.
-DEMO_SIZE = 64
-DEMO_TRAIN_PER_CATEGORY = 24
-DEMO_EPOCHS = 8
+# The first-start demo has one source of defaults, in core.jobs.
+DEMO_SIZE = DEMO_SPEC.size
+DEMO_TRAIN_PER_CATEGORY = DEMO_SPEC.n_train
 
 
 def demo_spec():
-    from core.data.demo import DemoSpec
-
-    return DemoSpec(size=DEMO_SIZE, n_train=DEMO_TRAIN_PER_CATEGORY)
-
-
-def demo_config(data: Path, run: Path):
-    """The demo run: one small U-Net for all six demo categories, on the CPU."""
-    from core.config import ModelConfig, TrainConfig
-
-    return TrainConfig(data=str(data), run=str(run), image_size=DEMO_SIZE, epochs=DEMO_EPOCHS, batch_size=16,
-                       lr=2e-3, device="cpu", model=ModelConfig(base_width=16, depth=3))
+    return DEMO_SPEC
 
 
 def discover_runs(roots: Sequence[Path]) -> list[Run]:

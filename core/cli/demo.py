@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data.demo import DemoSpec, generate_demo_dataset
-from core.jobs import DEMO_DATA, DEMO_RUN, demo_config, start_training
+from core.data.demo import generate_demo_dataset
+from core.jobs import DEMO_DATA, DEMO_RUN, DEMO_SPEC, demo_config, start_training
 from core.runs import Run
 
 VERB = "demo"
@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     if not (Path(args.data) / "README.txt").is_file():
-        summary = generate_demo_dataset(args.data, DemoSpec())
+        summary = generate_demo_dataset(args.data, DEMO_SPEC)
         print(f"demo data: {len(summary)} categories written to {args.data}")
     run = Run(Path(args.run))
     if run.is_training():

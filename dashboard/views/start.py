@@ -72,14 +72,12 @@ def intro(root: Path, data: Path, busy: bool) -> bool:
         "epoch, and lets you **see** which epoch reconstructs well, which collapsed, and which "
         "separates defects best.\n\n"
         f"The demo draws a small procedural dataset (6 categories, {DEMO_SIZE} px, exact defect masks) into "
-        f"`{data}` and trains {DEMO_EPOCHS} epochs on the CPU into `{root}`. Epochs appear as they finish; "
+        f"`{data}` and trains {DEMO_EPOCHS} epochs (on the GPU when there is one, else the CPU) into `{root}`. Epochs appear as they finish; "
         "on 2 CPU cores the first recognisable reconstructions take a minute or two.")
     clicked = st.button("Start the demo", type="primary", key="start_demo", icon=":material/rocket_launch:",
                         disabled=busy, help="A demo run is training already." if busy else None)
     with st.expander("The same from a terminal"):
-        st.code(f"python -m core demo-data --out {data} --size {DEMO_SIZE} --n-train {DEMO_TRAIN_PER_CATEGORY}\n"
-                f"python -m core train --data {data} --run {root}/demo --image-size {DEMO_SIZE} "
-                f"--epochs {DEMO_EPOCHS} --depth 3 --device cpu\n"
+        st.code("python -m core demo          # demo data + the same training job\n"
                 "streamlit run dashboard/app.py", language="bash")
     return clicked
 
