@@ -105,7 +105,7 @@ def routing_report(
 ) -> dict[str, Any] | None:
     """Routing accuracy on test images whose category is known, by features and by thumbnails."""
     model, config, _ = load_checkpoint_model(run, epoch, device)
-    test = load_samples(samples_to_score(data_root), config.image_size)
+    test = load_samples(samples_to_score(data_root, trained=config.categories), config.image_size)
     trained = set(trained_categories(config, data_root))
     known = np.array([c in trained for c in test.categories], bool)
     if not known.any():
@@ -213,7 +213,7 @@ def evaluate_epoch(
 def _test_masks(run: Run, epoch: int, data_root, names: list[str]) -> np.ndarray:
     """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
     _, config, _ = load_checkpoint_model(run, epoch)
-    test = load_samples(samples_to_score(data_root), config.image_size)
+    test = load_samples(samples_to_score(data_root, trained=config.categories), config.image_size)
     if [s.name for s in test.samples] != list(names):
         raise RuntimeError(
             f"{data_root}: the test images changed while evaluating; run evaluate again"

@@ -323,8 +323,14 @@ def test_categories_the_run_never_saw(tiny_run, tmp_path):
             size=32, n_train=2, n_test_good=1, n_test_per_defect=1, categories=("carpet", "screw")
         ),
     )
+    only_carpet = score_checkpoint(tiny_run, 2, root, "pixel")  # the categories it knows
+    assert set(only_carpet["categories"]) == {"carpet"}
+    unseen = tmp_path / "unseen"
+    generate_demo_dataset(
+        unseen, DemoSpec(size=32, n_train=2, n_test_good=1, n_test_per_defect=1, categories=("screw",))
+    )
     with pytest.raises(RunError, match=r"categories screw were never seen by run .*--route"):
-        score_checkpoint(tiny_run, 2, root, "pixel")
+        score_checkpoint(tiny_run, 2, unseen, "pixel")
     routed = score_checkpoint(tiny_run, 2, root, "knn", unknown_categories="route")
     cats = np.asarray(routed["categories"])
     assert np.asarray(routed["routed"])[cats == "screw"].all()
@@ -350,3 +356,15 @@ def test_checkpoint_of_another_architecture(tiny_run, tmp_path):
         r"\(.*differently shaped.*choose another epoch",
     ):
         score_checkpoint(Run(clone), 2, tiny_run.config().data, "pixel")
+
+
+def test_a_run_on_some_categories_scores_only_those(demo_root, tmp_path):
+    """A per-category run evaluated on the whole dataset scores its own category, not an error."""
+    from core.scoring import score_checkpoint
+    from core.train import train_one
+    from tests.conftest import tiny_config
+
+    run_dir = tmp_path / "pill_only"
+    train_one(tiny_config(demo_root, run_dir, epochs=1, categories=["pill"]), progress=False, log=lambda _: None)
+    result = score_checkpoint(Run(run_dir), 1, demo_root, "pixel")
+    assert set(result["categories"]) == {"pill"} and len(result["scores"]) > 0

@@ -75,12 +75,15 @@ def check_categories(
         )
 
 
-def scoring_samples(config: TrainConfig, data_root: str | Path, split: str) -> list[Sample]:
-    """test: the test split (or bare image folder) of data_root; train/val: the run's own split."""
+def scoring_samples(
+    config: TrainConfig, data_root: str | Path, split: str, route_unseen: bool = False
+) -> list[Sample]:
+    """test: the test split (or bare image folder) of data_root, narrowed to the run's
+    categories unless unseen ones are to be routed; train/val: the run's own split."""
     if split not in SPLITS:
         raise ValueError(f"split '{split}': use one of {', '.join(SPLITS)}")
     if split == "test":
-        return samples_to_score(data_root)
+        return samples_to_score(data_root, trained=None if route_unseen else config.categories)
     return reference_samples(reference_root(config, data_root), split, config)
 
 
@@ -205,7 +208,7 @@ def score_checkpoint(
     check_method(method)
     opts = ScoreOptions.from_kwargs(options)
     _, config, resolved = _header(run, epoch)
-    samples = scoring_samples(config, data_root, split)
+    samples = scoring_samples(config, data_root, split, opts.unknown_categories == "route")
     if split == "test":
         trained = trained_categories(config, data_root)
         check_categories(samples, trained, opts.unknown_categories, data_root, run)

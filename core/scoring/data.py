@@ -43,9 +43,27 @@ def bare_samples(root: Path) -> list[Sample]:
 
 
 def samples_to_score(
+    root: str | Path,
+    layout: str = "auto",
+    categories: Sequence[str] | None = None,
+    trained: Sequence[str] | None = None,
+) -> list[Sample]:
+    """The test samples of a dataset, or every image of a bare folder; never empty.
+
+    trained: the run's categories. When the dataset holds some of them, only those are kept,
+    so a per-category run (or a run on a subset) can be evaluated on the full dataset; when it
+    holds none, every sample is returned and the caller refuses the unseen categories.
+    """
+    samples = _test_samples(root, layout, categories)
+    known = set(trained or ())
+    if known and any(s.category in known for s in samples):
+        samples = [s for s in samples if not s.category or s.category in known]
+    return samples
+
+
+def _test_samples(
     root: str | Path, layout: str = "auto", categories: Sequence[str] | None = None
 ) -> list[Sample]:
-    """The test samples of a dataset, or every image of a bare folder; never empty."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetLayoutError(
