@@ -167,3 +167,15 @@ def test_every_shared_real_set_loads_as_it_is(shared_realdata):
     with_mask = loaded.has_mask
     assert with_mask.any() and all(loaded.masks[i].max() == 1 for i in np.flatnonzero(with_mask)
                                    if loaded.samples[i].category != "magnetic_tile")
+
+
+def test_listing_is_reused_until_the_folder_changes(tmp_path, monkeypatch):
+    import core.data.layouts as layouts
+
+    root = _mini_mvtec(tmp_path)
+    first = discover_samples(root)
+    monkeypatch.setattr(layouts, "_discover", lambda *a: pytest.fail("walked again without a change"))
+    assert discover_samples(root) == first
+    monkeypatch.undo()
+    _png(root / "widget" / "train" / "good" / "new.png", np.zeros((8, 8, 3), np.uint8))
+    assert len(discover_samples(root)) == len(first) + 1

@@ -9,6 +9,7 @@ point at a single category, at an MVTec root, or at a folder holding several suc
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,10 +43,37 @@ def detect_layout(root: Path) -> str:
 
 def discover_samples(root: str | Path, layout: str = "auto",
                      categories: Sequence[str] | None = None) -> list[Sample]:
-    """All samples of train/, val/ (when present) and test/, filtered to `categories`."""
+    """All samples of train/, val/ (when present) and test/, filtered to `categories`.
+
+    Listings are memoised against the folders' modification times (and the root's CSVs), so
+    the dashboard and scoring can ask again and again without re-walking 20,000 files, while
+    an added, removed or renamed file still shows up at once.
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: folder does not exist; pass an existing dataset folder")
+    key = (str(root.resolve()), layout, tuple(categories or ()), _tree_signature(root))
+    if key not in _LISTINGS:
+        if len(_LISTINGS) >= MAX_LISTINGS:
+            _LISTINGS.pop(next(iter(_LISTINGS)))
+        _LISTINGS[key] = tuple(_discover(root, layout, categories))
+    return list(_LISTINGS[key])
+
+
+_LISTINGS: dict[tuple, tuple[Sample, ...]] = {}
+MAX_LISTINGS = 16
+
+
+def _tree_signature(root: Path) -> tuple:
+    """Every folder's mtime (changes when an entry is added, removed or renamed) + root CSVs'."""
+    signature = []
+    for folder, _dirs, _files in os.walk(root, followlinks=True):
+        signature.append((folder, os.stat(folder).st_mtime_ns))
+    signature += [(str(p), p.stat().st_mtime_ns) for p in root.glob("*.csv")]
+    return tuple(signature)
+
+
+def _discover(root: Path, layout: str, categories: Sequence[str] | None) -> list[Sample]:
     layout = detect_layout(root) if layout == "auto" else layout
     if layout == "mvtec":
         samples = _mvtec_samples(root)
