@@ -28,6 +28,22 @@ def tiny_config(data: Path, run: Path, **overrides) -> TrainConfig:
     return config.with_overrides(overrides) if overrides else config
 
 
+def write_run(path: Path, config: TrainConfig, states: dict, metrics=()):
+    """A run folder made by hand: config.json, one checkpoint per {epoch: state_dict}, metrics."""
+    from core.runs import Run, save_checkpoint
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = config.with_overrides({"run": str(path)})
+    config.save(path / "config.json")
+    for epoch, state in states.items():
+        save_checkpoint(path / f"epoch_{epoch:03d}.pt",
+                        {"model": state, "optimizer": {}, "epoch": epoch, "config": config.to_dict()})
+    run = Run(path)
+    for record in metrics:
+        run.append_metrics(record)
+    return run
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")

@@ -16,7 +16,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from core.__main__ import main as cli
 from core.config import TrainConfig
@@ -43,9 +42,10 @@ from core.diagnostics.health import (
 from core.diagnostics.reconstruction import reconstruction_numbers
 from core.diagnostics.timeline import collapse_start
 from core.model import UNetAutoencoder
-from core.runs import Run, save_checkpoint
+from core.runs import Run
 from core.tensors import to_tensor
 from core.train import conv_weights
+from tests.conftest import tiny_config, write_run
 
 DEEP = ("down.1.1.0.weight", "down.1.1.3.weight")  # the bottleneck block of a depth-2 model
 COPY_KNOTS = np.array([0, .004, .01, .02, .04, .07, .1, .15, .2, .3, .4, .5, .6, .7, .8, .85, .9, .93, .96,
@@ -59,19 +59,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-def save_run(path, config: TrainConfig, states: dict, metrics=()) -> Run:
-    path.mkdir(parents=True, exist_ok=True)
-    config = config.with_overrides({"run": str(path)})
-    config.save(path / "config.json")
-    for epoch, state in states.items():
-        save_checkpoint(path / f"epoch_{epoch:03d}.pt",
-                        {"model": state, "optimizer": {}, "epoch": epoch, "config": config.to_dict()})
-    run = Run(path)
-    for record in metrics:
-        run.append_metrics(record)
-    return run
 
 
 def train_steps(model, optimizer, images: torch.Tensor, steps: int, generator) -> tuple[float, dict]:
@@ -119,7 +106,7 @@ def planted(tmp_path_factory, demo_root) -> Run:
     broken = copy.deepcopy(states[2])
     broken["stem.0.weight"][0, 0, 0, 0] = float("nan")
     states.update({3: dead, 4: constant, 5: broken})
-    return save_run(tmp_path_factory.mktemp("planted"), config, states, metrics)
+    return write_run(tmp_path_factory.mktemp("planted"), config, states, metrics)
 
 
 def copy_state(model: UNetAutoencoder) -> dict:
@@ -154,7 +141,7 @@ def copy_state(model: UNetAutoencoder) -> dict:
 def copy_run(tmp_path_factory, demo_root) -> Run:
     config = tiny_config(demo_root, "unused", **{"model.depth": 1, "model.skips": "1", "model.norm": "none",
                                                  "model.base_width": 3 * len(COPY_KNOTS)})
-    return save_run(tmp_path_factory.mktemp("copy"), config, {1: copy_state(UNetAutoencoder(config.model))})
+    return write_run(tmp_path_factory.mktemp("copy"), config, {1: copy_state(UNetAutoencoder(config.model))})
 
 
 # --------------------------------------------------------------------------- planted failures

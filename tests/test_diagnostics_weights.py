@@ -29,22 +29,14 @@ from core.diagnostics.weights import (
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError, save_checkpoint
 from core.train import conv_weights
+from tests.conftest import write_run
 
 MODEL = ModelConfig(base_width=4, depth=2)
 
 
 def save_run(path, states: dict, metrics=(), **overrides) -> Run:
-    path.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(data=str(path / "no-data"), run=str(path), image_size=32, model=MODEL)
-    config = config.with_overrides(overrides) if overrides else config
-    config.save(path / "config.json")
-    for epoch, state in states.items():
-        save_checkpoint(path / f"epoch_{epoch:03d}.pt",
-                        {"model": state, "optimizer": {}, "epoch": epoch, "config": config.to_dict()})
-    run = Run(path)
-    for record in metrics:
-        run.append_metrics(record)
-    return run
+    return write_run(path, config.with_overrides(overrides) if overrides else config, states, metrics)
 
 
 def scaled(state: dict, factor: float, names=None) -> dict:
