@@ -238,7 +238,8 @@ def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "train_loss": record.get("train_loss"),
             "val_loss": record.get("val_loss"),
         }
-        for method in ("pixel", "ssim"):
+        logged_methods = record.get("synthetic_auroc") or {}
+        for method in sorted(logged_methods, key=lambda m: METHODS.index(m) if m in METHODS else 99):
             row[f"synthetic_auroc_{method}"] = _synthetic(record, method)
         for method in ev["methods"]:
             row[f"real_auroc_{method}"] = ev["image_auroc"][method]["mean"]
