@@ -32,6 +32,17 @@ DEMO_SPEC = DemoSpec(size=64, n_train=24)
 DEMO_EPOCHS = 8
 
 
+def demo_data_ready(folder: str | Path) -> bool:
+    """True when `folder` holds demo data written with DEMO_SPEC's size (else it is redrawn)."""
+    from core.data.demo import README_MARKER
+
+    readme = Path(folder) / "README.txt"
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    return text.startswith(README_MARKER) and f"size={DEMO_SPEC.size}" in text
+
+
 def demo_config(data: str | Path = DEMO_DATA, run: str | Path = DEMO_RUN) -> TrainConfig:
     """The demo run: one small U-Net for all six demo categories (the GPU when there is one)."""
     return TrainConfig(data=str(data), run=str(run), image_size=DEMO_SPEC.size, epochs=DEMO_EPOCHS,

@@ -15,9 +15,9 @@ def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.T
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_uint8(batch: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 on the CPU."""
-    return (batch.detach().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+def to_uint8(batch: np.ndarray) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1], as `reconstruct` returns it -> (B, H, W, 3) uint8 for display."""
+    return np.clip(np.rint(np.asarray(batch).transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
 
 
 @torch.no_grad()

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from core.jobs import DEMO_EPOCHS, DEMO_SPEC, demo_config  # noqa: F401  (re-exported for the pages)
 from core.runs import Run, RunError, list_runs
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
@@ -51,15 +50,6 @@ def default_checkpoints_root() -> Path:
 def default_data_root() -> Path:
     """Where the demo data is written and where the train form points by default."""
     return Path(os.environ.get(ENV_DATA) or "data/demo").expanduser()
-
-
-# The first-start demo has one source of defaults, in core.jobs.
-DEMO_SIZE = DEMO_SPEC.size
-DEMO_TRAIN_PER_CATEGORY = DEMO_SPEC.n_train
-
-
-def demo_spec():
-    return DEMO_SPEC
 
 
 def discover_runs(roots: Sequence[Path]) -> list[Run]:
@@ -252,28 +242,14 @@ def align(result: dict[str, Any], test, key: str = "scores") -> np.ndarray:
     return np.array([values[position[s.name]] if s.name in position else np.nan for s in test.samples])
 
 
-@st.cache_resource(max_entries=2, show_spinner="Reading training images…")
-def _train_set(root: str, size: int, layout: str, categories: tuple[str, ...], val_fraction: float,
-               seed: int, stamp: int):
-    from core.data.dataset import load_training_data
-
-    return load_training_data(root, size, layout, list(categories) or None, val_fraction, seed)
-
-
-def train_set(run: Run, data_root: Path):
-    config = run.config()
-    return _train_set(str(data_root), config.image_size, config.layout, tuple(config.categories),
-                      config.val_fraction, config.seed, _folder_stamp(data_root))
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def _reconstructions(fingerprint: tuple[str, int, int], data_key: tuple, indices: tuple[int, ...],
                      _run: Run, _epoch: int, _images: np.ndarray) -> np.ndarray:
-    from core.tensors import reconstruct
+    from core.tensors import reconstruct, to_uint8
 
-    net = model(_run, _epoch)
-    recon = reconstruct(net, _images[list(indices)]) if indices else np.zeros((0, 3, 1, 1), np.float32)
-    return np.clip(np.rint(recon.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+    if not indices:
+        return np.zeros((0, 1, 1, 3), np.uint8)
+    return to_uint8(reconstruct(model(_run, _epoch), _images[list(indices)]))
 
 
 def reconstructions(run: Run, epoch: int, data_root: Path, indices: Sequence[int]) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.data.demo import generate_demo_dataset
-from core.jobs import DEMO_DATA, DEMO_RUN, DEMO_SPEC, demo_config, start_training
+from core.jobs import DEMO_DATA, DEMO_RUN, DEMO_SPEC, demo_config, demo_data_ready, start_training
 from core.runs import Run
 
 VERB = "demo"
@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    if not (Path(args.data) / "README.txt").is_file():
+    if not demo_data_ready(args.data):
         summary = generate_demo_dataset(args.data, DEMO_SPEC)
         print(f"demo data: {len(summary)} categories written to {args.data}")
     run = Run(Path(args.run))

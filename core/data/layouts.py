@@ -195,7 +195,3 @@ def _parse_label(value: str, csv_path: Path, row_number: int) -> int:
     raise DatasetLayoutError(
         f"{csv_path}, row {row_number}: label '{value}' is not 0/1 or normal/anomaly; fix the CSV"
     )
-
-
-def has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(is_image_file(p) for p in folder.iterdir())

@@ -62,13 +62,3 @@ def vanishing_gradients(table: pd.DataFrame, epoch: int, factor: float = VANISHI
     if not rows:
         return empty
     return pd.DataFrame(rows).sort_values("ratio", kind="stable").reset_index(drop=True)
-
-
-def deep_shallow_ratio(run: Run) -> dict[int, float]:
-    """Per epoch, training's logged bottleneck/stem gradient ratio (missing epochs left out)."""
-    ratios = {}
-    for record in run.metrics():
-        value = record.get("grad_ratio_deep_shallow")
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            ratios[int(record["epoch"])] = float(value)
-    return ratios

@@ -8,19 +8,11 @@ from pathlib import Path
 import streamlit as st
 
 from core import visual
+from core.jobs import DEMO_EPOCHS, DEMO_SPEC, demo_config, demo_data_ready
 from core.runs import Run, RunError
 from dashboard import state, widgets
 
-DEMO_SIZE, DEMO_TRAIN_PER_CATEGORY, DEMO_EPOCHS = state.DEMO_SIZE, state.DEMO_TRAIN_PER_CATEGORY, state.DEMO_EPOCHS
 PAGE_DIR = Path(__file__).parent
-
-
-def demo_data_ready(folder: Path) -> bool:
-    from core.data.demo import README_MARKER
-
-    readme = folder / "README.txt"
-    return readme.is_file() and readme.read_text(encoding="utf-8").startswith(README_MARKER) \
-        and f"size={DEMO_SIZE}" in readme.read_text(encoding="utf-8")
 
 
 def free_run_path(root: Path) -> Path:
@@ -36,8 +28,8 @@ def start_demo(root: Path, data: Path) -> Run:
 
     if not demo_data_ready(data):
         with st.spinner(f"Drawing the demo images into {data}…"):
-            generate_demo_dataset(data, state.demo_spec())
-    config = state.demo_config(data, free_run_path(root))
+            generate_demo_dataset(data, DEMO_SPEC)
+    config = demo_config(data, free_run_path(root))
     state.core_module("core.jobs").start_training(config)
     run = Run(Path(config.run))
     widgets.wait_until_started(run)
@@ -71,7 +63,7 @@ def intro(root: Path, data: Path, busy: bool) -> bool:
         "ReconScope trains **one U-Net autoencoder** on normal images of every category, saves every "
         "epoch, and lets you **see** which epoch reconstructs well, which collapsed, and which "
         "separates defects best.\n\n"
-        f"The demo draws a small procedural dataset (6 categories, {DEMO_SIZE} px, exact defect masks) into "
+        f"The demo draws a small procedural dataset (6 categories, {DEMO_SPEC.size} px, exact defect masks) into "
         f"`{data}` and trains {DEMO_EPOCHS} epochs (on the GPU when there is one, else the CPU) into `{root}`. Epochs appear as they finish; "
         "on 2 CPU cores the first recognisable reconstructions take a minute or two.")
     clicked = st.button("Start the demo", type="primary", key="start_demo", icon=":material/rocket_launch:",
