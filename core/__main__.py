@@ -12,7 +12,6 @@ import pkgutil
 import sys
 
 import core.cli
-from core.config import TrainConfig  # noqa: F401  (imported early: config errors are ValueErrors)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,7 +138,7 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
             if not math.isfinite(record["train_loss"]):
                 raise FloatingPointError(f"loss became NaN/inf at epoch {epoch}; lower --lr or change --loss")
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
-    except StopRequested:
+    except (StopRequested, KeyboardInterrupt):  # SIGTERM from the dashboard, Ctrl-C in a terminal
         run.write_status(state="stopped", message="stopped by request; finished epochs are kept, --resume continues")
         log("stopped; finished epochs are kept")
     except BaseException as err:
