@@ -3,8 +3,6 @@ and the first-start demo."""
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -12,42 +10,17 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from core.jobs import wait_for  # noqa: E402
 from core.runs import Run  # noqa: E402
+from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 240
 JOB_TIMEOUT = 120
 
 
 @pytest.fixture
 def runs_root(tiny_run, tmp_path) -> Path:
     root = tmp_path / "runs"
-    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
-    return root
-
-
-def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
-    monkeypatch.setenv("RECONSCOPE_CHECKPOINTS", str(root))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}.py").run()
-    return at
-
-
-def messages(at: AppTest) -> str:
-    return " | ".join(e.value for e in [*at.error, *at.exception])
-
-
-def wait_for_state(run: Run, states: tuple[str, ...], timeout: float = JOB_TIMEOUT) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.status()
-        if status.get("state") in states:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"{run.path}: job did not reach {states} in {timeout}s; status {run.status()}; "
-                         f"log:\n{(run.path / 'train.log').read_text() if (run.path / 'train.log').exists() else ''}")
+    return copy_run(tiny_run.path, root)
 
 
 def test_pin_writes_the_run_folder(runs_root, monkeypatch):
@@ -111,7 +84,7 @@ def test_train_form_launches_a_job_that_finishes(demo_root, tmp_path, monkeypatc
     assert any("already" in e.value for e in at.error), messages(at)
     if training_before:
         assert any("already training" in e.value for e in at.error), messages(at)
-    status = wait_for_state(run, ("finished", "failed", "stopped"))
+    status = wait_for(run, timeout=JOB_TIMEOUT)
     assert status["state"] == "finished", status
     assert run.epochs() == [1] and run.config().model.base_width == 4 and run.config().image_size == 32
     at.run()  # the page shows the finished job, the sidebar its epoch
@@ -134,4 +107,4 @@ def test_demo_button_generates_data_and_starts_training(tmp_path, monkeypatch):
         assert run.status().get("state") in ("starting", "running", "finished")
     finally:
         stop_training(run)
-    wait_for_state(run, ("stopped", "finished", "failed"), timeout=60)
+    wait_for(run, timeout=60)

@@ -16,30 +16,15 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
+
 PAGES = ("overview", "reconstructions", "weights", "features", "scores", "train", "start")
-TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
 def runs_root(tiny_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dash_runs")
-    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
-    return root
-
-
-def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
-    monkeypatch.setenv("RECONSCOPE_CHECKPOINTS", str(root))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["feat_method"] = "pca"  # UMAP's first call compiles numba code (~20 s)
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}.py").run()
-    return at
-
-
-def messages(at: AppTest) -> str:
-    return " | ".join(e.value for e in [*at.error, *at.exception])
+    return copy_run(tiny_run.path, root)
 
 
 def epoch_slider(at: AppTest):
