@@ -24,15 +24,21 @@ from core.metrics import (
     confusion_at,
     evaluation_table,
     f1_max,
+    image_auroc,
     jump_threshold,
     percentile_threshold,
     pixel_metrics,
 )
-from core.routing import route_images, routing_accuracy
 from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods, score_checkpoint
-from core.scoring.checkpoint import load_checkpoint_model, reference_set, trained_categories
-from core.scoring.data import load_samples, samples_to_score
+from core.scoring.checkpoint import (
+    calibrate_result,
+    checkpoint_config,
+    load_checkpoint_model,
+    reference_set,
+)
+from core.scoring.routing import route_images, routing_accuracy
+from core.scoring.testset import build_test_set
 
 PERCENTILE = 99.0
 UNLABELED = "unlabeled"  # the category name reports use for images without one
@@ -75,6 +81,13 @@ def threshold_reports(test: dict[str, Any], val: dict[str, Any]) -> dict[str, An
     val_scores = np.asarray(val["scores"], np.float64)
     val_cats = np.asarray(val["categories"], dtype=object)
     reports = {"overall": _threshold_report(labels, scores, val_scores)}
+    calibrated = calibrate_result(test, val)
+    if "raw_scores" in calibrated and not calibrated["calibration"].startswith("none"):
+        # one threshold for every category only makes sense on calibrated scores
+        val_calibrated = calibrate_result(val, val)["scores"]
+        reports["overall (calibrated)"] = _threshold_report(
+            labels, np.asarray(calibrated["scores"]), np.asarray(val_calibrated)
+        )
     for category in sorted(set(cats.tolist())):
         sel = cats == category
         reports[category or UNLABELED] = _threshold_report(
@@ -101,13 +114,12 @@ def pixel_report(test: dict[str, Any], masks: np.ndarray) -> dict[str, Any]:
 
 
 def routing_report(
-    run: Run, epoch: int, data_root: str | Path, device="cpu"
+    run: Run, epoch: int, data_root: str | Path, device="cpu", unknown_categories: str = "error"
 ) -> dict[str, Any] | None:
     """Routing accuracy on test images whose category is known, by features and by thumbnails."""
     model, config, _ = load_checkpoint_model(run, epoch, device)
-    test = load_samples(samples_to_score(data_root, trained=config.categories), config.image_size)
-    trained = set(trained_categories(config, data_root))
-    known = np.array([c in trained for c in test.categories], bool)
+    test = build_test_set(config, data_root, unknown_categories)
+    known = np.array([s == "dataset" for s in test.category_source], bool)
     if not known.any():
         return None
     train = reference_set(config, data_root)
@@ -169,6 +181,7 @@ def evaluate_epoch(
     """
     methods = with_floor(parse_methods(methods))
     resolved = run.resolve_epoch(epoch)
+    policy = options.get("unknown_categories", "error")
     results = {
         m: score_checkpoint(run, resolved, data_root, m, device=device, **options) for m in methods
     }
@@ -178,6 +191,16 @@ def evaluate_epoch(
         named, first["labels"], {m: r["scores"] for m, r in results.items()}, first["defects"]
     )
     image, defect = _image_aurocs(table, sorted(set(named)))
+    calibration = {}
+    for m, r in results.items():
+        val = score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+        calibrated = calibrate_result(r, val)
+        calibration[m] = calibrated["calibration"]
+        image[m]["overall_calibrated"] = (
+            image_auroc(r["labels"], calibrated["scores"])
+            if not calibration[m].startswith("none")
+            else None
+        )
     out: dict[str, Any] = {
         "run": str(run.path),
         "epoch": resolved,
@@ -187,13 +210,15 @@ def evaluate_epoch(
         "image_auroc": image,
         "defect_auroc": defect,
         "seconds": {m: r.get("seconds") for m, r in results.items()},
+        "calibration": calibration,
+        "test_set": build_test_set(checkpoint_config(run, resolved), data_root, policy).summary(),
     }
     out["f1_max"] = {}
     for m, r in results.items():
         f1, threshold = f1_max(r["labels"], r["scores"])
         out["f1_max"][m] = {"f1": f1, "threshold": threshold}
     if pixel:
-        masks = _test_masks(run, resolved, data_root, first["names"])
+        masks = _test_masks(run, resolved, data_root, first["names"], policy)
         out["pixel"] = {m: pixel_report(r, masks) for m, r in results.items() if "maps" in r}
     if thresholds:
         out["thresholds"] = {
@@ -206,15 +231,17 @@ def evaluate_epoch(
             for m, r in results.items()
         }
     if routing:
-        out["routing"] = routing_report(run, resolved, data_root, device)
+        out["routing"] = routing_report(run, resolved, data_root, device, policy)
     return jsonable(out)
 
 
-def _test_masks(run: Run, epoch: int, data_root, names: list[str]) -> np.ndarray:
+def _test_masks(
+    run: Run, epoch: int, data_root, names: list[str], unknown_categories: str = "error"
+) -> np.ndarray:
     """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
     _, config, _ = load_checkpoint_model(run, epoch)
-    test = load_samples(samples_to_score(data_root, trained=config.categories), config.image_size)
-    if [s.name for s in test.samples] != list(names):
+    test = build_test_set(config, data_root, unknown_categories)
+    if test.names != list(names):
         raise RuntimeError(
             f"{data_root}: the test images changed while evaluating; run evaluate again"
         )
@@ -335,9 +362,12 @@ def format_epoch_table(result: dict[str, Any]) -> str:
         )
     lines = [
         f"run {result['run']} epoch {result['epoch']} on {result['data']}: image AUROC per category "
-        "(mean = mean of categories, overall = all images pooled)",
+        "(mean = mean of categories, overall = all images pooled, overall_calibrated = pooled "
+        "after per-category calibration against held-out normals)",
         _grid(header, rows),
     ]
+    if result.get("test_set"):
+        lines.insert(0, f"test set: {result['test_set']}")
     routing = result.get("routing")
     if routing:
         lines.append(

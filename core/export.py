@@ -37,7 +37,7 @@ from core.runs import (
 )
 from core.scoring import score_checkpoint
 from core.scoring.checkpoint import load_checkpoint_model
-from core.scoring.options import ScoreOptions, check_method
+from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
 
 
 def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
@@ -87,7 +87,8 @@ def export_epoch(
     epoch: int | str,
     out_dir: str | Path,
     test_dir: str | Path | None = None,
-    method: str = "pixel",
+    method: str = DEFAULT_METHOD,
+    calibration: str = "normals",
     reason: str = "",
     id_column: str = "id",
     score_column: str = "anomaly_score",
@@ -98,6 +99,8 @@ def export_epoch(
 
     epoch: a number, "best" or "last". test_dir: a folder of images, or a dataset whose test
     split is scored. method/options: how the submission is scored (see core.scoring).
+    calibration: "normals" (default) writes per-category calibrated scores, so the pooled
+    ranking a judge computes over mixed categories is fair; "none" writes raw scores.
     Returns {file kind: path written}.
     """
     check_method(method)
@@ -105,7 +108,9 @@ def export_epoch(
     model, config, resolved = load_checkpoint_model(run, epoch)  # validates the architecture
     scored = None
     if test_dir is not None:  # score first: a bad test folder must not leave a half export
-        scored = score_checkpoint(run, resolved, test_dir, method, device=device, **options)
+        scored = score_checkpoint(
+            run, resolved, test_dir, method, device=device, calibration=calibration, **options
+        )
     payload = run.load(resolved)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,11 @@ def export_epoch(
         "image_size": config.image_size,
         "parameters": count_parameters(model),
         "metrics": _training_metrics(record),
-        "scoring": {"method": method, "options": opts.cache_params(method)},
+        "scoring": {
+            "method": method,
+            "options": opts.cache_params(method),
+            "calibration": (scored or {}).get("calibration", calibration),
+        },
     }
     if scored is not None:
         written["submission"] = out / "submission.csv"

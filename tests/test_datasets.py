@@ -121,7 +121,8 @@ def test_flat_layout_with_category_and_label_csvs(tmp_path):
     assert [s.category for s in train] == ["a", "b", "a"]
     test = {s.path.stem: s for s in samples if s.split == "test"}
     assert test["0000"].label == NORMAL and test["0001"].label == ANOMALOUS
-    assert test["0002"].label == UNKNOWN and test["0002"].category == "all"
+    # no category in any CSV: unknown, so the test set routes it to a trained category
+    assert test["0002"].label == UNKNOWN and test["0002"].category == ""
     (tmp_path / "labels.csv").write_text("id,label\n0000,maybe\n")
     with pytest.raises(DatasetLayoutError, match="labels.csv, row 2"):
         discover_samples(tmp_path)
@@ -179,3 +180,16 @@ def test_listing_is_reused_until_the_folder_changes(tmp_path, monkeypatch):
     monkeypatch.undo()
     _png(root / "widget" / "train" / "good" / "new.png", np.zeros((8, 8, 3), np.uint8))
     assert len(discover_samples(root)) == len(first) + 1
+
+
+def test_flat_csv_named_for_a_split_applies_to_that_split_only(tmp_path):
+    """train/ and test/ often share file names; train.csv must not give test images a category."""
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        _png(tmp_path / "train" / f"{i:03d}.png", rng.integers(0, 255, (20, 20, 3), np.uint8))
+        _png(tmp_path / "test" / f"{i:03d}.png", rng.integers(0, 255, (20, 20, 3), np.uint8))
+    (tmp_path / "train_categories.csv").write_text("file,category\n000.png,a\n001.png,b\n002.png,a\n")
+    (tmp_path / "mapping.csv").write_text("file,category\ntest/002.png,b\n")
+    samples = discover_samples(tmp_path)
+    assert [s.category for s in samples if s.split == "train"] == ["a", "b", "a"]
+    assert [s.category for s in samples if s.split == "test"] == ["", "", "b"]

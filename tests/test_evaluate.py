@@ -126,7 +126,9 @@ def test_format_epoch_table(report):
     text = format_table(report)
     lines = text.splitlines()
     assert any(line.startswith("rawknn") for line in lines)
-    assert "carpet" in lines[1] and "aupro" in lines[1]
+    header = next(line for line in lines if line.startswith("method"))
+    assert "carpet" in header and "aupro" in header and "overall_calibrated" in header
+    assert lines[0].startswith("test set: ")
 
 
 def test_cli_evaluate_all_epochs_writes_json(tiny_run, demo_root, tmp_path, capsys):

@@ -61,7 +61,7 @@ def test_card_says_what_and_why(tiny_run, tmp_path):
     logged = {m["epoch"]: m for m in tiny_run.metrics()}
     assert card["epoch"] == 2 and card["why"] == "best knn AUROC on the holdout"
     assert card["metrics"]["val_loss"] == pytest.approx(logged[2]["val_loss"])
-    assert card["scoring"]["method"] == "pixel"
+    assert card["scoring"]["method"] == "knn"  # the default method
     assert json.loads(written["config"].read_text())["image_size"] == 32
     default = export_epoch(tiny_run, tiny_run.best_by_val_loss(), tmp_path / "out2")
     assert json.loads(default["card"].read_text())["why"] == "lowest validation loss of the run"
@@ -73,8 +73,10 @@ def test_submission_csv_format(tiny_run, kaggle_folder, tmp_path):
     images = sorted(kaggle_folder.glob("*.png"))
     assert rows[0] == ["id", "anomaly_score"]
     assert [r[0] for r in rows[1:]] == [p.stem for p in images]  # one row per image, ids = stems
-    scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn")["scores"]
-    np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], scores)  # full precision
+    # calibrated by default, at full precision
+    scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn", calibration="normals")["scores"]
+    np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], scores)
+    assert card_calibration(written).startswith("per-category z-scores")
     assert all(len(r) == 2 for r in rows)
     card = json.loads(written["card"].read_text())
     assert card["submission"]["rows"] == len(images) and "image_auroc" not in card["submission"]
@@ -143,3 +145,7 @@ def test_cli_export(tiny_run, kaggle_folder, tmp_path, capsys):
         ["export", "--run", str(tiny_run.path), "--out", str(out), "--test", str(tmp_path / "nope")]
     )
     assert code == 2 and "nope: folder does not exist" in capsys.readouterr().err
+
+
+def card_calibration(written) -> str:
+    return json.loads(written["card"].read_text())["scoring"]["calibration"]

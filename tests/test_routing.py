@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 
 from core.__main__ import main as cli
-from core.routing import colour_histograms, route_images, routing_accuracy, thumbnail_vectors
 from core.scoring import score_checkpoint
 from core.scoring.data import load_samples, reference_samples, samples_to_score
+from core.scoring.routing import (
+    colour_histograms,
+    route_images,
+    routing_accuracy,
+    thumbnail_vectors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +85,20 @@ def unlabeled_folder(demo_root, tmp_path_factory):
     return folder, truth
 
 
-@pytest.mark.parametrize("routing", ["auto", "thumbnail"])
-def test_bare_folder_is_routed_for_knn(tiny_run, unlabeled_folder, routing):
-    """Unlabeled images are compared with the bank of the category they are routed to."""
+def test_bare_folder_is_routed_for_knn(tiny_run, unlabeled_folder):
+    """Unlabeled images are routed once, by the test set (thumbnails: the same for every epoch),
+    and compared with the bank of the category they were routed to."""
     folder, truth = unlabeled_folder
     for method in ("knn", "rawknn"):
-        result = score_checkpoint(tiny_run, 2, folder, method, routing=routing)
-        assert set(result["categories"]) == {""} and np.all(np.asarray(result["labels"]) == -1)
+        result = score_checkpoint(tiny_run, 2, folder, method)
+        assert np.all(np.asarray(result["labels"]) == -1)
         assert np.asarray(result["routed"]).all()
-        assert result["info"]["routing"] == ("features" if routing == "auto" else "thumbnail")
+        assert result["info"]["routing"] == "thumbnail"
         expected = [truth[p.split("/")[-1]] for p in result["paths"]]
+        assert result["categories"] == expected
         assert result["bank_categories"] == expected
+        confidence = np.asarray(result["routing_confidence"])
+        assert ((confidence >= 0) & (confidence <= 1)).all()
 
 
 def test_cli_score_shows_the_routed_category(tiny_run, unlabeled_folder, capsys):

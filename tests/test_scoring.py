@@ -33,6 +33,7 @@ from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.features import parse_levels
 from core.scoring.knn import cap_rows, thumbnails
 from core.scoring.maps import gaussian_smooth, reduce_maps
+from core.scoring.testset import UnseenCategoryError
 from core.tensors import reconstruct
 
 # --------------------------------------------------------------------------- helpers
@@ -329,7 +330,7 @@ def test_categories_the_run_never_saw(tiny_run, tmp_path):
     generate_demo_dataset(
         unseen, DemoSpec(size=32, n_train=2, n_test_good=1, n_test_per_defect=1, categories=("screw",))
     )
-    with pytest.raises(RunError, match=r"categories screw were never seen by run .*--route"):
+    with pytest.raises(UnseenCategoryError, match=r"categories screw were never seen by this run .*--route"):
         score_checkpoint(tiny_run, 2, unseen, "pixel")
     routed = score_checkpoint(tiny_run, 2, root, "knn", unknown_categories="route")
     cats = np.asarray(routed["categories"])

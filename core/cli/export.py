@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+from core.scoring.calibration import CALIBRATIONS
+from core.scoring.options import DEFAULT_METHOD
 
 VERB = "export"
 HELP = (
@@ -18,7 +20,16 @@ def add_arguments(parser) -> None:
         "--test", help="folder of test images (or a dataset) to score into submission.csv"
     )
     parser.add_argument(
-        "--method", default="pixel", help="scoring method for the submission (default pixel)"
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"scoring method for the submission (default {DEFAULT_METHOD})",
+    )
+    parser.add_argument(
+        "--calibration",
+        default="normals",
+        choices=CALIBRATIONS,
+        help="normals (default): per-category z-scores against held-out normals, so one "
+        "ranking over mixed categories is fair; none: raw scores",
     )
     parser.add_argument(
         "--reason", default="", help="why this epoch was chosen (goes into card.json)"
@@ -43,6 +54,7 @@ def main(args) -> int:
         args.out,
         test_dir=args.test,
         method=args.method,
+        calibration=args.calibration,
         reason=args.reason,
         id_column=args.id_column,
         score_column=args.score_column,

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+from core.scoring.calibration import CALIBRATIONS
+from core.scoring.options import DEFAULT_METHOD
 
 VERB = "score"
 HELP = (
@@ -19,7 +21,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder")
     parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
     parser.add_argument(
-        "--method", default="pixel", help="pixel, ssim, feature, knn or rawknn (default pixel)"
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"pixel, ssim, feature, knn or rawknn (default {DEFAULT_METHOD})",
+    )
+    parser.add_argument(
+        "--calibration",
+        default="none",
+        choices=CALIBRATIONS,
+        help="none (default): raw scores; normals: per-category z-scores against held-out normals",
     )
     parser.add_argument(
         "--data", help="dataset or image folder (default: the data the run trained on)"
@@ -46,6 +56,7 @@ def main(args) -> int:
         args.method,
         split=args.split,
         device=device_of(args),
+        calibration=args.calibration,
         **scoring_options(args),
     )
     compared = result.get("bank_categories") or [""] * len(result["names"])
@@ -70,6 +81,8 @@ def main(args) -> int:
             "labels",
             "defects",
             "scores",
+            "raw_scores",
+            "calibration",
             "bank_categories",
             "info",
             "seconds",

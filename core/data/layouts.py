@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.images import find_mask, is_image_file, list_images
+from core.data.images import find_mask, list_images
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 
 MVTEC_HELP = (
@@ -147,14 +147,20 @@ def _mvtec_samples(root: Path) -> list[Sample]:
 
 # --- flat (Kaggle homework style) ----------------------------------------------------------
 
+FLAT_CATEGORY = "all"  # the one category of a flat train folder without a category CSV
+
+
 def _flat_samples(root: Path) -> list[Sample]:
+    """Training images without a CSV category form one category, FLAT_CATEGORY; test images
+    without one get the empty category (unknown): the test set routes them to a trained one."""
     category_of, label_of = _read_csv_maps(root)
     samples: list[Sample] = []
     for split in ("train", "val", "test"):
+        unknown = "" if split == "test" else FLAT_CATEGORY
         for path in list_images(root / split):
-            category = category_of.get(path.stem, category_of.get(path.name, "all"))
+            category = _lookup(category_of, split, path, unknown)
             if split == "test":
-                label = label_of.get(path.stem, label_of.get(path.name, UNKNOWN))
+                label = _lookup(label_of, split, path, UNKNOWN)
             else:
                 label = NORMAL
             defect = {NORMAL: "good", ANOMALOUS: "anomaly", UNKNOWN: ""}[label]
@@ -164,10 +170,43 @@ def _flat_samples(root: Path) -> list[Sample]:
     return samples
 
 
-def _read_csv_maps(root: Path) -> tuple[dict[str, str], dict[str, int]]:
-    """Every CSV at the root is read; columns are recognised by name, case-insensitively."""
-    category_of: dict[str, str] = {}
-    label_of: dict[str, int] = {}
+SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "test": "test", "testing": "test"}
+
+
+def _lookup(table: dict[tuple[str | None, str], object], split: str, path: Path, default):
+    """A CSV value for this file: rows that name its split first (a val/ image also reads the
+    training CSV: it is a held-out training image), then rows for any split."""
+    splits = (split, "train", None) if split == "val" else (split, None)
+    for key in ((s, name) for s in splits for name in (path.stem, path.name)):
+        if key in table:
+            return table[key]
+    return default
+
+
+def _csv_split(csv_path: Path) -> str | None:
+    """The split a CSV is about when its name says so (train.csv, test_labels.csv), else None."""
+    words = [w for w in csv_path.stem.lower().replace("-", "_").split("_") if w]
+    splits = {SPLIT_WORDS[w] for w in words if w in SPLIT_WORDS}
+    return splits.pop() if len(splits) == 1 else None
+
+
+def _row_key(value: str, csv_split: str | None) -> tuple[str | None, str]:
+    """(split, stem) of a CSV file cell: a leading train/ or test/ folder names the split."""
+    path = Path(str(value).strip())
+    first = path.parts[0].lower() if len(path.parts) > 1 else ""
+    return SPLIT_WORDS.get(first, csv_split), path.stem
+
+
+def _read_csv_maps(root: Path) -> tuple[dict, dict]:
+    """Every CSV at the root is read; columns are recognised by name, case-insensitively.
+
+    A row applies to the split its file cell names (train/0001.png), else to the split the
+    CSV's own name names (train.csv, test_labels.csv), else to a file of that name in any
+    split: train and test files often share names (0001.png in both).
+    """
+    category_of: dict[tuple[str | None, str], str] = {}
+    label_of: dict[tuple[str | None, str], int] = {}
     for csv_path in sorted(root.glob("*.csv")):
         with csv_path.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -177,8 +216,9 @@ def _read_csv_maps(root: Path) -> tuple[dict[str, str], dict[str, int]]:
                 continue
             cat_col = next((columns[c] for c in CATEGORY_COLUMNS if c in columns), None)
             label_col = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+            split = _csv_split(csv_path)
             for row_number, row in enumerate(reader, start=2):
-                key = Path(str(row[file_col]).strip()).stem
+                key = _row_key(row[file_col], split)
                 if cat_col and row.get(cat_col):
                     category_of[key] = str(row[cat_col]).strip()
                 if label_col and row.get(label_col, "").strip() != "":

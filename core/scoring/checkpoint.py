@@ -21,17 +21,18 @@ from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError, model_from_checkpoint
+from core.scoring.calibration import CALIBRATIONS, CalibrationError, fit_calibration
 from core.scoring.data import (
     SPLITS,
     fingerprint,
     load_samples,
     reference_root,
     reference_samples,
-    samples_to_score,
 )
 from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set
 from core.scoring.options import ROUTED_METHODS, ScoreOptions, check_method
+from core.scoring.testset import TestSet, build_test_set
 
 # Maps are stored at half precision (scores are computed before, at full precision): a
 # 1000-image test set at 128 px is 33 MB per method and epoch instead of 66 MB.
@@ -61,29 +62,13 @@ def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:
     return sorted({s.category for s in reference_samples(root, "train", config)})
 
 
-def check_categories(
-    samples: list[Sample], trained: list[str], policy: str, where: str | Path, run: Run
-) -> None:
-    """Refuses test categories the run never trained on (unlabeled images are routed later)."""
-    unseen = sorted({s.category for s in samples if s.category and s.category not in trained})
-    if unseen and policy == "error":
-        raise RunError(
-            f"{where}: categories {', '.join(unseen)} were never seen by run {run.path} (trained on "
-            f"{', '.join(trained)}); evaluate on data of those categories, train a run that includes "
-            "them, or pass unknown_categories='route' (--route) to score them against the nearest "
-            "trained category"
-        )
-
-
-def scoring_samples(
-    config: TrainConfig, data_root: str | Path, split: str, route_unseen: bool = False
-) -> list[Sample]:
-    """test: the test split (or bare image folder) of data_root, narrowed to the run's
-    categories unless unseen ones are to be routed; train/val: the run's own split."""
+def scoring_samples(config: TrainConfig, data_root: str | Path, split: str) -> list[Sample]:
+    """The run's own normals: "train" or held-out "val", split exactly as training split them.
+    (The test split is a TestSet: see core.scoring.testset.)"""
     if split not in SPLITS:
         raise ValueError(f"split '{split}': use one of {', '.join(SPLITS)}")
     if split == "test":
-        return samples_to_score(data_root, trained=None if route_unseen else config.categories)
+        raise ValueError("the test split is built by core.scoring.testset.build_test_set")
     return reference_samples(reference_root(config, data_root), split, config)
 
 
@@ -143,11 +128,10 @@ def _compute(
     split: str,
     options: ScoreOptions,
     device,
-    samples: list[Sample],
+    images: ImageSet,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model, config, _ = load_checkpoint_model(run, epoch, device)
-    images = load_samples(samples, config.image_size)
     bank = None
     if method == "knn":
         bank = checkpoint_bank(run, epoch, model, config, data_root, options, device)
@@ -175,7 +159,13 @@ def _compute(
         "skipped": [[str(p), why] for p, why in images.skipped],
         "seconds": float(time.perf_counter() - started),
     }
-    if result.routed is not None:
+    if isinstance(images, TestSet):  # categories were decided once, by the test set
+        record["routed"] = images.routed
+        record["routing_confidence"] = np.asarray(images.routing_confidence, np.float64)
+        record["category_source"] = list(images.category_source)
+        if images.routed.any():
+            record["info"] = {**record["info"], "routing": "thumbnail"}
+    elif result.routed is not None:
         record["routed"] = np.asarray(result.routed, bool)
     if result.maps is not None:
         record["maps"] = np.asarray(result.maps, MAP_STORAGE_DTYPE)
@@ -193,9 +183,16 @@ def score_checkpoint(
     method: str,
     split: str = "test",
     device: torch.device | str = "cpu",
+    calibration: str = "none",
     **options,
 ) -> dict[str, Any]:
     """Scores of one checkpoint on a dataset, cached per checkpoint.
+
+    calibration (test split only): "none" = raw scores; "normals" = per-category z-scores
+    against the category's held-out validation normals (core.scoring.calibration), so one
+    ranking over mixed categories is fair. Then "scores" are calibrated, "raw_scores" keeps
+    the raw ones and "calibration" says how (or, when a category has no held-out normals,
+    why the scores stayed raw).
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
@@ -208,10 +205,12 @@ def score_checkpoint(
     check_method(method)
     opts = ScoreOptions.from_kwargs(options)
     _, config, resolved = _header(run, epoch)
-    samples = scoring_samples(config, data_root, split, opts.unknown_categories == "route")
     if split == "test":
-        trained = trained_categories(config, data_root)
-        check_categories(samples, trained, opts.unknown_categories, data_root, run)
+        images = build_test_set(config, data_root, opts.unknown_categories)
+        samples = images.samples
+    else:
+        samples = scoring_samples(config, data_root, split)
+        images = None
     params = {
         "v": SCORING_VERSION,
         "method": method,
@@ -228,11 +227,37 @@ def score_checkpoint(
         resolved,
         f"scores-{method}",
         params,
-        lambda: _compute(run, resolved, data_root, method, split, opts, device, samples),
+        lambda: _compute(
+            run, resolved, data_root, method, split, opts, device,
+            images if images is not None else load_samples(samples, config.image_size),
+        ),
     )
     if "maps" in result:
         result["maps"] = np.asarray(result["maps"], np.float32)
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
+    if calibration == "normals" and split == "test":
+        val = score_checkpoint(run, resolved, data_root, method, "val", device, **options)
+        result = calibrate_result(result, val)
     return result
+
+
+def calibrate_result(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a test result with per-category calibrated "scores" (see score_checkpoint)."""
+    out = dict(test)
+    out["raw_scores"] = np.asarray(test["scores"], np.float64)
+    try:
+        fitted = fit_calibration(val["scores"], val["categories"])
+        out["scores"] = fitted.apply(out["raw_scores"], test["categories"])
+        out["calibration"] = fitted.describe()
+    except CalibrationError as err:
+        out["calibration"] = f"none (raw scores): {err}"
+    return out
+
+
+def checkpoint_config(run: Run, epoch: int | str) -> TrainConfig:
+    """The config stored inside the checkpoint: the one source of a checkpoint's settings."""
+    return _header(run, epoch)[1]
 
 
 def _header(run: Run, epoch: int | str) -> tuple[dict[str, Any], TrainConfig, int]:

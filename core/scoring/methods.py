@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-import core.routing as routing  # module import: core.routing imports core.scoring.features
 from core.data.samples import ImageSet
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
 from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
 from core.scoring.maps import gaussian_smooth, reconstruction_maps, reduce_maps, upsample
 from core.scoring.options import MAP_METHODS, ScoreOptions, check_method
+from core.scoring.routing import route_images
 
 KNN_DEFAULT_LEVELS = (1, 2)
 
@@ -153,7 +153,7 @@ def resolve_groups(
         return groups, needs, None
     reference = _require_train(train, "routing images to a category")
     sel = np.flatnonzero(needs)
-    routed = routing.route_images(
+    routed = route_images(
         images.images[sel],
         reference.images,
         reference.categories,

@@ -1,0 +1,91 @@
+"""Per-category calibration: one image score that ranks fairly across categories.
+
+Why: each category's raw scores live on their own scale (a textured tile reconstructs worse
+than a plain bottle), so one ranking over a mixed test set -- the pooled AUROC a course or a
+Kaggle judge computes -- puts every tile above every bottle whatever their defects. Measured
+on a flat set built from ../shared/realdata (three categories, one model): pooled raw AUROC
+0.59 against per-category AUROCs of 0.81, 0.88 and 0.63.
+
+Calibration compares an image's score with the normal scores of its own category:
+
+    calibrated = (score - median_c) / scale_c
+
+median_c and scale_c come from the category's held-out validation normals (the run's
+`val` split: images the model never trained on, scored exactly like test images, so their
+scores are unbiased). scale_c is the standard deviation of those normals, bounded below by
+SCALE_FLOOR times the pooled standard deviation of all categories' normals, so a category
+whose few normals happen to score alike is not blown up. A calibrated score reads as "how
+many normal spreads above this category's typical normal".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+CALIBRATIONS = ("normals", "none")
+SCALE_FLOOR = 0.1
+
+
+class CalibrationError(ValueError):
+    """A category has no normal scores to calibrate with; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class CategoryNormals:
+    """Location (median), scale (std, floored) and count of one category's normal scores."""
+
+    median: float
+    scale: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-category normal statistics; `apply` maps raw scores to calibrated ones."""
+
+    categories: dict[str, CategoryNormals]
+    reference: str = "held-out validation normals"
+
+    def apply(self, scores: Sequence[float], categories: Sequence[str]) -> np.ndarray:
+        """scores (N,) raw, categories (N,) -> (N,) calibrated float64.
+
+        Raises CalibrationError naming a category without normals.
+        """
+        raw = np.asarray(scores, np.float64)
+        out = np.empty_like(raw)
+        cats = np.asarray(list(categories), dtype=object)
+        for name in set(cats.tolist()):
+            if name not in self.categories:
+                raise CalibrationError(
+                    f"category '{name}' has no held-out normal scores to calibrate with; "
+                    "train with --val-fraction above 0 (or a val/good folder), or use raw scores"
+                )
+            stats = self.categories[name]
+            sel = cats == name
+            out[sel] = (raw[sel] - stats.median) / stats.scale
+        return out
+
+    def describe(self) -> str:
+        parts = [
+            f"{c}: median {s.median:.4g}, scale {s.scale:.3g} (n={s.n})"
+            for c, s in sorted(self.categories.items())
+        ]
+        return f"per-category z-scores against {self.reference}: " + "; ".join(parts)
+
+
+def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -> Calibration:
+    """Statistics of normal scores (N,) per category (N,). Non-finite scores are ignored."""
+    scores = np.asarray(normal_scores, np.float64)
+    cats = np.asarray(list(categories), dtype=object)
+    finite = np.isfinite(scores)
+    pooled = float(np.std(scores[finite])) if finite.sum() > 1 else 0.0
+    floor = max(SCALE_FLOOR * pooled, 1e-12)
+    stats = {}
+    for name in sorted(set(cats[finite].tolist())):
+        own = scores[finite & (cats == name)]
+        spread = float(np.std(own, ddof=1)) if len(own) > 1 else 0.0
+        stats[str(name)] = CategoryNormals(float(np.median(own)), max(spread, floor), len(own))
+    return Calibration(stats)
