@@ -14,6 +14,7 @@ core (core.cache), so a new dashboard process starts warm.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -218,19 +219,20 @@ def _folder_stamp(folder: Path) -> int:
 
 
 @st.cache_resource(max_entries=4, ttl=900, show_spinner="Reading test images…")
-def _test_set(root: str, size: int, layout: str, categories: tuple[str, ...], stamp: int):
-    from core.data.dataset import load_test_data
+def _test_set(root: str, config_json: str, stamp: int):
+    from core.config import TrainConfig
+    from core.scoring.testset import build_test_set
 
-    return load_test_data(root, size, layout, list(categories) or None)
+    return build_test_set(TrainConfig.from_dict(json.loads(config_json)), root)
 
 
 def test_set(run: Run, data_root: Path):
-    """The run's test images at its training size, decoded once per process (read-only).
-
-    Scores from core.scoring come with sample names; `align` puts them in this set's order.
-    """
+    """core's TestSet of the run on data_root: the images every page and every score use,
+    each with the category it is scored under (its own, or routed with a confidence).
+    Decoded once per process (read-only). Scores carry sample names; `align` puts them in
+    this set's order."""
     config = run.config()
-    return _test_set(str(data_root), config.image_size, config.layout, tuple(config.categories),
+    return _test_set(str(data_root), json.dumps(config.to_dict(), sort_keys=True),
                      _folder_stamp(data_root))
 
 
@@ -284,15 +286,19 @@ def subset_maps(run: Run, epoch: int, data_root: Path, indices: Sequence[int], m
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _scores(fingerprint: tuple[str, int, int], data_root: str, method: str, split: str,
-            _run: Run, _epoch: int) -> dict[str, Any]:
+            calibration: str, _run: Run, _epoch: int) -> dict[str, Any]:
     scoring = core_module("core.scoring")
-    return scoring.score_checkpoint(_run, _epoch, data_root, method, split=split)
+    return scoring.score_checkpoint(_run, _epoch, data_root, method, split=split,
+                                    calibration=calibration)
 
 
-def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "test") -> dict[str, Any]:
-    """core.scoring.score_checkpoint, held in memory too (its disk cache is the slow path)."""
+def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "test",
+           calibration: str = "none") -> dict[str, Any]:
+    """core.scoring.score_checkpoint, held in memory too (its disk cache is the slow path).
+    calibration "normals": per-category calibrated scores (test split), "none": raw."""
     try:
-        return _scores(checkpoint_fingerprint(run, epoch), str(data_root), method, split, run, epoch)
+        return _scores(checkpoint_fingerprint(run, epoch), str(data_root), method, split,
+                       calibration, run, epoch)
     except RunError:
         if run.checkpoint_path(epoch).is_file():
             note_damaged(run, epoch)

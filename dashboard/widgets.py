@@ -114,6 +114,15 @@ def caption_for(name: str, score: float | None = None) -> str:
     return short if score is None or not np.isfinite(score) else f"{short} · {score:.4g}"
 
 
+def test_caption(test, index: int, score: float | None = None) -> str:
+    """caption_for a test image, saying when its category was routed and how sure it was."""
+    text = caption_for(test.samples[index].name, score)
+    routed = getattr(test, "routed", None)
+    if routed is not None and len(routed) > index and routed[index]:
+        text += f" · routed ({float(test.routing_confidence[index]):.2f} sure)"
+    return text
+
+
 # --------------------------------------------------------------------------- images
 
 

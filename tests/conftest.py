@@ -68,3 +68,26 @@ def shared_realdata() -> Path:
     if not SHARED_REALDATA.is_dir():
         pytest.skip("../shared/realdata is absent")
     return SHARED_REALDATA
+
+
+@pytest.fixture(scope="session")
+def flat_data(demo_root, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny demo set handed out the homework way: flat train/ with a category CSV, a
+    shuffled unlabeled test/; and the hidden answer key (file, category, label) beside it."""
+    from core.data.flatten import write_flat_dataset
+
+    root = tmp_path_factory.mktemp("flat") / "homework"
+    answers = write_flat_dataset(demo_root, root, train_per_category=10, test_per_category=20)
+    return root, answers
+
+
+@pytest.fixture(scope="session")
+def flat_run(flat_data, tmp_path_factory):
+    """A finished 2-epoch run on the flat homework set (treat as read-only)."""
+    from core.runs import Run
+    from core.train import train_one
+
+    run_dir = tmp_path_factory.mktemp("flat_runs") / "homework"
+    train_one(tiny_config(flat_data[0], run_dir, **{"model.skips": "none"}), progress=False,
+              log=lambda _: None)
+    return Run(run_dir)

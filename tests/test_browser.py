@@ -64,10 +64,10 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run, tmp_path_factory):
+def serve(run_path: Path, tmp_path_factory):
+    """`streamlit run dashboard/app.py` on 127.0.0.1 over a copy of one run; yields its url."""
     root = tmp_path_factory.mktemp("browser_runs")
-    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(run_path, root / run_path.name, ignore=shutil.ignore_patterns("cache"))
     port = free_port()
     log = (tmp_path_factory.mktemp("browser_log") / "streamlit.log").open("w")
     env = dict(os.environ, RECONSCOPE_CHECKPOINTS=str(root), PYTHONUNBUFFERED="1")
@@ -90,6 +90,16 @@ def server(tiny_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    yield from serve(tiny_run.path, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def flat_server(flat_run, tmp_path_factory):
+    yield from serve(flat_run.path, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
@@ -106,12 +116,14 @@ def settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
-def test_every_page_renders_in_a_real_browser(server, browser):
+def open_every_page(url: str, browser, prefix: str = "") -> list[str]:
+    """Visits every page; returns what went wrong (a missing plot or image, an exception or
+    error box), and saves a screenshot of each page."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 2600})
     problems = []
     for path, (name, needs) in PAGES.items():
-        page.goto(f"{server}/{path}")
+        page.goto(f"{url}/{path}")
         settle(page)
         for need in needs:
             try:
@@ -120,8 +132,21 @@ def test_every_page_renders_in_a_real_browser(server, browser):
                 problems.append(f"{name}: no {need} rendered")
         if page.locator('[data-testid="stException"]').count():
             problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        for box in page.locator('[data-testid="stAlertContentError"]').all():
+            problems.append(f"{name}: error box: {box.inner_text()[:300]}")
+        page.screenshot(path=str(SHOTS / f"{prefix}{name}.png"), full_page=True)
     page.close()
+    return problems
+
+
+def test_every_page_renders_in_a_real_browser(server, browser):
+    problems = open_every_page(server, browser)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_opens_on_a_flat_unlabeled_run(flat_server, browser):
+    """The homework job: flat train/ with a category CSV, an unlabeled shuffled test/."""
+    problems = open_every_page(flat_server, browser, prefix="flat_")
     assert not problems, "\n".join(problems)
 
 

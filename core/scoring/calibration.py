@@ -13,8 +13,8 @@ Calibration compares an image's score with the normal scores of its own category
 median_c and scale_c come from the category's held-out validation normals (the run's
 `val` split: images the model never trained on, scored exactly like test images, so their
 scores are unbiased). scale_c is the standard deviation of those normals, bounded below by
-SCALE_FLOOR times the pooled standard deviation of all categories' normals, so a category
-whose few normals happen to score alike is not blown up. A calibrated score reads as "how
+SCALE_FLOOR times the median of the categories' standard deviations, so a category whose few
+normals happen to score alike is not blown up. A calibrated score reads as "how
 many normal spreads above this category's typical normal".
 """
 
@@ -81,11 +81,13 @@ def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -
     scores = np.asarray(normal_scores, np.float64)
     cats = np.asarray(list(categories), dtype=object)
     finite = np.isfinite(scores)
-    pooled = float(np.std(scores[finite])) if finite.sum() > 1 else 0.0
-    floor = max(SCALE_FLOOR * pooled, 1e-12)
-    stats = {}
-    for name in sorted(set(cats[finite].tolist())):
-        own = scores[finite & (cats == name)]
-        spread = float(np.std(own, ddof=1)) if len(own) > 1 else 0.0
-        stats[str(name)] = CategoryNormals(float(np.median(own)), max(spread, floor), len(own))
+    names = sorted(set(cats[finite].tolist()))
+    own = {name: scores[finite & (cats == name)] for name in names}
+    spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in own.items()}
+    typical = float(np.median([v for v in spread.values() if v > 0] or [0.0]))
+    floor = max(SCALE_FLOOR * typical, 1e-12)
+    stats = {
+        str(n): CategoryNormals(float(np.median(own[n])), max(spread[n], floor), len(own[n]))
+        for n in names
+    }
     return Calibration(stats)

@@ -251,7 +251,13 @@ def main() -> None:
         evaluations, failed = [], {}
         if on and methods:
             with widgets.guard("Real AUROC"):
-                evaluations, failed = real_evaluations(run, epochs, sel.data_root(), methods)
+                test = state.test_set(run, sel.data_root())
+                if test.has_labels:
+                    evaluations, failed = real_evaluations(run, epochs, sel.data_root(), methods)
+                else:
+                    st.info(f"Real AUROC needs labels: {test.summary()}. Validation loss, "
+                            "synthetic AUROC and the health checks below need none; a CSV with "
+                            "file and label columns beside test/ adds real AUROC.")
         for epoch, message in failed.items():
             st.error(f"Epoch {epoch} left out: {message}", icon=":material/error:")
         table = epoch_table(run, epochs, evaluations)

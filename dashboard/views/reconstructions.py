@@ -146,7 +146,7 @@ def draw_grid(test, shown: Shown, opts: Options) -> None:
     low, high = colour_range(shown.maps, opts)
     tiles = [triplet(test, idx, shown.recon[k], shown.maps[k], opts, low, high)
              for k, idx in enumerate(shown.indices)]
-    captions = [widgets.caption_for(test.samples[idx].name, float(shown.scores[k]))
+    captions = [widgets.test_caption(test, idx, float(shown.scores[k]))
                 for k, idx in enumerate(shown.indices)]
     st.caption("Each card: input · reconstruction · error heatmap (bright = large error). "
                "Caption: category/defect/file · image score.")
@@ -154,7 +154,7 @@ def draw_grid(test, shown: Shown, opts: Options) -> None:
 
 
 def pick_one(test, shown: Shown, key: str) -> int:
-    names = {idx: widgets.caption_for(test.samples[idx].name) for idx in shown.indices}
+    names = {idx: widgets.test_caption(test, idx) for idx in shown.indices}
     return st.selectbox("Image", list(names), format_func=names.get, key=key)
 
 
@@ -174,7 +174,7 @@ def draw_before_after(test, shown: Shown, opts: Options) -> None:
     pictures = {"input": image, "reconstruction": shown.recon[k], "heatmap": heat}
     first, second = (p.strip() for p in pair.split("↔"))
     wiped = visual.wipe(visual.upscale(pictures[first], 384), visual.upscale(pictures[second], 384), position / 100)
-    right.image(wiped, caption=f"{first} | {second} — {widgets.caption_for(test.samples[index].name)}",
+    right.image(wiped, caption=f"{first} | {second} — {widgets.test_caption(test, index)}",
                 width="stretch")
 
 
@@ -238,7 +238,7 @@ def draw_two_epochs(run: Run, epochs: list[int], current: int, data_root, test, 
         row = [image, shown.recon[k], b.recon[k],
                visual.overlay_heatmap(image, shown.maps[k], opts.opacity, low, high),
                visual.overlay_heatmap(image, b.maps[k], opts.opacity, low, high)]
-        caption = (f"{widgets.caption_for(test.samples[idx].name)} — score {current}: {shown.scores[k]:.4g}, "
+        caption = (f"{widgets.test_caption(test, idx)} — score {current}: {shown.scores[k]:.4g}, "
                    f"{other}: {b.scores[k]:.4g}")
         st.image(visual.upscale(visual.image_row(row, gap=2), 128), caption=caption, width="stretch")
 
@@ -264,7 +264,8 @@ def main() -> None:
             return
         indices, _ = order_and_page(run, epoch, data_root, candidates, sort, per_page, opts.method)
         shown = shown_for(run, epoch, data_root, indices, opts.method)
-        st.caption(f"{len(candidates)} of {total} test images match; showing {len(indices)}.")
+        st.caption(f"{test.summary()}. {len(candidates)} of {total} match the filters; "
+                   f"showing {len(indices)}.")
         if view == VIEWS[0]:
             draw_grid(test, shown, opts)
         elif view == VIEWS[1]:

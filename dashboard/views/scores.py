@@ -3,6 +3,7 @@ threshold and the confusion counts it gives, and the per-category AUROC table.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ import streamlit as st
 
 from core import metrics, visual
 from core.runs import Run
+from core.scoring.checkpoint import calibrate_result
+from core.scoring.options import DEFAULT_METHOD
 from dashboard import state, widgets
 
 RULES = ("F1-max (uses labels)", "percentile of held-out normals", "jump in sorted scores (no labels)")
@@ -100,13 +103,17 @@ def ranked_table(result: dict[str, Any], sel: np.ndarray, test, top: int) -> pd.
     idx = np.flatnonzero(sel)
     scores = np.asarray(result["scores"], np.float64)[idx]
     order = idx[np.argsort(-scores, kind="stable")][:top]
+    routed = np.asarray(result.get("routed", np.zeros(len(result["names"]), bool)), bool)
+    confidence = np.asarray(result.get("routing_confidence", np.ones(len(result["names"]))))
     rows = []
     for rank, i in enumerate(order, start=1):
         name = result["names"][i]
         image = test.images[index_of[name]] if name in index_of else np.zeros((8, 8, 3), np.uint8)
         rows.append({"rank": rank, "image": widgets.png_data_uri(visual.upscale(image, 64)),
                      "score": float(result["scores"][i]), "category": result["categories"][i],
-                     "defect": result["defects"][i] or "–", "label": kind_of(int(result["labels"][i])), "name": name})
+                     "category from": f"routed ({confidence[i]:.2f} sure)" if routed[i] else "dataset",
+                     "defect": result["defects"][i] or "–", "label": kind_of(int(result["labels"][i])),
+                     "file": Path(result["paths"][i]).name})
     return pd.DataFrame(rows)
 
 
@@ -136,12 +143,18 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
         return
     with st.spinner("Scoring the test set with each method (cached on disk)…"):
         result = _aurocs(state.checkpoint_fingerprint(run, epoch), str(data_root), tuple(chosen), run, epoch)
+    if not state.test_set(run, data_root).has_labels:
+        st.info("AUROC needs labels, and this test set has none (no normal/defect folders and no "
+                "label CSV). The ranking above still works: put a CSV with file and label columns "
+                "beside test/ to see AUROC here.")
+        return
     table = pd.DataFrame(result["image_auroc"]).T
     table.index.name = "method"
     config = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns}
     st.dataframe(table, width="stretch", column_config=config)
-    st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled. "
-               "Empty: the category has only one class.")
+    st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled "
+               "(raw scores), overall_calibrated = pooled after per-category calibration against "
+               "held-out normals. Empty: the category has only one class.")
 
 
 # --------------------------------------------------------------------------- page
@@ -157,12 +170,22 @@ def main() -> None:
         methods = state.scoring_methods()
         c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
         with c1:
-            method = widgets.method_picker("Method", methods, key="scores_method", default="pixel")
+            method = widgets.method_picker("Method", methods, key="scores_method",
+                                           default=DEFAULT_METHOD)
+        calibrated = st.toggle(
+            "Calibrated scores", value=True, key="scores_calibrated",
+            help="Each score as a z-score against its category's held-out normal scores, so one "
+                 "ranking over mixed categories is fair (what a pooled AUROC judges). Off: raw scores.")
+        calibration = "normals" if calibrated else "none"
         with st.spinner(f"Scoring the test set with {method} (once per epoch; cached on disk)…"):
-            result = state.scores(run, epoch, data_root, method)
+            result = state.scores(run, epoch, data_root, method, calibration=calibration)
+        st.caption(state.test_set(run, data_root).summary() + ". Scores: "
+                   + (result.get("calibration") or "raw") + ".")
         categories = ["all"] + sorted(set(result["categories"]))
         category = c2.selectbox("Category", categories, key="scores_category", persist_state="session")
-        rule = c3.selectbox("Threshold rule", RULES, key="scores_rule", persist_state="session")
+        labelled = state.test_set(run, data_root).has_labels
+        rule = c3.selectbox("Threshold rule", RULES, index=0 if labelled else 1, key="scores_rule",
+                            persist_state="session")
         q = c4.number_input("Percentile", 50.0, 100.0, 99.0, 0.5, key="scores_q", disabled=rule != RULES[1])
         mask = selected(result, category)
         scores = np.asarray(result["scores"], np.float64)[mask]
@@ -170,6 +193,8 @@ def main() -> None:
         val_normals = None
         if rule == RULES[1]:
             val = state.scores(run, epoch, data_root, method, split="val")
+            if "raw_scores" in result:  # the normals on the same (calibrated) scale as the test
+                val = calibrate_result(val, val)
             vmask = selected(val, category)
             val_normals = np.asarray(val["scores"], np.float64)[vmask]
         threshold, note = threshold_for(rule, labels, scores, val_normals, q)

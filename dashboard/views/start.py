@@ -53,7 +53,7 @@ def latest_reconstructions(run: Run, data_root: Path) -> None:
         picks += normal + defect
     recon = state.reconstructions(run, epoch, data_root, picks)
     tiles = [visual.image_row([test.images[i], recon[k]], gap=2) for k, i in enumerate(picks)]
-    captions = [widgets.caption_for(test.samples[i].name) for i in picks]
+    captions = [widgets.test_caption(test, i) for i in picks]
     st.markdown(f"**Epoch {epoch}**: input · reconstruction (the newest epoch; it updates as training goes on)")
     widgets.image_cards(tiles, captions, columns=4, min_side=96)
 

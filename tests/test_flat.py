@@ -1,0 +1,92 @@
+"""The homework job end to end: flat train/ (with or without a category CSV), an unlabeled,
+shuffled test/, one model, one pooled AUROC over every test image."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from core.data.flatten import write_flat_dataset
+from core.evaluate import evaluate_epoch
+from core.export import export_epoch
+from core.metrics import image_auroc
+from core.scoring import score_checkpoint
+from core.scoring.testset import build_test_set
+
+
+def answer_key(path):
+    return {r["file"]: r for r in csv.DictReader(path.read_text().splitlines())}
+
+
+def test_unlabeled_flat_test_images_are_routed_to_their_category(flat_run, flat_data):
+    root, answers = flat_data
+    test = build_test_set(flat_run.config(), root)
+    key = answer_key(answers)
+    truth = [key[s.path.stem]["category"] for s in test.samples]
+    assert test.routed.all() and not test.has_labels
+    assert test.categories == truth  # the demo categories look nothing alike
+    assert ((test.routing_confidence > 0) & (test.routing_confidence <= 1)).all()
+    assert "routed to the nearest one" in test.summary() and "unlabeled" in test.summary()
+
+
+def test_every_method_scores_the_flat_set_without_route(flat_run, flat_data):
+    root, _ = flat_data
+    for method in ("pixel", "knn", "rawknn"):
+        result = score_checkpoint(flat_run, "last", root, method)
+        assert len(result["scores"]) == 27 and np.isfinite(result["scores"]).all()
+        assert set(result["categories"]) == {"carpet", "bottle", "pill"}
+
+
+def test_submission_is_calibrated_and_pools_fairly(flat_run, flat_data, tmp_path):
+    root, answers = flat_data
+    key = answer_key(answers)
+    results = {}
+    for calibration in ("none", "normals"):
+        written = export_epoch(flat_run, "last", tmp_path / calibration, test_dir=root / "test",
+                               method="rawknn", calibration=calibration)
+        rows = list(csv.DictReader(written["submission"].read_text().splitlines()))
+        assert len(rows) == 27 and {r["id"] for r in rows} == set(key)
+        labels = np.array([int(key[r["id"]]["label"]) for r in rows])
+        cats = np.array([key[r["id"]]["category"] for r in rows])
+        scores = np.array([float(r["anomaly_score"]) for r in rows])
+        mean = np.mean([image_auroc(labels[cats == c], scores[cats == c]) for c in set(cats)])
+        results[calibration] = (image_auroc(labels, scores), mean)
+    raw_gap = abs(results["none"][0] - results["none"][1])
+    calibrated_gap = abs(results["normals"][0] - results["normals"][1])
+    assert results["none"][1] == pytest.approx(results["normals"][1])  # same order per category
+    assert calibrated_gap <= raw_gap + 0.02, results
+
+
+def test_flat_set_without_category_csv_is_one_category(demo_root, tmp_path):
+    from core.train import train_one
+    from tests.conftest import tiny_config
+
+    root = tmp_path / "plain"
+    write_flat_dataset(demo_root, root, train_per_category=4, test_per_category=4, category_csv=False)
+    run = train_one(tiny_config(root, tmp_path / "run", epochs=1), progress=False, log=lambda _: None)
+    assert run.config().categories == ["all"]
+    test = build_test_set(run.config(), root)
+    assert set(test.categories) == {"all"} and set(test.category_source) == {"single"}
+    assert not test.routed.any()
+    result = score_checkpoint(run, 1, root, "pixel", calibration="normals")
+    assert np.isfinite(result["scores"]).all()
+
+
+def test_labels_from_a_csv_give_real_auroc(flat_run, flat_data, tmp_path):
+    root, answers = flat_data
+    labelled = tmp_path / "labelled"
+    shutil.copytree(root, labelled)
+    shutil.copyfile(answers, labelled / "test_labels.csv")  # file,category,label for test/
+    report = evaluate_epoch(flat_run, "last", labelled, ("pixel",), pixel=False, thresholds=True,
+                            routing=False)
+    counts = Counter({c: v["anomalous"] for c, v in report["counts"].items()})
+    assert sum(counts.values()) > 0 and set(counts) == {"carpet", "bottle", "pill"}
+    for method in ("pixel", "rawknn"):
+        row = report["image_auroc"][method]
+        assert row["mean"] is not None and row["overall"] is not None
+        assert row["overall_calibrated"] is not None
+        assert "overall (calibrated)" in report["thresholds"][method]
