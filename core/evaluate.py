@@ -82,7 +82,7 @@ def threshold_reports(test: dict[str, Any], val: dict[str, Any]) -> dict[str, An
     val_cats = np.asarray(val["categories"], dtype=object)
     reports = {"overall": _threshold_report(labels, scores, val_scores)}
     calibrated = calibrate_result(test, val)
-    if "raw_scores" in calibrated and not calibrated["calibration"].startswith("none"):
+    if "raw_scores" in calibrated:
         # one threshold for every category only makes sense on calibrated scores
         val_calibrated = calibrate_result(val, val)["scores"]
         reports["overall (calibrated)"] = _threshold_report(
@@ -197,9 +197,7 @@ def evaluate_epoch(
         calibrated = calibrate_result(r, val)
         calibration[m] = calibrated["calibration"]
         image[m]["overall_calibrated"] = (
-            image_auroc(r["labels"], calibrated["scores"])
-            if not calibration[m].startswith("none")
-            else None
+            image_auroc(r["labels"], calibrated["scores"]) if "raw_scores" in calibrated else None
         )
     out: dict[str, Any] = {
         "run": str(run.path),

@@ -47,3 +47,10 @@ def test_identical_normals_do_not_blow_up():
     assert fitted.categories["same"].scale > 0
     assert np.isfinite(fitted.apply([2.5], ["same"])).all()
     assert "median" in fitted.describe() and "n=2" in fitted.describe()
+
+
+def test_too_few_normals_everywhere_is_refused_with_a_reason():
+    with pytest.raises(CalibrationError, match="at least 2 held-out normal images.*--val-fraction"):
+        fit_calibration([1.0, 5.0], ["a", "b"])  # one normal each: no spread to measure
+    fitted = fit_calibration([1.0, 1.2, 0.8, 5.0], ["a", "a", "a", "b"])
+    assert fitted.categories["b"].scale == fitted.categories["a"].scale  # borrows the typical spread

@@ -14,7 +14,8 @@ median_c and scale_c come from the category's held-out validation normals (the r
 `val` split: images the model never trained on, scored exactly like test images, so their
 scores are unbiased). scale_c is the standard deviation of those normals, bounded below by
 SCALE_FLOOR times the median of the categories' standard deviations, so a category whose few
-normals happen to score alike is not blown up. A calibrated score reads as "how
+normals happen to score alike is not blown up; a category with fewer than MIN_NORMALS
+held-out normals takes that median spread as its own. A calibrated score reads as "how
 many normal spreads above this category's typical normal".
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 
 CALIBRATIONS = ("normals", "none")
 SCALE_FLOOR = 0.1
+MIN_NORMALS = 2  # to measure a category's own spread
 
 
 class CalibrationError(ValueError):
@@ -83,11 +85,19 @@ def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -
     finite = np.isfinite(scores)
     names = sorted(set(cats[finite].tolist()))
     own = {name: scores[finite & (cats == name)] for name in names}
-    spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in own.items()}
-    typical = float(np.median([v for v in spread.values() if v > 0] or [0.0]))
-    floor = max(SCALE_FLOOR * typical, 1e-12)
-    stats = {
-        str(n): CategoryNormals(float(np.median(own[n])), max(spread[n], floor), len(own[n]))
+    spread = {n: float(np.std(v, ddof=1)) for n, v in own.items() if len(v) >= MIN_NORMALS}
+    measured = [v for v in spread.values() if v > 0]
+    if not measured:
+        counts = ", ".join(f"{n}: {len(v)}" for n, v in own.items()) or "none"
+        raise CalibrationError(
+            f"calibration needs at least {MIN_NORMALS} held-out normal images in some category "
+            f"to measure how normal scores spread (held-out normals per category: {counts}); "
+            "train with a larger --val-fraction or add val/good images, or use raw scores"
+        )
+    typical = float(np.median(measured))
+    floor = SCALE_FLOOR * typical
+    stats = {  # a category with too few normals borrows the typical spread
+        str(n): CategoryNormals(float(np.median(own[n])), max(spread.get(n, typical), floor), len(own[n]))
         for n in names
     }
     return Calibration(stats)

@@ -191,8 +191,8 @@ def score_checkpoint(
     calibration (test split only): "none" = raw scores; "normals" = per-category z-scores
     against the category's held-out validation normals (core.scoring.calibration), so one
     ranking over mixed categories is fair. Then "scores" are calibrated, "raw_scores" keeps
-    the raw ones and "calibration" says how (or, when a category has no held-out normals,
-    why the scores stayed raw).
+    the raw ones and "calibration" says how; when calibration is impossible (too few held-out
+    normals) "scores" stay raw, there is no "raw_scores", and "calibration" says why.
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
@@ -245,13 +245,14 @@ def score_checkpoint(
 def calibrate_result(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
     """A copy of a test result with per-category calibrated "scores" (see score_checkpoint)."""
     out = dict(test)
-    out["raw_scores"] = np.asarray(test["scores"], np.float64)
     try:
         fitted = fit_calibration(val["scores"], val["categories"])
-        out["scores"] = fitted.apply(out["raw_scores"], test["categories"])
-        out["calibration"] = fitted.describe()
+        out["scores"] = fitted.apply(test["scores"], test["categories"])
     except CalibrationError as err:
         out["calibration"] = f"none (raw scores): {err}"
+        return out
+    out["raw_scores"] = np.asarray(test["scores"], np.float64)
+    out["calibration"] = fitted.describe()
     return out
 
 

@@ -198,7 +198,8 @@ def main() -> None:
             vmask = selected(val, category)
             val_normals = np.asarray(val["scores"], np.float64)[vmask]
         threshold, note = threshold_for(rule, labels, scores, val_normals, q)
-        st.plotly_chart(histogram(scores, labels, threshold, method), config=widgets.PLOT_CONFIG,
+        axis = f"{method}, calibrated" if "raw_scores" in result and calibrated else method
+        st.plotly_chart(histogram(scores, labels, threshold, axis), config=widgets.PLOT_CONFIG,
                         key="scores_hist")
         draw_threshold(labels, threshold, note, scores)
         st.subheader("Ranked images")
