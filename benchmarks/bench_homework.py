@@ -1,7 +1,8 @@
 """The homework job end to end: one model, a flat unlabeled test set, one pooled AUROC.
 
     python benchmarks/bench_homework.py ../shared/realdata [--epochs 3] [--image-size 64]
-        [--methods knn,rawknn,pixel] [--no-category-csv] [--work /tmp/homework]
+        [--methods knn,rawknn,pixel] [--no-category-csv [--pseudo-categories -1]]
+        [--work /tmp/homework]
 
 Builds a flat set (core.data.flatten: 60 normals per category in train/ with a category CSV,
 35 shuffled test images per category, the answer key kept outside), trains ONE model with
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--methods", default="knn,rawknn,pixel")
     parser.add_argument("--no-category-csv", action="store_true")
+    parser.add_argument("--pseudo-categories", type=int, default=0,
+                        help="K-Means groups for a train folder without categories; -1 = auto")
     args = parser.parse_args()
     flat = args.work / "flat"
     answers = write_flat_dataset(args.source, flat, category_csv=not args.no_category_csv)
@@ -51,7 +54,8 @@ def main() -> None:
     if not Run(run_dir).epochs():
         started = time.perf_counter()
         train_one(TrainConfig(data=str(flat), run=str(run_dir), image_size=args.image_size,
-                              epochs=args.epochs, model=ModelConfig(skips="none")), progress=False)
+                              epochs=args.epochs, model=ModelConfig(skips="none"),
+                              pseudo_categories=args.pseudo_categories), progress=False)
         print(f"trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
     run = Run(run_dir)
     print(f"{'method':8s} {'calibration':11s} per-category AUROC            mean   pooled  gap")

@@ -52,6 +52,11 @@ class TrainConfig:
     run: str = "checkpoints/demo"
     layout: str = "auto"  # auto | mvtec | flat
     categories: list[str] = field(default_factory=list)  # empty = every category found
+    # A flat train folder without a category CSV is one category; with pseudo_categories=K (or
+    # -1 = choose K by silhouette) training clusters it into K groups (see core.data.pseudo) and
+    # writes them to category_file (file,category CSV in the run folder) that every reader uses.
+    pseudo_categories: int = 0
+    category_file: str = ""
     per_category: bool = False  # one model per category instead of one for all
     image_size: int = 64
     epochs: int = 10
@@ -134,6 +139,8 @@ def _validate(config, prefix: str) -> None:
             (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
             (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
+            (config.pseudo_categories in (-1, 0) or 2 <= config.pseudo_categories <= 32,
+             "pseudo_categories must be 0 (off), -1 (auto) or 2..32"),
             (config.image_size % (2 ** config.model.depth) == 0,
              f"image_size {config.image_size} must be divisible by 2**depth = {2 ** config.model.depth}"),
         ]

@@ -108,7 +108,9 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
     try:
         torch.manual_seed(config.seed)
         data = load_training_data(config.data, config.image_size, config.layout, config.categories,
-                                  config.val_fraction, config.seed)
+                                  config.val_fraction, config.seed, config.category_file or None)
+        if config.pseudo_categories and not config.category_file:
+            data = _with_pseudo_categories(config, data, run, log)
         for _path, reason in data.train.skipped + data.val.skipped:
             log(f"warning: {reason}")
         # Recorded so scoring and the dashboard work from any folder and know what was trained on
@@ -147,6 +149,27 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
     finally:
         _restore_stop_handler(previous)
     return run
+
+
+def _with_pseudo_categories(config: TrainConfig, data: TrainingData, run: Run, log: Log) -> TrainingData:
+    """A flat train folder that is one category is split into K-Means groups (core.data.pseudo);
+    the groups go to the run's category file, which every later reader of the data uses."""
+    from core.data.layouts import FLAT_CATEGORY
+    from core.data.pseudo import FILE_NAME, find_pseudo_categories, write_category_file
+
+    if data.train.category_names != [FLAT_CATEGORY]:
+        log("pseudo-categories: skipped, the training images already have categories")
+        return data
+    images = np.concatenate([data.train.images, data.val.images])
+    found = find_pseudo_categories(images, config.pseudo_categories, config.seed)
+    log(f"pseudo-categories: {found.reason}")
+    if found.k == 1:
+        return data
+    path = write_category_file(data.train.samples + data.val.samples, found.names(),
+                               run.path / FILE_NAME)
+    config.category_file = str(path.resolve())
+    return load_training_data(config.data, config.image_size, config.layout, None,
+                              config.val_fraction, config.seed, config.category_file)
 
 
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,

@@ -90,3 +90,25 @@ def test_labels_from_a_csv_give_real_auroc(flat_run, flat_data, tmp_path):
         assert row["mean"] is not None and row["overall"] is not None
         assert row["overall_calibrated"] is not None
         assert "overall (calibrated)" in report["thresholds"][method]
+
+
+def test_pseudo_categories_recover_the_objects_of_a_flat_train_folder(demo_root, tmp_path):
+    """No category CSV, pseudo_categories auto: K-Means groups stand in for the categories,
+    and the test set routes every test image to the group of its own object."""
+    from core.train import train_one
+    from tests.conftest import tiny_config
+
+    root = tmp_path / "plain"
+    answers = write_flat_dataset(demo_root, root, train_per_category=10, test_per_category=6,
+                                 category_csv=False)
+    run = train_one(tiny_config(root, tmp_path / "run", epochs=1, pseudo_categories=-1),
+                    progress=False, log=lambda _: None)
+    config = run.config()
+    assert config.categories == ["group_1", "group_2", "group_3"]
+    assert (run.path / "pseudo_categories.csv").is_file() and config.category_file
+    test = build_test_set(config, root)
+    truth = [answer_key(answers)[s.path.stem]["category"] for s in test.samples]
+    pairs = set(zip(truth, test.categories, strict=True))
+    assert len(pairs) == 3, pairs  # each object maps to exactly one group
+    result = score_checkpoint(run, 1, root, "rawknn", calibration="normals")
+    assert np.isfinite(result["scores"]).all()

@@ -8,6 +8,11 @@ from core.config import TrainConfig
 VERB = "train"
 HELP = "train a U-Net autoencoder, saving a checkpoint every epoch"
 
+def pseudo_k(text: str) -> int:
+    """--pseudo-categories: a number of groups, or auto (-1)."""
+    return -1 if str(text).strip().lower() == "auto" else int(text)
+
+
 # flag -> dotted config key; every flag defaults to None so only what the user typed overrides
 FLAGS = {
     "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
@@ -16,6 +21,7 @@ FLAGS = {
     "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
     "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
     "norm": ("model.norm", str), "activation": ("model.activation", str),
+    "pseudo_categories": ("pseudo_categories", pseudo_k),
 }
 
 

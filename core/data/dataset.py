@@ -47,8 +47,9 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
 
 def load_training_data(root: str | Path, size: int, layout: str = "auto",
                        categories: Sequence[str] | None = None, val_fraction: float = 0.1,
-                       seed: int = 0) -> TrainingData:
-    samples = [s for s in discover_samples(root, layout, categories) if s.split in ("train", "val")]
+                       seed: int = 0, category_file: str | Path | None = None) -> TrainingData:
+    samples = [s for s in discover_samples(root, layout, categories, category_file)
+               if s.split in ("train", "val")]
     train_samples, val_samples = split_validation(samples, val_fraction, seed)
     train = load_image_set(train_samples, size)
     if len(train) == 0:

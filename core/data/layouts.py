@@ -42,8 +42,12 @@ def detect_layout(root: Path) -> str:
 
 
 def discover_samples(root: str | Path, layout: str = "auto",
-                     categories: Sequence[str] | None = None) -> list[Sample]:
+                     categories: Sequence[str] | None = None,
+                     category_file: str | Path | None = None) -> list[Sample]:
     """All samples of train/, val/ (when present) and test/, filtered to `categories`.
+
+    category_file: a file,category CSV kept outside the data (a run's pseudo_categories.csv,
+    see core.data.pseudo) that categorises a flat set's training images on top of its own CSVs.
 
     Listings are memoised against the folders' modification times (and the root's CSVs), so
     the dashboard and scoring can ask again and again without re-walking 20,000 files, while
@@ -52,11 +56,18 @@ def discover_samples(root: str | Path, layout: str = "auto",
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: folder does not exist; pass an existing dataset folder")
-    key = (str(root.resolve()), layout, tuple(categories or ()), _tree_signature(root))
+    extra = Path(category_file).expanduser() if category_file else None
+    if extra is not None and not extra.is_file():
+        raise DatasetLayoutError(
+            f"{extra}: the run's category file is missing; restore it from the run folder or "
+            "retrain without pseudo-categories"
+        )
+    stamp = (str(extra), extra.stat().st_mtime_ns) if extra else None
+    key = (str(root.resolve()), layout, tuple(categories or ()), stamp, _tree_signature(root))
     if key not in _LISTINGS:
         if len(_LISTINGS) >= MAX_LISTINGS:
             _LISTINGS.pop(next(iter(_LISTINGS)))
-        _LISTINGS[key] = tuple(_discover(root, layout, categories))
+        _LISTINGS[key] = tuple(_discover(root, layout, categories, extra))
     return list(_LISTINGS[key])
 
 
@@ -73,12 +84,13 @@ def _tree_signature(root: Path) -> tuple:
     return tuple(signature)
 
 
-def _discover(root: Path, layout: str, categories: Sequence[str] | None) -> list[Sample]:
+def _discover(root: Path, layout: str, categories: Sequence[str] | None,
+              category_file: Path | None = None) -> list[Sample]:
     layout = detect_layout(root) if layout == "auto" else layout
     if layout == "mvtec":
         samples = _mvtec_samples(root)
     elif layout == "flat":
-        samples = _flat_samples(root)
+        samples = _flat_samples(root, category_file)
     else:
         raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec or flat")
     if not samples:
@@ -150,10 +162,11 @@ def _mvtec_samples(root: Path) -> list[Sample]:
 FLAT_CATEGORY = "all"  # the one category of a flat train folder without a category CSV
 
 
-def _flat_samples(root: Path) -> list[Sample]:
+def _flat_samples(root: Path, category_file: Path | None = None) -> list[Sample]:
     """Training images without a CSV category form one category, FLAT_CATEGORY; test images
     without one get the empty category (unknown): the test set routes them to a trained one."""
-    category_of, label_of = _read_csv_maps(root)
+    csvs = sorted(root.glob("*.csv")) + ([category_file] if category_file else [])
+    category_of, label_of = _read_csv_maps(csvs)
     samples: list[Sample] = []
     for split in ("train", "val", "test"):
         unknown = "" if split == "test" else FLAT_CATEGORY
@@ -198,7 +211,7 @@ def _row_key(value: str, csv_split: str | None) -> tuple[str | None, str]:
     return SPLIT_WORDS.get(first, csv_split), path.stem
 
 
-def _read_csv_maps(root: Path) -> tuple[dict, dict]:
+def _read_csv_maps(csvs: Sequence[Path]) -> tuple[dict, dict]:
     """Every CSV at the root is read; columns are recognised by name, case-insensitively.
 
     A row applies to the split its file cell names (train/0001.png), else to the split the
@@ -207,7 +220,7 @@ def _read_csv_maps(root: Path) -> tuple[dict, dict]:
     """
     category_of: dict[tuple[str | None, str], str] = {}
     label_of: dict[tuple[str | None, str], int] = {}
-    for csv_path in sorted(root.glob("*.csv")):
+    for csv_path in csvs:
         with csv_path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}

@@ -119,7 +119,8 @@ def _feature_result(run: Run, epoch: int, root: Path, level, max_points: int, sp
                     seed: int) -> dict:
     config = run.config()
     wanted = set(splits) | ({"val"} if "train" in splits else set())
-    samples = [s for s in discover_samples(root, config.layout, config.categories or None) if s.split in wanted]
+    samples = [s for s in discover_samples(root, config.layout, config.categories or None,
+                                           config.category_file or None) if s.split in wanted]
     samples = sample_per_category(samples, max_points, seed)
     model = run.load_model(epoch)
     levels = level_indices(level, config.model.depth)

@@ -99,7 +99,8 @@ def _with_synthetic(loaded: ImageSet, seed: int) -> ImageSet:
 @functools.lru_cache(maxsize=8)
 def _probe(root: str, config_json: str, per_category: int, seed: int) -> ImageSet:
     config = json.loads(config_json)
-    samples = discover_samples(root, config["layout"], config["categories"] or None)
+    samples = discover_samples(root, config["layout"], config["categories"] or None,
+                               config.get("category_file") or None)
     normals, defects = choose_probe_samples(samples, per_category, seed, config["val_fraction"], config["seed"])
     return _with_synthetic(load_image_set(normals + defects, config["image_size"]), seed)
 

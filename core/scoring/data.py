@@ -91,7 +91,9 @@ def reference_samples(root: str | Path, split: str, config: TrainConfig) -> list
         raise ValueError(f"reference split must be train or val, got '{split}'")
     samples = [
         s
-        for s in discover_samples(root, config.layout, config.categories or None)
+        for s in discover_samples(
+            root, config.layout, config.categories or None, config.category_file or None
+        )
         if s.split in ("train", "val")
     ]
     train, val = split_validation(samples, config.val_fraction, config.seed)
@@ -111,7 +113,9 @@ def reference_root(config: TrainConfig, data_root: str | Path) -> Path:
     errors = []
     for root in candidates:
         try:
-            discover_samples(root, config.layout, config.categories or None)
+            discover_samples(
+                root, config.layout, config.categories or None, config.category_file or None
+            )
             return root
         except DatasetLayoutError as err:
             errors.append(str(err))
