@@ -87,17 +87,15 @@ class Selection:
         return self.epoch
 
     def data_root(self) -> Path:
-        """The sidebar's data folder, else the one in the run's config; raises when absent."""
+        """The sidebar's data folder, else the run's (core's one rule); raises when absent."""
+        from core.scoring.data import DataFolderMissing as Missing
+        from core.scoring.data import run_data_root
+
         run = self.need_run()
-        if self.data_override.strip():
-            folder, origin = Path(self.data_override.strip()).expanduser(), "the sidebar"
-        else:
-            folder, origin = Path(run.config().data).expanduser(), f"{run.name}/config.json"
-        if not folder.is_dir():
-            raise DataFolderMissing(
-                f"The data folder `{folder}` (from {origin}) does not exist. Set the folder that "
-                "holds the images under **Data folder** in the sidebar.")
-        return folder
+        try:
+            return run_data_root(run.config(), self.data_override, "the sidebar")
+        except Missing as err:
+            raise DataFolderMissing(f"{err}. Set it under **Data folder** in the sidebar.") from err
 
 
 def selection() -> Selection:

@@ -109,11 +109,12 @@ def main(args) -> int:
         run_table,
         with_floor,
     )
-    from core.runs import Run, atomic_write_json, jsonable
+    from core.runs import Run
     from core.scoring import parse_methods
+    from core.scoring.data import atomic_write_json, jsonable, run_data_root
 
     run = Run.open(args.run)
-    data = args.data or run.config().data
+    data = run_data_root(run.config(), args.data)
     methods = with_floor(parse_methods(args.method))
     epochs = run.epochs() if str(args.epoch).lower() == "all" else [run.resolve_epoch(args.epoch)]
     if not epochs:

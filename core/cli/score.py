@@ -44,11 +44,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.runs import Run, atomic_write_json, jsonable
+    from core.runs import Run
     from core.scoring import score_checkpoint
+    from core.scoring.data import atomic_write_json, jsonable, run_data_root
 
     run = Run.open(args.run)
-    data = args.data or run.config().data
+    data = run_data_root(run.config(), args.data)
     result = score_checkpoint(
         run,
         args.epoch,

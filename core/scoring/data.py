@@ -126,6 +126,27 @@ def reference_root(config: TrainConfig, data_root: str | Path) -> Path:
     )
 
 
+class DataFolderMissing(DatasetLayoutError):
+    """The data folder a run should read does not exist; the message names it and its origin."""
+
+
+def run_data_root(config: TrainConfig, override: str | Path | None = None,
+                  override_origin: str = "--data") -> Path:
+    """The one rule for which data folder a run reads: the folder the user gave (a CLI --data,
+    the dashboard's sidebar), else the data the run trained on (its config). Raises
+    DataFolderMissing naming the folder and where it came from when it does not exist."""
+    if override is not None and str(override).strip():
+        folder, origin = Path(str(override).strip()).expanduser(), override_origin
+    else:
+        folder, origin = Path(config.data).expanduser(), "the run's config (the data it trained on)"
+    if not folder.is_dir():
+        raise DataFolderMissing(
+            f"the data folder {folder} (from {origin}) does not exist; pass the folder that "
+            "holds the images (--data on the command line, Data folder in the dashboard's sidebar)"
+        )
+    return folder
+
+
 def fingerprint(samples: Sequence[Sample]) -> str:
     """Names, sizes and modification times of every file: changes when the data changes."""
     digest = hashlib.sha1()
