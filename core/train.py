@@ -29,6 +29,7 @@ from core.data.augment import augment_batch, build_augmentation
 from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
+from core.finite import training_diverged
 from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
@@ -136,7 +137,7 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
             eta = record["seconds"] * (config.epochs - epoch)
             run.write_status(state="running", epoch=epoch, eta_s=eta, message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"loss became NaN/inf at epoch {epoch}; lower --lr or change --loss")
+                raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
     except (StopRequested, KeyboardInterrupt):  # SIGTERM from the dashboard, Ctrl-C in a terminal
         run.write_status(state="stopped", message="stopped by request; finished epochs are kept, --resume continues")
