@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from core.data.samples import NORMAL
+from core.metric_notes import evaluation_notes
 from core.metrics import (
+    auroc_undefined_reason,
     confusion_at,
     evaluation_table,
     f1_max,
@@ -31,7 +33,12 @@ from core.metrics import (
 from core.routing import route_images, routing_accuracy
 from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods, score_checkpoint
-from core.scoring.checkpoint import load_checkpoint_model, reference_set, trained_categories
+from core.scoring.checkpoint import (
+    load_checkpoint_model,
+    reference_set,
+    scoring_samples,
+    trained_categories,
+)
 from core.scoring.data import load_samples, samples_to_score
 
 PERCENTILE = 99.0
@@ -189,25 +196,37 @@ def evaluate_epoch(
         "seconds": {m: r.get("seconds") for m, r in results.items()},
     }
     out["f1_max"] = {}
+    both_classes = auroc_undefined_reason(first["labels"]) is None  # else F1 is trivial or nan
     for m, r in results.items():
-        f1, threshold = f1_max(r["labels"], r["scores"])
+        f1, threshold = f1_max(r["labels"], r["scores"]) if both_classes else (None, None)
         out["f1_max"][m] = {"f1": f1, "threshold": threshold}
     if pixel:
         masks = _test_masks(run, resolved, data_root, first["names"])
         out["pixel"] = {m: pixel_report(r, masks) for m, r in results.items() if "maps" in r}
     if thresholds:
+        has_val = _has_validation_normals(run, resolved, data_root)
         out["thresholds"] = {
             m: threshold_reports(
                 r,
-                score_checkpoint(
-                    run, resolved, data_root, m, split="val", device=device, **options
-                ),
+                score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+                if has_val
+                else NO_VALIDATION,
             )
             for m, r in results.items()
         }
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device)
+    out["notes"] = evaluation_notes(out)
     return jsonable(out)
+
+
+NO_VALIDATION = {"scores": [], "categories": []}
+
+
+def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:
+    """Whether the run held out normals (none with <4 training images or --val-fraction 0)."""
+    _, config, _ = load_checkpoint_model(run, epoch)
+    return bool(scoring_samples(config, data_root, "val"))
 
 
 def _test_masks(run: Run, epoch: int, data_root, names: list[str]) -> np.ndarray:
@@ -338,6 +357,7 @@ def format_epoch_table(result: dict[str, Any]) -> str:
         "(mean = mean of categories, overall = all images pooled)",
         _grid(header, rows),
     ]
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     routing = result.get("routing")
     if routing:
         lines.append(

@@ -36,6 +36,7 @@ from core.model import UNetAutoencoder, count_parameters, resolve_device
 from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
 from core.tensors import to_tensor
+from core.trainability import check_trainable
 
 Log = Callable[[str], None]
 
@@ -116,6 +117,7 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         config.data = str(Path(config.data).expanduser().resolve())
         config.categories = config.categories or data.train.category_names
         config.save(run.path / "config.json")
+        check_trainable(config, len(data.train))
         model = UNetAutoencoder(config.model).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if payload:
