@@ -43,7 +43,7 @@ def training_diverged(epoch: int, loss: float, lr: float, run_path: Path | str) 
     earlier = f"epochs 1..{epoch - 1} are kept and usable" if epoch > 1 else "no earlier epoch exists"
     return NonFiniteError(
         f"{run_path}: training loss became {loss} (NaN/inf) at epoch {epoch}; its weights give no "
-        f"usable scores ({earlier}). Lower --lr (now {lr:g}), check the input images, or change "
+        f"usable scores ({earlier}); lower --lr (now {lr:g}), check the input images, or change "
         f"--loss, then train a new run (or delete epoch_{epoch:03d}.pt and --resume)"
     )
 

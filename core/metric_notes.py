@@ -8,6 +8,7 @@ same sentences.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -31,7 +32,8 @@ def pixel_note(pixel: dict[str, Any] | None) -> str | None:
     if not pixel:
         return None
     report = next(iter(pixel.values()))
-    if report.get("pixel_auroc") is not None:
+    value = report.get("pixel_auroc")
+    if value is not None and math.isfinite(value):
         return None
     if not report.get("n_masked"):
         return ("pixel AUROC and AUPRO undefined: no ground-truth mask was read (expected "
