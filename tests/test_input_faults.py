@@ -157,7 +157,8 @@ def test_16bit_defect_is_as_visible_as_in_its_8bit_copy(tmp_path):
 
 @pytest.mark.parametrize("mode, values, expected", [
     ("F", np.full((SIZE, SIZE), 0.5, np.float32), 128),  # float image in [0, 1]
-    ("I", np.full((SIZE, SIZE), 200, np.int32), 200),  # 8-bit values stored 32-bit
+    ("F", np.full((SIZE, SIZE), 100.0, np.float32), 100),  # float image in [0, 255]
+    ("I", np.full((SIZE, SIZE), 30000, np.int32), 117),  # 16-bit values stored 32-bit
 ])
 def test_float_and_wide_integer_images_scale_by_their_range_not_per_image(tmp_path, mode, values, expected):
     path = tmp_path / "x.tif"
@@ -584,3 +585,18 @@ def test_every_mask_problem_travels_with_the_subset(tmp_path):
 def test_training_data_of_ok_folders_loads(tmp_path):
     data = load_training_data(_mvtec(tmp_path, normal_name="ok", n_train=5), SIZE, val_fraction=0.2)
     assert (len(data.train), len(data.val)) == (4, 1)
+
+
+def test_the_dashboard_shows_a_nan_epoch_as_one_sentence(nan_run, tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from tests.dashboard_support import copy_run, messages, open_app
+
+    run, _ = nan_run
+    root = copy_run(run.path, tmp_path / "runs")
+    at = open_app(root, monkeypatch, "scores")
+    [s for s in at.sidebar.select_slider if s.label == "Epoch"][0].set_value(2).run()
+    for page in ("scores", "features", "reconstructions", "overview"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, f"{page}: {messages(at)}"
+    at.switch_page("views/scores.py").run()
+    assert any("epoch 2" in e.value and "NaN" in e.value for e in at.error), messages(at)

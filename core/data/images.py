@@ -42,15 +42,18 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def _full_scale(img: Image.Image, arr: np.ndarray) -> float:
-    """The value that means white: 65535 for 16-bit files, 1.0 for float data in [0, 1]."""
-    if img.mode.startswith("I;16"):
-        return 65535.0
+    """The value that means white, from the pixel format: 65535 for 16-bit files and for 32-bit
+    integer files holding 16-bit data (the usual case); for float data 1.0, 255 or 65535,
+    whichever range holds the values. Never the image's own maximum."""
     peak = float(np.nanmax(arr)) if arr.size else 0.0
-    if img.mode == "F" and peak <= 1.0:
-        return 1.0
-    if peak <= 255.0:
-        return 255.0  # an 8-bit image stored in a wider mode
-    return 65535.0 if peak <= 65535.0 else float(2 ** 32 - 1)
+    if img.mode.startswith("I;16") or (img.mode == "I" and peak <= 65535.0):
+        return 65535.0
+    if img.mode == "I":
+        return float(2 ** 32 - 1)
+    for full in (1.0, 255.0, 65535.0):  # mode F
+        if peak <= full:
+            return full
+    return float(np.finfo(np.float32).max)
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
