@@ -46,10 +46,13 @@ def untrainable_reason(config: TrainConfig, n_train: int) -> str | None:
 
 
 def _dry_run(config: TrainConfig, batch: int) -> str | None:
-    net = UNetAutoencoder(config.model).train()
-    x = torch.zeros(batch, config.model.in_channels, config.image_size, config.image_size)
+    """One pass of a throwaway model; torch's random state is restored, so the real model's
+    initialisation (and a seeded run's results) stay exactly as without this check."""
     try:
-        net(x).mean().backward()
+        with torch.random.fork_rng(devices=[]):
+            net = UNetAutoencoder(config.model).train()
+            x = torch.zeros(batch, config.model.in_channels, config.image_size, config.image_size)
+            net(x).mean().backward()
     except (RuntimeError, ValueError) as err:
         return (f"a batch of {batch} image(s) at {config.image_size} px fails in the model "
                 f"(torch: {str(err).splitlines()[0]}); change --depth, --image-size, "

@@ -600,3 +600,11 @@ def test_the_dashboard_shows_a_nan_epoch_as_one_sentence(nan_run, tmp_path, monk
         assert not at.exception, f"{page}: {messages(at)}"
     at.switch_page("views/scores.py").run()
     assert any("epoch 2" in e.value and "NaN" in e.value for e in at.error), messages(at)
+
+
+def test_the_trainability_check_leaves_torch_random_state_alone(tmp_path):
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    assert untrainable_reason(_tiny(tmp_path, tmp_path / "r"), 10) is None
+    assert torch.equal(torch.rand(3), expected)
