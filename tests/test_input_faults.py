@@ -608,3 +608,28 @@ def test_the_trainability_check_leaves_torch_random_state_alone(tmp_path):
     torch.manual_seed(3)
     assert untrainable_reason(_tiny(tmp_path, tmp_path / "r"), 10) is None
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("inside", ["widget/train", "widget/train/good", "widget/test/crack"])
+def test_data_pointing_inside_a_category_names_the_category(tmp_path, inside):
+    root = _mvtec(tmp_path)
+    with pytest.raises(DatasetLayoutError, match=f"inside the dataset category .*--data {root / 'widget'}"):
+        discover_samples(root / inside)
+
+
+def test_an_image_with_nan_pixels_is_skipped_by_name(tmp_path):
+    path = tmp_path / "nan.tif"
+    Image.fromarray(np.full((SIZE, SIZE), np.nan, np.float32), mode="F").save(path)
+    with pytest.warns(UserWarning, match=r"nan\.tif: cannot decode image \(pixel values are NaN"):
+        loaded = load_image_set([Sample(path, "a", NORMAL, "good", "train")], SIZE)
+    assert len(loaded) == 0 and loaded.skipped[0][0] == path
+
+
+@pytest.mark.parametrize("verb", ["diagnose", "export", "score"])
+def test_other_verbs_work_on_a_run_without_validation_normals(small_run, capsys, tmp_path, verb):
+    run, root = small_run
+    extra = {"diagnose": ["--epoch", "last"], "export": ["--out", tmp_path / "x", "--test", root],
+             "score": ["--data", root]}[verb]
+    code, out, err = _cli(capsys, verb, "--run", run.path, *extra)
+    assert code == 0, err
+    assert "Traceback" not in err and "nan" not in out.lower().replace("nan/inf", "")

@@ -157,7 +157,7 @@ def _category_dirs(root: Path) -> list[Path]:
     for _ in range(MAX_DEPTH + 1):
         next_frontier = []
         for folder in frontier:
-            if _normal_dir(_child_dir(folder, ("train",))) is not None:
+            if _is_category_dir(folder):
                 found.append(folder)
             elif folder.is_dir():
                 next_frontier += _subfolders(folder)
@@ -165,8 +165,18 @@ def _category_dirs(root: Path) -> list[Path]:
     return found
 
 
+def _is_category_dir(folder: Path) -> bool:
+    return _normal_dir(_child_dir(folder, ("train",))) is not None
+
+
 def deeper_dataset_hint(root: Path) -> str:
-    """Where a category folder sits below MAX_DEPTH levels, as advice; "" when none is found."""
+    """Where a category folder sits instead (inside --data's parents, or below MAX_DEPTH
+    levels), as advice; "" when none is found."""
+    resolved = root.resolve()
+    for parent in list(resolved.parents)[:3]:
+        if _is_category_dir(parent):
+            return (f"; {root} lies inside the dataset category {parent} (a train/, test/ or "
+                    f"defect folder): pass --data {parent}")
     frontier, seen = [root], 0
     for level in range(DEEP_SEARCH_LEVELS + 1):
         next_frontier = []
@@ -174,7 +184,7 @@ def deeper_dataset_hint(root: Path) -> str:
             seen += 1
             if seen > DEEP_SEARCH_FOLDERS:
                 return ""
-            if level > MAX_DEPTH and _normal_dir(_child_dir(folder, ("train",))):
+            if level > MAX_DEPTH and _is_category_dir(folder):
                 parent = folder.parent
                 return (f"; a category folder was found {level} levels down at {folder}, but the "
                         f"search goes only {MAX_DEPTH} levels below --data: pass --data {parent}")
