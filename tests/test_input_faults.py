@@ -524,15 +524,29 @@ def test_disk_full_while_saving_keeps_every_earlier_epoch(tmp_path, monkeypatch)
 
 
 def test_two_processes_on_one_run_exactly_one_trains(tmp_path):
-    code = ("import sys, time; from core.locking import run_lock, RunLockedError\n"
-            "try:\n    with run_lock(sys.argv[1]):\n        print('TRAINS', flush=True); time.sleep(3)\n"
-            "except RunLockedError as err:\n    print('REFUSED', err)\n")
+    """Both processes reach flock at the same moment (after a shared start signal); the winner
+    holds the lock until the test has read the loser's answer, so timing cannot decide."""
+    code = ("import sys, time, pathlib; from core.locking import run_lock, RunLockedError\n"
+            "go, done = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])\n"
+            "print('READY', flush=True)\n"
+            "while not go.exists(): time.sleep(0.005)\n"
+            "try:\n    with run_lock(sys.argv[1]):\n        print('TRAINS', flush=True)\n"
+            "        while not done.exists(): time.sleep(0.01)\n"
+            "except RunLockedError as err:\n    print('REFUSED', err, flush=True)\n")
+    go, done = tmp_path / "go", tmp_path / "done"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE,
-                              text=True, env=env) for _ in range(2)]
-    outputs = sorted(p.communicate(timeout=60)[0] for p in procs)
-    assert [o.split()[0] for o in outputs] == ["REFUSED", "TRAINS"]
-    assert "another training process (pid" in outputs[0]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run"), str(go), str(done)],
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["READY", "READY"]
+        go.touch()
+        answers = sorted(p.stdout.readline() for p in procs)
+    finally:
+        done.touch()
+        for p in procs:
+            p.communicate(timeout=60)
+    assert [a.split()[0] for a in answers] == ["REFUSED", "TRAINS"]
+    assert "another training process (pid" in answers[0]
 
 
 def test_a_held_lock_refuses_training_without_touching_the_run(tmp_path):
