@@ -11,6 +11,10 @@ import torch
 from core.config import TrainConfig
 from core.model import UNetAutoencoder
 
+# Feature maps this small are where norms run out of values; larger ones skip the dry run, which
+# would otherwise cost seconds at large image sizes.
+DRY_RUN_MAX_SIDE = 2
+
 
 class UntrainableConfigError(ValueError):
     """The settings cannot train on this data; the message names them and what to change."""
@@ -28,7 +32,8 @@ def bottleneck_side(config: TrainConfig) -> int:
 
 def untrainable_reason(config: TrainConfig, n_train: int) -> str | None:
     """Why this config cannot train on n_train images, or None. Known collisions are named
-    exactly; anything else is found by one forward and backward pass of an untrained copy."""
+    exactly; anything else at a bottleneck of 2 px or less is found by one forward and backward
+    pass of an untrained copy."""
     side, batch, model = bottleneck_side(config), smallest_batch(n_train, config.batch_size), config.model
     fixes = (f"use --depth {model.depth - 1} or less, --image-size {config.image_size * 2} or more, "
              "or --set model.norm=group")
@@ -42,7 +47,7 @@ def untrainable_reason(config: TrainConfig, n_train: int) -> str | None:
                 f"bottleneck is 1x1 px, and a batch of one image ({why}) leaves one value per "
                 f"channel, which batch norm cannot normalise; add training images, raise "
                 f"--batch-size, or {fixes}")
-    return _dry_run(config, batch)
+    return _dry_run(config, batch) if side <= DRY_RUN_MAX_SIDE else None
 
 
 def _dry_run(config: TrainConfig, batch: int) -> str | None:

@@ -83,7 +83,7 @@ def _mvtec(root: Path, category: str = "widget", n_train: int = 6, n_good: int =
         _save(folder / "test" / normal_name / f"{i:03d}{ext}", _rgb8(_texture(100 + i)))
     for i in range(n_defect):
         _save(folder / "test" / "crack" / f"{i:03d}{ext}", _rgb8(_with_defect(_texture(200 + i))))
-        name = mask_name.format(stem=f"{i:03d}")
+        name = mask_name.format(stem=f"{i:03d}", num=i)
         _save(folder / "ground_truth" / "crack" / name, _defect_mask() * 255)
     return root
 
@@ -153,6 +153,33 @@ def test_16bit_defect_is_as_visible_as_in_its_8bit_copy(tmp_path):
         scores = score_image_set(None, test, "rawknn", train=train, thumb_size=SIZE).scores
         aurocs[depth] = image_auroc(test.labels, scores)
     assert aurocs[8] == 1.0 and aurocs[16] == 1.0
+
+
+def _png16(path: Path, array: np.ndarray) -> Path:
+    """A 16-bit PNG written by hand (Pillow writes 16 bits for grayscale only)."""
+    import struct
+    import zlib
+
+    h, w, channels = array.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_16bit_gray_rgb_and_alpha_pngs_scale_by_bit_depth(tmp_path, channels):
+    array = np.full((SIZE, SIZE, channels), 16384, np.uint16)
+    if channels in (2, 4):
+        array[..., -1] = 65535  # opaque
+    image = read_image(_png16(tmp_path / "x.png", array), SIZE)
+    assert image.mean() == pytest.approx(64, abs=1)
 
 
 @pytest.mark.parametrize("mode, values, expected", [
@@ -278,6 +305,13 @@ def _encodings(mask: np.ndarray) -> dict[str, Image.Image]:
     }
 
 
+def test_a_mask_drawn_in_transparency_reads_its_opaque_pixels(tmp_path):
+    rgba = np.zeros((SIZE, SIZE, 4), np.uint8)  # black strokes on a transparent background
+    rgba[..., 3] = _defect_mask() * 255
+    path = _save(tmp_path / "m.png", rgba)
+    assert np.array_equal(read_mask(path, (SIZE, SIZE), SIZE), _defect_mask())
+
+
 @pytest.mark.parametrize("encoding", list(_encodings(_defect_mask())))
 def test_any_non_zero_mask_pixel_is_defect_whatever_the_encoding(tmp_path, encoding):
     path = tmp_path / "m.png"
@@ -325,6 +359,8 @@ def test_a_defect_smaller_than_a_pixel_survives_resizing(tmp_path):
     (".bmp", "{stem}_label.PNG"),
     (".png", "{stem}_MASK.tif"),
     (".PNG", "mask_{stem}.png"),
+    (".png", "{stem}.png_mask.png"),
+    (".png", "{num}_mask.png"),  # 000.png <-> 0_mask.png
 ])
 def test_masks_match_their_images_across_formats_case_and_naming(tmp_path, ext, mask_name):
     root = _mvtec(tmp_path, ext=ext, mask_name=mask_name)
@@ -621,7 +657,8 @@ def test_the_trainability_check_leaves_torch_random_state_alone(tmp_path):
     torch.manual_seed(3)
     expected = torch.rand(3)
     torch.manual_seed(3)
-    assert untrainable_reason(_tiny(tmp_path, tmp_path / "r"), 10) is None
+    config = _tiny(tmp_path, tmp_path / "r", **{"model.depth": 3, "model.norm": "group"})  # 2 px: dry run
+    assert untrainable_reason(config, 10) is None
     assert torch.equal(torch.rand(3), expected)
 
 

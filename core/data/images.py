@@ -96,18 +96,18 @@ def mask_to_binary(img: Image.Image, lossy: bool = False) -> np.ndarray:
     """(H, W) uint8 in {0, 1}: any non-zero pixel is defect, whatever the encoding.
 
     0/1, 0/255, 16-bit, palette (index 0 = background) and colour masks (any non-zero
-    channel) all read alike; a transparent pixel of an RGBA/LA mask is background. JPEG masks
+    channel) all read alike; where a mask's alpha varies, its opaque pixels are the defect
+    (transparent = background, whatever their colour). JPEG masks
     carry compression noise, so there a pixel counts as defect above half its full scale.
     """
-    if img.mode == "P":
-        arr = np.asarray(img)
-        if "transparency" in img.info or lossy:
-            arr = np.asarray(img.convert("RGBA"))
-            return (_nonzero_channels(arr[..., :3], lossy) & (arr[..., 3] > 0)).astype(np.uint8)
-        return (arr > 0).astype(np.uint8)
-    if img.mode in ("RGBA", "LA", "PA"):
+    if img.mode == "P" and "transparency" not in img.info and not lossy:
+        return (np.asarray(img) > 0).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA", "P"):
         arr = np.asarray(img.convert("RGBA"))
-        return (_nonzero_channels(arr[..., :3], lossy) & (arr[..., 3] > 0)).astype(np.uint8)
+        alpha = arr[..., 3]
+        if alpha.min() != alpha.max():  # transparency draws the mask: opaque = defect
+            return (alpha > 0).astype(np.uint8)
+        return _nonzero_channels(arr[..., :3], lossy).astype(np.uint8) * int(alpha.max() > 0)
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.images import MaskWarning, is_image_file, list_images
+from core.data.images import IMAGE_EXTENSIONS, MaskWarning, is_image_file, list_images
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 
 MVTEC_HELP = (
@@ -200,21 +200,35 @@ def _category_names(dirs: list[Path], root: Path) -> dict[Path, str]:
 
 
 def _mask_key(path: Path) -> str:
-    """The image stem a mask file belongs to: its stem without a mask suffix or prefix."""
+    """The image stem a mask file belongs to: its stem without a mask suffix or prefix, and
+    without an image extension kept inside the name (000.png_mask.png -> 000)."""
     stem = path.stem.lower()
     for suffix in MASK_SUFFIXES:
         if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    for prefix in MASK_PREFIXES:
-        if stem.startswith(prefix) and len(stem) > len(prefix):
-            return stem[len(prefix):]
-    return stem
+            stem = stem[: -len(suffix)]
+            break
+    else:
+        for prefix in MASK_PREFIXES:
+            if stem.startswith(prefix) and len(stem) > len(prefix):
+                stem = stem[len(prefix):]
+                break
+    inner = Path(stem)
+    return inner.stem if inner.suffix in IMAGE_EXTENSIONS else stem
+
+
+def find_in_index(index: dict[str, Path], image: Path) -> Path | None:
+    """The mask of `image` in a `mask_index`: by lower-case stem, else by number
+    (000.png <-> 0_mask.png)."""
+    stem = image.stem.lower()
+    if stem in index:
+        return index[stem]
+    return index.get(f"#{int(stem)}") if stem.isdigit() else None
 
 
 def mask_index(folder: Path | None) -> dict[str, Path]:
-    """lower-case image stem -> mask file (or folder of mask parts, as in MVTec LOCO) in folder.
-
-    A name with a mask suffix (<stem>_mask.PNG) wins over a bare <stem>.png.
+    """lower-case image stem -> mask file (or folder of mask parts, as in MVTec LOCO) in folder;
+    numbered names are also keyed "#<number>". A name with a mask suffix (<stem>_mask.PNG) wins
+    over a bare <stem>.png. Look masks up with `find_in_index`.
     """
     if folder is None or not folder.is_dir():
         return {}
@@ -222,7 +236,10 @@ def mask_index(folder: Path | None) -> dict[str, Path]:
     entries = sorted(folder.iterdir(), key=lambda p: (_mask_key(p) == p.stem.lower(), p.name))
     for path in entries:
         if is_image_file(path) or (path.is_dir() and not is_ignored_folder(path) and list_images(path)):
-            index.setdefault(_mask_key(path), path)
+            key = _mask_key(path)
+            index.setdefault(key, path)
+            if key.isdigit():
+                index.setdefault(f"#{int(key)}", path)  # numbered names may differ in zero padding
     return index
 
 
@@ -275,10 +292,10 @@ def _test_samples(folder: Path, category: str) -> list[Sample]:
             continue
         index, gt = _defect_masks(folder, defect_dir)
         index = {**beside, **index}
-        missing = [p for p in images if p.stem.lower() not in index]
+        masks = {p: find_in_index(index, p) for p in images}
+        missing = [p for p in images if masks[p] is None]
         _warn_unmatched(gt, defect_dir, missing if index else [], len(images))
-        samples += [Sample(p, category, ANOMALOUS, defect_dir.name, "test", index.get(p.stem.lower()))
-                    for p in images]
+        samples += [Sample(p, category, ANOMALOUS, defect_dir.name, "test", masks[p]) for p in images]
     return samples
 
 
