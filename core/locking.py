@@ -49,6 +49,21 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def is_locked(run_dir: str | Path) -> bool:
+    """Whether some process holds the run's training lock right now (probes without waiting)."""
+    path = Path(run_dir).expanduser() / LOCK_NAME
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _read_holder(path: Path) -> str:
     try:
         pid = path.read_text().strip()

@@ -146,7 +146,8 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)
-            run.write_status(state="running", epoch=epoch, eta_s=eta, message=f"epoch {epoch} saved")
+            run.write_status(state="running", pid=os.getpid(), epoch=epoch, eta_s=eta,
+                             message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
                 raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")

@@ -685,3 +685,15 @@ def test_other_verbs_work_on_a_run_without_validation_normals(small_run, capsys,
     code, out, err = _cli(capsys, verb, "--run", run.path, *extra)
     assert code == 0, err
     assert "Traceback" not in err and "nan" not in out.lower().replace("nan/inf", "")
+
+
+def test_the_dashboard_refuses_to_start_a_job_on_a_locked_run(tmp_path):
+    from core.jobs import start_training
+    from core.locking import is_locked, run_lock
+
+    config = _tiny(_mvtec(tmp_path), tmp_path / "run")
+    with run_lock(tmp_path / "run"):
+        assert is_locked(tmp_path / "run")
+        with pytest.raises(RunError, match="another process is training this run"):
+            start_training(config)
+    assert not is_locked(tmp_path / "run") and not (tmp_path / "run" / "status.json").exists()
