@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from core.data.samples import NORMAL
+from core.metric_notes import evaluation_notes
 from core.metrics import (
+    auroc_undefined_reason,
     confusion_at,
     evaluation_table,
     f1_max,
@@ -36,6 +38,7 @@ from core.scoring.checkpoint import (
     checkpoint_config,
     load_checkpoint_model,
     reference_set,
+    scoring_samples,
 )
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
@@ -192,8 +195,13 @@ def evaluate_epoch(
     )
     image, defect = _image_aurocs(table, sorted(set(named)))
     calibration = {}
+    has_val = _has_validation_normals(run, resolved, data_root)
     for m, r in results.items():
-        val = score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+        val = (
+            score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+            if has_val
+            else NO_VALIDATION
+        )
         calibrated = calibrate_result(r, val)
         calibration[m] = calibrated["calibration"]
         image[m]["overall_calibrated"] = (
@@ -212,8 +220,9 @@ def evaluate_epoch(
         "test_set": build_test_set(checkpoint_config(run, resolved), data_root, policy).summary(),
     }
     out["f1_max"] = {}
+    both_classes = auroc_undefined_reason(first["labels"]) is None  # else F1 is trivial or nan
     for m, r in results.items():
-        f1, threshold = f1_max(r["labels"], r["scores"])
+        f1, threshold = f1_max(r["labels"], r["scores"]) if both_classes else (None, None)
         out["f1_max"][m] = {"f1": f1, "threshold": threshold}
     if pixel:
         masks = _test_masks(run, resolved, data_root, first["names"], policy)
@@ -222,15 +231,24 @@ def evaluate_epoch(
         out["thresholds"] = {
             m: threshold_reports(
                 r,
-                score_checkpoint(
-                    run, resolved, data_root, m, split="val", device=device, **options
-                ),
+                score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+                if has_val
+                else NO_VALIDATION,
             )
             for m, r in results.items()
         }
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device, policy)
+    out["notes"] = evaluation_notes(out)
     return jsonable(out)
+
+
+NO_VALIDATION = {"scores": [], "categories": []}
+
+
+def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:
+    """Whether the run held out normals (none with <4 training images or --val-fraction 0)."""
+    return bool(scoring_samples(checkpoint_config(run, epoch), data_root, "val"))
 
 
 def _test_masks(
@@ -366,6 +384,7 @@ def format_epoch_table(result: dict[str, Any]) -> str:
     ]
     if result.get("test_set"):
         lines.insert(0, f"test set: {result['test_set']}")
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     routing = result.get("routing")
     if routing:
         lines.append(

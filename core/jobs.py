@@ -18,6 +18,7 @@ from typing import Any
 
 from core.config import TrainConfig
 from core.data.demo import DemoSpec
+from core.locking import is_locked
 from core.runs import Run, RunError, is_alive
 
 # Launched jobs by pid: holding the Popen lets this process reap its own children (no zombies,
@@ -54,6 +55,8 @@ def start_training(config: TrainConfig, resume: bool = False) -> int:
     run = Run(Path(config.run).expanduser())
     if run.path.is_dir() and run.is_training():
         raise RunError(f"{run.path}: already training (pid {run.status().get('pid')}); stop it first")
+    if is_locked(run.path):  # a job started elsewhere (a terminal) whose status is not yet written
+        raise RunError(f"{run.path}: another process is training this run; wait for it or stop it")
     if run.epochs() and not resume:
         raise RunError(f"{run.path}: run already has epochs; resume it or choose another name")
     run.path.mkdir(parents=True, exist_ok=True)

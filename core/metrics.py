@@ -238,10 +238,13 @@ def aupro(masks, maps, fpr_limit: float = 0.3, num_thresholds: int | None = None
     masks: (N, H, W) nonzero = anomalous (normals: all zero, they contribute only to FPR).
     maps: (N, H, W). 1.0 is perfect; a random map scores about fpr_limit / 2.
     num_thresholds: None = exact curve (default), int = quantile-approximated, see `pro_curve`.
-    Returns nan when there is no anomalous region or no normal pixel.
+    Returns nan when there is no anomalous region or no normal pixel, or the maps are not finite.
     """
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    if not np.all(np.isfinite(np.asarray(maps, dtype=np.float64))):
+        log.info("AUPRO undefined: maps contain NaN or inf")
+        return NAN
     fpr, pro = pro_curve(masks, maps, num_thresholds, fpr_max=fpr_limit)
     if fpr.size == 0:
         log.info("AUPRO undefined: no anomalous region or no normal pixel")

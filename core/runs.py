@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
 import time
@@ -85,6 +86,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise RunError(f"{path}: checkpoint does not exist")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found is None:
+            raise RunError(f"{path}: checkpoint is damaged or not a ReconScope checkpoint; pick "
+                           "another epoch or delete this file") from err
+        raise RunError(f"{path}: refused unrun: the file carries a Python object ({found.group(1)}) "
+                       "that could run code when loaded, so only weights are accepted "
+                       "(weights_only=True); use a checkpoint written by ReconScope or retrain") from err
     except Exception as err:  # torch raises many types for damaged files
         raise RunError(f"{path}: checkpoint is damaged or not a ReconScope checkpoint ({err}); "
                        "pick another epoch or delete this file") from err

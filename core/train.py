@@ -9,6 +9,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -29,12 +30,15 @@ from core.data.augment import augment_batch, build_augmentation
 from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
+from core.finite import training_diverged
+from core.locking import run_lock
 from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
 from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
 from core.tensors import to_tensor
+from core.trainability import check_trainable
 
 Log = Callable[[str], None]
 
@@ -96,6 +100,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log:
 
 
 def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> Run:
+    """Trains one run while holding its OS-level lock: of two jobs started at once, one trains
+    and the other is refused with a RunLockedError."""
+    with run_lock(config.run):
+        return _train_locked(config, resume, progress, log)
+
+
+def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -> Run:
     config = TrainConfig.from_dict(config.to_dict())  # filled in below; the caller's stays as given
     run, payload = prepare_run(config, resume)
     device = resolve_device(config.device)
@@ -117,6 +128,7 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         config.data = str(Path(config.data).expanduser().resolve())
         config.categories = config.categories or data.train.category_names
         config.save(run.path / "config.json")
+        check_trainable(config, len(data.train))
         model = UNetAutoencoder(config.model).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if payload:
@@ -130,21 +142,23 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         loss_fn = ReconstructionLoss(config.loss)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
-            save_checkpoint(run.checkpoint_path(epoch), {
+            save_epoch(run, epoch, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "config": config.to_dict(), "metrics": record})
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)
-            run.write_status(state="running", epoch=epoch, eta_s=eta, message=f"epoch {epoch} saved")
+            run.write_status(state="running", pid=os.getpid(), epoch=epoch, eta_s=eta,
+                             message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"loss became NaN/inf at epoch {epoch}; lower --lr or change --loss")
+                raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
     except (StopRequested, KeyboardInterrupt):  # SIGTERM from the dashboard, Ctrl-C in a terminal
         run.write_status(state="stopped", message="stopped by request; finished epochs are kept, --resume continues")
         log("stopped; finished epochs are kept")
     except BaseException as err:
-        run.write_status(state="failed", message=f"{type(err).__name__}: {err}")
+        with contextlib.suppress(OSError):  # a full disk may refuse the status file too
+            run.write_status(state="failed", message=f"{type(err).__name__}: {err}")
         raise
     finally:
         _restore_stop_handler(previous)
@@ -170,6 +184,16 @@ def _with_pseudo_categories(config: TrainConfig, data: TrainingData, run: Run, l
     config.category_file = str(path.resolve())
     return load_training_data(config.data, config.image_size, config.layout, None,
                               config.val_fraction, config.seed, config.category_file)
+def save_epoch(run: Run, epoch: int, payload: dict[str, Any]) -> None:
+    """save_checkpoint, with a failed write (disk full, no permission) said in one sentence;
+    the write is atomic, so every earlier epoch stays loadable."""
+    try:
+        save_checkpoint(run.checkpoint_path(epoch), payload)
+    except OSError as err:
+        kept = f"epochs {run.epochs()[0]}..{run.epochs()[-1]} are kept" if run.epochs() else "no epoch was saved"
+        why = os.strerror(err.errno) if err.errno else str(err)
+        raise RunError(f"{run.checkpoint_path(epoch)}: epoch {epoch} could not be saved ({why}); "
+                       f"{kept} and loadable -- free space or fix the folder, then --resume") from err
 
 
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,

@@ -249,7 +249,9 @@ def _reconstructions(fingerprint: tuple[str, int, int], data_key: tuple, indices
 
     if not indices:
         return np.zeros((0, 1, 1, 3), np.uint8)
-    return to_uint8(reconstruct(model(_run, _epoch), _images[list(indices)]))
+    outputs = reconstruct(model(_run, _epoch), _images[list(indices)])
+    core_module("core.finite").require_finite(outputs, "reconstructed pixel values", _epoch, _run.path)
+    return to_uint8(outputs)
 
 
 def reconstructions(run: Run, epoch: int, data_root: Path, indices: Sequence[int]) -> np.ndarray:
@@ -269,6 +271,8 @@ def _subset_maps(fingerprint: tuple[str, int, int], data_key: tuple, indices: tu
     scoring = core_module("core.scoring")
     images = test_set(_run, _data_root).subset(list(indices))
     result = scoring.score_image_set(model(_run, _epoch), images, method)
+    core_module("core.finite").require_finite_scores(
+        {"method": method, "epoch": _epoch, "scores": result.scores, "maps": result.maps}, _run.path)
     return np.asarray(result.scores, np.float64), np.asarray(result.maps, np.float32)
 
 

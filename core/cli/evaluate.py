@@ -109,6 +109,7 @@ def main(args) -> int:
         run_table,
         with_floor,
     )
+    from core.finite import NonFiniteError
     from core.runs import Run
     from core.scoring import parse_methods
     from core.scoring.data import atomic_write_json, jsonable, run_data_root
@@ -128,19 +129,26 @@ def main(args) -> int:
             file=sys.stderr,
             flush=True,
         )
-        results.append(
-            evaluate_epoch(
-                run,
-                epoch,
-                data,
-                methods,
-                device=device_of(args),
-                pixel=detail,
-                thresholds=detail,
-                routing=detail,
-                **options,
+        try:
+            results.append(
+                evaluate_epoch(
+                    run,
+                    epoch,
+                    data,
+                    methods,
+                    device=device_of(args),
+                    pixel=detail,
+                    thresholds=detail,
+                    routing=detail,
+                    **options,
+                )
             )
-        )
+        except NonFiniteError as err:
+            if len(epochs) == 1:
+                raise
+            print(f"epoch {epoch} left out: {err}", file=sys.stderr, flush=True)
+    if not results:
+        raise NonFiniteError(f"{run.path}: every epoch gives NaN/inf scores; retrain with a lower --lr")
     if len(epochs) == 1:
         payload = results[0]
         print(format_table(payload))
@@ -149,7 +157,7 @@ def main(args) -> int:
         best = run.resolve_epoch("best")
         print(format_table(table))
         print()
-        print(format_table(next(r for r in results if r["epoch"] == best)))
+        print(format_table(next((r for r in results if r["epoch"] == best), results[-1])))
         payload = {
             "run": str(run.path),
             "data": str(data),

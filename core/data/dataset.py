@@ -25,7 +25,9 @@ class TrainingData:
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Per category: val/ folder if present, else `fraction` of train (at least one when possible)."""
+    """Per category: val/ folder if present, else `fraction` of train (at least one when the
+    category has 4+ images, never all of them: at least one image always trains). A category
+    with fewer than 4 images, or fraction 0, holds out none (no validation loss or threshold)."""
     train, val = [], []
     for category in sorted({s.category for s in samples}):
         own = [s for s in samples if s.category == category]
@@ -38,6 +40,7 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
         n_val = int(round(len(pool) * fraction)) if fraction > 0 else 0
         if fraction > 0 and n_val == 0 and len(pool) >= 4:
             n_val = 1
+        n_val = min(n_val, max(0, len(pool) - 1))  # at least one image always trains
         rng = np.random.default_rng([seed, sum(map(ord, category))])
         order = rng.permutation(len(pool))
         val += [pool[i] for i in sorted(order[:n_val])]

@@ -8,20 +8,24 @@ PNG never costs the user the rest of the dataset.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from core.data.samples import ImageSet, Sample
+from core.data.samples import ANOMALOUS, ImageSet, Sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class BadImageWarning(UserWarning):
     """A file was skipped; the message names it and says why."""
+
+
+class MaskWarning(BadImageWarning):
+    """A mask was not used (its image was); the message names it and says why."""
 
 
 class BadImageError(ValueError):
@@ -32,13 +36,34 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+# Full-scale value of each high-bit-depth mode: a pixel is scaled by its format's range, never
+# by the image's own min..max (that would stretch a dark or bright defect back to normal).
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _full_scale(img: Image.Image, arr: np.ndarray) -> float:
+    """The value that means white, from the pixel format: 65535 for 16-bit files and for 32-bit
+    integer files holding 16-bit data (the usual case); for float data 1.0, 255 or 65535,
+    whichever range holds the values. Never the image's own maximum."""
+    peak = float(np.nanmax(arr)) if arr.size else 0.0
+    if img.mode.startswith("I;16") or (img.mode == "I" and peak <= 65535.0):
+        return 65535.0
+    if img.mode == "I":
+        return float(2 ** 32 - 1)
+    for full in (1.0, 255.0, 65535.0):  # mode F
+        if peak <= full:
+            return full
+    return float(np.finfo(np.float32).max)
+
+
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """16-bit and float modes are rescaled to 8 bits by their actual range, not clipped."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    """16-bit and float modes are scaled by their bit depth (full scale -> 255), the same for
+    every image of a set, so brightness differences between images survive."""
+    if img.mode in _HIGH_DEPTH_MODES:
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        gray = ((arr - lo) * scale).round().astype(np.uint8)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("pixel values are NaN or infinite; re-export the image")
+        gray = np.clip(arr / _full_scale(img, arr) * 255.0, 0, 255).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -64,8 +89,48 @@ def read_image(path: Path, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
+LOSSY_MASK_SUFFIXES = (".jpg", ".jpeg")  # compression noise: a mask pixel counts above half scale
+
+
+def mask_to_binary(img: Image.Image, lossy: bool = False) -> np.ndarray:
+    """(H, W) uint8 in {0, 1}: any non-zero pixel is defect, whatever the encoding.
+
+    0/1, 0/255, 16-bit, palette (index 0 = background) and colour masks (any non-zero
+    channel) all read alike; where a mask's alpha varies, its opaque pixels are the defect
+    (transparent = background, whatever their colour). JPEG masks
+    carry compression noise, so there a pixel counts as defect above half its full scale.
+    """
+    if img.mode == "P" and "transparency" not in img.info and not lossy:
+        return (np.asarray(img) > 0).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA", "P"):
+        arr = np.asarray(img.convert("RGBA"))
+        alpha = arr[..., 3]
+        if alpha.min() != alpha.max():  # transparency draws the mask: opaque = defect
+            return (alpha > 0).astype(np.uint8)
+        return _nonzero_channels(arr[..., :3], lossy).astype(np.uint8) * int(alpha.max() > 0)
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return _nonzero_channels(arr, lossy).astype(np.uint8)
+
+
+def _nonzero_channels(arr: np.ndarray, lossy: bool) -> np.ndarray:
+    values = np.nan_to_num(np.asarray(arr, dtype=np.float64), nan=0.0)
+    if lossy:
+        full = 255.0 if values.max(initial=0) <= 255 else 65535.0
+        return (values > full / 2).any(axis=-1)
+    return (values != 0).any(axis=-1)
+
+
 def read_mask(path: Path, expected_hw: tuple[int, int], size: int) -> np.ndarray:
-    """(size, size) uint8 in {0, 1}; resized with nearest so edges stay exact."""
+    """(size, size) uint8 in {0, 1} (see `mask_to_binary`); resized with nearest so edges stay
+    exact. A folder of mask parts (MVTec LOCO: <stem>/000.png, 001.png) is their union.
+    Raises BadImageError naming the mask when it cannot be read or its size differs."""
+    if path.is_dir():
+        parts = [read_mask(p, expected_hw, size) for p in list_images(path)]
+        if not parts:
+            raise BadImageError(f"{path}: mask folder holds no images; add the mask or remove it")
+        return np.maximum.reduce(parts)
     try:
         with Image.open(path) as img:
             img.load()
@@ -74,12 +139,17 @@ def read_mask(path: Path, expected_hw: tuple[int, int], size: int) -> np.ndarray
                     f"{path}: mask is {img.width}x{img.height} but its image is "
                     f"{expected_hw[1]}x{expected_hw[0]}; fix the mask or remove the pair"
                 )
-            arr = np.asarray(img.convert("L"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            binary = mask_to_binary(img, path.suffix.lower() in LOSSY_MASK_SUFFIXES)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, BadImageError):
+            raise
         raise BadImageError(f"{path}: cannot decode mask ({err}); replace or remove it") from err
-    binary = (arr > 127).astype(np.uint8)
     if binary.shape != (size, size):
-        binary = np.asarray(Image.fromarray(binary).resize((size, size), Image.Resampling.NEAREST))
+        small = np.asarray(Image.fromarray(binary).resize((size, size), Image.Resampling.NEAREST))
+        if binary.any() and not small.any():  # a defect smaller than a pixel at this size
+            area = Image.fromarray(binary * 255).resize((size, size), Image.Resampling.BOX)
+            small = (np.asarray(area) > 0).astype(np.uint8)
+        binary = small
     return binary
 
 
@@ -89,20 +159,35 @@ def _image_hw(path: Path) -> tuple[int, int]:
 
 
 def _decode_one(sample: Sample, size: int):
+    """(image, mask or None, mask problem or None): a bad or empty mask costs only the mask."""
     image = read_image(sample.path, size)
-    mask = None
-    if sample.mask_path is not None:
+    if sample.mask_path is None:
+        return image, None, None
+    try:
         mask = read_mask(sample.mask_path, _image_hw(sample.path), size)
-    return image, mask
+    except BadImageError as err:
+        return image, None, f"{err}; its image {sample.path.name} is kept for image-level metrics"
+    if sample.label == ANOMALOUS and not mask.any():
+        return image, None, (
+            f"{sample.mask_path}: mask of defect image {sample.path.name} is empty (no non-zero "
+            "pixel); the image counts at image level only -- fix the mask"
+        )
+    return image, mask, None
 
 
 def load_image_set(samples: Sequence[Sample], size: int, workers: int = 4) -> ImageSet:
-    """Decodes all samples in parallel threads (PIL releases the GIL while decoding)."""
+    """Decodes all samples in parallel threads (PIL releases the GIL while decoding).
+
+    A file that cannot be used is skipped with a BadImageWarning naming it; a mask that cannot
+    be used (unreadable, wrong size, empty for a defect image) is dropped with a MaskWarning and
+    its image stays, so image-level metrics keep every readable image.
+    """
     images: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     has_mask: list[bool] = []
     kept: list[Sample] = []
     skipped: list[tuple[Path, str]] = []
+    mask_problems: list[tuple[Path, str]] = []
 
     def attempt(sample: Sample):
         try:
@@ -117,23 +202,20 @@ def load_image_set(samples: Sequence[Sample], size: int, workers: int = 4) -> Im
             skipped.append((sample.path, error))
             warnings.warn(f"skipped {error}", BadImageWarning, stacklevel=2)
             continue
-        image, mask = decoded
+        image, mask, problem = decoded
+        if problem is not None:
+            mask_problems.append((sample.mask_path, problem))
+            warnings.warn(problem, MaskWarning, stacklevel=2)
         kept.append(sample)
         images.append(image)
         has_mask.append(mask is not None)
         masks.append(mask if mask is not None else np.zeros((size, size), np.uint8))
     if not kept:
         return ImageSet([], np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), np.uint8),
-                        np.zeros(0, bool), skipped)
-    return ImageSet(kept, np.stack(images), np.stack(masks), np.array(has_mask, bool), skipped)
+                        np.zeros(0, bool), skipped, mask_problems)
+    return ImageSet(kept, np.stack(images), np.stack(masks), np.array(has_mask, bool), skipped,
+                    mask_problems)
 
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_file(p)) if folder.is_dir() else []
-
-
-def find_mask(candidates: Iterable[Path]) -> Path | None:
-    for path in candidates:
-        if path.is_file():
-            return path
-    return None

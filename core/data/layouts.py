@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.data.images import find_mask, list_images
+from core.data.images import IMAGE_EXTENSIONS, MaskWarning, is_image_file, list_images
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 
 MVTEC_HELP = (
@@ -38,7 +39,10 @@ def detect_layout(root: Path) -> str:
         return "mvtec"
     if list_images(root / "train"):
         return "flat"
-    raise DatasetLayoutError(f"{root}: no dataset found; {MVTEC_HELP}")
+    raise DatasetLayoutError(
+        f"{root}: no dataset found within {MAX_DEPTH} folder levels below it{deeper_dataset_hint(root)}; "
+        f"{MVTEC_HELP}"
+    )
 
 
 def discover_samples(root: str | Path, layout: str = "auto",
@@ -113,19 +117,92 @@ def _filter_categories(samples: list[Sample], categories: Sequence[str] | None, 
 
 # --- MVTec AD -----------------------------------------------------------------------------
 
+# Folder names public datasets use for defect-free images (MVTec "good", BTAD "ok", VisA
+# "Normal", ...), compared case-insensitively; every one is read as "good".
+NORMAL_FOLDER_NAMES = ("good", "ok", "normal", "nominal", "no_defect", "defect_free",
+                       "non_defective", "nodefect")
+# Folders that may hold ground-truth masks next to test/, compared case-insensitively.
+MASK_FOLDER_NAMES = ("ground_truth", "groundtruth", "ground-truth", "gt", "masks", "mask")
+# Mask file naming schemes: <stem><suffix>.<any image format> or <prefix><stem>.<any format>,
+# matched case-insensitively; a plain <stem>.<format> inside a mask folder also matches.
+MASK_SUFFIXES = ("_mask", "-mask", ".mask", "_gt", "-gt", "_label", "_labels", "_seg",
+                 "_segmentation", "_anno", "_annotation", "_defect")
+MASK_PREFIXES = ("mask_", "gt_", "label_")
+DEEP_SEARCH_LEVELS = 8  # how far down the "no dataset found" hint looks for a misplaced set
+DEEP_SEARCH_FOLDERS = 5000
+
+
+def is_ignored_folder(path: Path) -> bool:
+    """Hidden and tool folders (.ipynb_checkpoints, .git, __MACOSX, __pycache__) are no data."""
+    return path.name.startswith((".", "_"))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not is_ignored_folder(p))
+    except OSError:
+        return []
+
+
+def is_normal_folder_name(name: str) -> bool:
+    return name.strip().lower() in NORMAL_FOLDER_NAMES
+
+
+def _normal_dir(split_dir: Path | None) -> Path | None:
+    """The defect-free folder of train/ or val/ (good, ok, normal, ... in any case)."""
+    if split_dir is None or not split_dir.is_dir():
+        return None
+    found = [p for p in _subfolders(split_dir) if is_normal_folder_name(p.name)]
+    return found[0] if found else None
+
+
+def _child_dir(folder: Path, names: Sequence[str]) -> Path | None:
+    """folder's child whose lower-case name is one of names (in the order of names)."""
+    children = {p.name.lower(): p for p in _subfolders(folder)} if folder.is_dir() else {}
+    return next((children[n] for n in names if n in children), None)
+
+
 def _category_dirs(root: Path) -> list[Path]:
-    """Folders holding train/good, searched breadth-first; hidden folders are skipped."""
+    """Folders holding train/<good|ok|normal>, searched breadth-first down to MAX_DEPTH levels;
+    hidden and tool folders are skipped."""
     found, frontier = [], [root]
     for _ in range(MAX_DEPTH + 1):
         next_frontier = []
         for folder in frontier:
-            if (folder / "train" / "good").is_dir():
+            if _is_category_dir(folder):
                 found.append(folder)
             elif folder.is_dir():
-                next_frontier += [p for p in sorted(folder.iterdir())
-                                  if p.is_dir() and not p.name.startswith((".", "_"))]
+                next_frontier += _subfolders(folder)
         frontier = next_frontier
     return found
+
+
+def _is_category_dir(folder: Path) -> bool:
+    return _normal_dir(_child_dir(folder, ("train",))) is not None
+
+
+def deeper_dataset_hint(root: Path) -> str:
+    """Where a category folder sits instead (inside --data's parents, or below MAX_DEPTH
+    levels), as advice; "" when none is found."""
+    resolved = root.resolve()
+    for parent in list(resolved.parents)[:3]:
+        if _is_category_dir(parent):
+            return (f"; {root} lies inside the dataset category {parent} (a train/, test/ or "
+                    f"defect folder): pass --data {parent}")
+    frontier, seen = [root], 0
+    for level in range(DEEP_SEARCH_LEVELS + 1):
+        next_frontier = []
+        for folder in frontier:
+            seen += 1
+            if seen > DEEP_SEARCH_FOLDERS:
+                return ""
+            if level > MAX_DEPTH and _is_category_dir(folder):
+                parent = folder.parent
+                return (f"; a category folder was found {level} levels down at {folder}, but the "
+                        f"search goes only {MAX_DEPTH} levels below --data: pass --data {parent}")
+            next_frontier += _subfolders(folder)
+        frontier = next_frontier
+    return ""
 
 
 def _category_names(dirs: list[Path], root: Path) -> dict[Path, str]:
@@ -134,26 +211,112 @@ def _category_names(dirs: list[Path], root: Path) -> dict[Path, str]:
     return {d: d.name if names.count(d.name) == 1 else d.relative_to(root).as_posix() for d in dirs}
 
 
-def _mvtec_samples(root: Path) -> list[Sample]:
-    dirs = _category_dirs(root)
+def _mask_key(path: Path) -> str:
+    """The image stem a mask file belongs to: its stem without a mask suffix or prefix, and
+    without an image extension kept inside the name (000.png_mask.png -> 000)."""
+    stem = path.stem.lower()
+    for suffix in MASK_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    else:
+        for prefix in MASK_PREFIXES:
+            if stem.startswith(prefix) and len(stem) > len(prefix):
+                stem = stem[len(prefix):]
+                break
+    inner = Path(stem)
+    return inner.stem if inner.suffix in IMAGE_EXTENSIONS else stem
+
+
+def find_in_index(index: dict[str, Path], image: Path) -> Path | None:
+    """The mask of `image` in a `mask_index`: by lower-case stem, else by number
+    (000.png <-> 0_mask.png)."""
+    stem = image.stem.lower()
+    if stem in index:
+        return index[stem]
+    return index.get(f"#{int(stem)}") if stem.isdigit() else None
+
+
+def mask_index(folder: Path | None) -> dict[str, Path]:
+    """lower-case image stem -> mask file (or folder of mask parts, as in MVTec LOCO) in folder;
+    numbered names are also keyed "#<number>". A name with a mask suffix (<stem>_mask.PNG) wins
+    over a bare <stem>.png. Look masks up with `find_in_index`.
+    """
+    if folder is None or not folder.is_dir():
+        return {}
+    index: dict[str, Path] = {}
+    entries = sorted(folder.iterdir(), key=lambda p: (_mask_key(p) == p.stem.lower(), p.name))
+    for path in entries:
+        if is_image_file(path) or (path.is_dir() and not is_ignored_folder(path) and list_images(path)):
+            key = _mask_key(path)
+            index.setdefault(key, path)
+            if key.isdigit():
+                index.setdefault(f"#{int(key)}", path)  # numbered names may differ in zero padding
+    return index
+
+
+def split_masks(paths: list[Path]) -> tuple[list[Path], dict[str, Path]]:
+    """Images and masks stored side by side (<stem>.png + <stem>_mask.png in one folder):
+    a file is a mask when its name has a mask suffix or prefix and its image is present."""
+    stems = {p.stem.lower() for p in paths}
+    masks = {_mask_key(p): p for p in paths if _mask_key(p) != p.stem.lower() and _mask_key(p) in stems}
+    mask_paths = set(masks.values())
+    return [p for p in paths if p not in mask_paths], masks
+
+
+def _defect_masks(category_dir: Path, defect_dir: Path) -> tuple[dict[str, Path], Path | None]:
+    """(stem -> mask) for one defect folder, and the mask folder it was looked up in."""
+    gt_root = _child_dir(category_dir, MASK_FOLDER_NAMES)
+    if gt_root is None:
+        return {}, None
+    gt = _child_dir(gt_root, (defect_dir.name.lower(),))
+    if gt is None and list_images(gt_root) and not _subfolders(gt_root):
+        gt = gt_root  # masks of every defect directly in ground_truth/
+    return mask_index(gt), gt
+
+
+def _warn_unmatched(gt: Path | None, defect_dir: Path, missing: list[Path], total: int) -> None:
+    if gt is None or not missing:
+        return
+    warnings.warn(
+        f"{gt}: no mask matches {len(missing)} of the {total} images of {defect_dir} (e.g. "
+        f"{missing[0].name}; looked for <stem>.*, <stem>_mask.*, <stem>_gt.*, <stem>_label.* in any "
+        "image format and case); those images count at image level only -- rename their masks",
+        MaskWarning, stacklevel=4)
+
+
+def _split_samples(folder: Path, category: str, split: str) -> list[Sample]:
+    """Normal images of train/ or val/ (masks stored beside them are left out)."""
+    normal = _normal_dir(_child_dir(folder, (split,)))
+    if normal is None:
+        return []
+    images, _ = split_masks(list_images(normal))
+    return [Sample(p, category, NORMAL, "good", split) for p in images]
+
+
+def _test_samples(folder: Path, category: str) -> list[Sample]:
+    test = _child_dir(folder, ("test",))
     samples: list[Sample] = []
-    for folder, category in _category_names(dirs, root).items():
-        samples += [Sample(p, category, NORMAL, "good", "train")
-                    for p in list_images(folder / "train" / "good")]
-        samples += [Sample(p, category, NORMAL, "good", "val")
-                    for p in list_images(folder / "val" / "good")]
-        test = folder / "test"
-        defect_dirs = sorted(p for p in test.iterdir() if p.is_dir()) if test.is_dir() else []
-        for defect_dir in defect_dirs:
-            defect = defect_dir.name
-            for path in list_images(defect_dir):
-                if defect == "good":
-                    samples.append(Sample(path, category, NORMAL, "good", "test"))
-                    continue
-                gt = folder / "ground_truth" / defect
-                mask = find_mask([gt / f"{path.stem}_mask{path.suffix}", gt / f"{path.stem}_mask.png",
-                                  gt / f"{path.stem}.png", gt / path.name])
-                samples.append(Sample(path, category, ANOMALOUS, defect, "test", mask))
+    for defect_dir in _subfolders(test) if test is not None else []:
+        images, beside = split_masks(list_images(defect_dir))
+        if is_normal_folder_name(defect_dir.name):
+            samples += [Sample(p, category, NORMAL, "good", "test") for p in images]
+            continue
+        index, gt = _defect_masks(folder, defect_dir)
+        index = {**beside, **index}
+        masks = {p: find_in_index(index, p) for p in images}
+        missing = [p for p in images if masks[p] is None]
+        _warn_unmatched(gt, defect_dir, missing if index else [], len(images))
+        samples += [Sample(p, category, ANOMALOUS, defect_dir.name, "test", masks[p]) for p in images]
+    return samples
+
+
+def _mvtec_samples(root: Path) -> list[Sample]:
+    samples: list[Sample] = []
+    for folder, category in _category_names(_category_dirs(root), root).items():
+        samples += _split_samples(folder, category, "train")
+        samples += _split_samples(folder, category, "val")
+        samples += _test_samples(folder, category)
     return samples
 
 

@@ -46,6 +46,7 @@ class ImageSet:
     images: (N, S, S, 3) uint8. masks: (N, S, S) uint8 in {0, 1}, all zero where no mask.
     has_mask: (N,) bool, True where a ground-truth mask was read (pixel metrics use only these).
     skipped: (path, reason) for every file that could not be used; the rest still loads.
+    mask_problems: (mask path, reason) for every mask that was not used; its image was kept.
     """
 
     samples: list[Sample]
@@ -53,6 +54,7 @@ class ImageSet:
     masks: np.ndarray
     has_mask: np.ndarray
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    mask_problems: list[tuple[Path, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -77,4 +79,5 @@ class ImageSet:
             masks=self.masks[idx],
             has_mask=self.has_mask[idx],
             skipped=list(self.skipped),
+            mask_problems=list(self.mask_problems),
         )

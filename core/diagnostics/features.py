@@ -22,6 +22,7 @@ from core.data.layouts import discover_samples
 from core.data.samples import Sample
 from core.diagnostics.clustering import ClusterResult, cluster_features, embed_2d
 from core.diagnostics.probe import resolve_data_root
+from core.finite import require_finite
 from core.runs import Run
 from core.tensors import to_tensor
 
@@ -167,6 +168,7 @@ def feature_clusters(run: Run, epoch: int, data_root: str | Path | None = None, 
 
     def compute() -> dict:
         found = encoder_features(run, epoch, root, level, max_points, seed=seed)
+        require_finite(found.features, "encoder feature values", epoch, run.path)
         result = cluster_features(found.features, found.categories, k=k, seed=seed)
         table = result.cluster_table
         return {"assignments": result.assignments, "purity": result.purity, "ari": result.ari, "k": result.k,
@@ -191,6 +193,7 @@ def feature_embedding(run: Run, epoch: int, data_root: str | Path | None = None,
 
     def compute() -> dict:
         found = encoder_features(run, epoch, root, level, max_points, seed=seed)
+        require_finite(found.features, "encoder feature values", epoch, run.path)
         return {"coords": embed_2d(found.features, method=method, seed=seed)}
 
     params = {**_cluster_params(root, level, max_points, seed), "method": method}

@@ -16,6 +16,7 @@ from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
 from core.diagnostics.probe import DataMissingError
 from core.diagnostics.weights import weight_stats
+from core.finite import NonFiniteError
 from core.runs import Run, RunError, jsonable
 
 # How much each kind of evidence counts when choosing among healthy epochs. Real AUROC (only
@@ -52,6 +53,8 @@ def _clustering(run: Run, epoch: int, data_root, level, k, max_points: int) -> d
         result = feature_clusters(run, epoch, data_root, level=level, k=k, max_points=max_points)
     except DataMissingError as err:
         return {"skipped": str(err)}
+    except NonFiniteError:  # a diverged epoch: the nan health flag already says so
+        return {"skipped": "encoder features are NaN/inf (see the nan flag)"}
     return {"level": str(level), "n_points": int(len(result.assignments)), **result.to_dict()}
 
 

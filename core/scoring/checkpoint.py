@@ -19,6 +19,7 @@ import torch
 from core.cache import cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
+from core.finite import require_finite_scores
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError, model_from_checkpoint
 from core.scoring.calibration import CALIBRATIONS, CalibrationError, fit_calibration
@@ -234,6 +235,7 @@ def score_checkpoint(
     )
     if "maps" in result:
         result["maps"] = np.asarray(result["maps"], np.float32)
+    require_finite_scores(result, run.path)  # a diverged epoch is refused, never shown as numbers
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     if calibration == "normals" and split == "test":

@@ -150,6 +150,7 @@ def build_test_set(
         masks=decoded.masks,
         has_mask=decoded.has_mask,
         skipped=list(decoded.skipped),
+        mask_problems=list(decoded.mask_problems),
         root=Path(data_root).expanduser(),
         image_size=int(config.image_size),
         category_source=tuple(sources),

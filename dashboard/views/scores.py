@@ -155,6 +155,8 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
     st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled "
                "(raw scores), overall_calibrated = pooled after per-category calibration against "
                "held-out normals. Empty: the category has only one class.")
+    for note in result.get("notes", []):  # why a metric is undefined, as core words it
+        st.info(note, icon=":material/info:")
 
 
 # --------------------------------------------------------------------------- page
