@@ -110,9 +110,9 @@ def main(args) -> int:
         with_floor,
     )
     from core.finite import NonFiniteError
-    from core.runs import Run
+    from core.runs import Run, atomic_write_json, jsonable
     from core.scoring import parse_methods
-    from core.scoring.data import atomic_write_json, jsonable, run_data_root
+    from core.scoring.data import run_data_root
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)

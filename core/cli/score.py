@@ -44,9 +44,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.runs import Run
+    from core.runs import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
-    from core.scoring.data import atomic_write_json, jsonable, run_data_root
+    from core.scoring.data import run_data_root
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
