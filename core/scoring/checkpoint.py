@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.cache import cached
+from core.cache import cached, load_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.model import UNetAutoencoder
@@ -193,9 +193,11 @@ def score_checkpoint(
     method: str,
     split: str = "test",
     device: torch.device | str = "cpu",
+    cached_only: bool = False,
     **options,
-) -> dict[str, Any]:
-    """Scores of one checkpoint on a dataset, cached per checkpoint.
+) -> dict[str, Any] | None:
+    """Scores of one checkpoint on a dataset, cached per checkpoint (cached_only: None on a
+    cache miss instead of computing, for views that show what was already evaluated).
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
@@ -223,13 +225,18 @@ def score_checkpoint(
     if method in ROUTED_METHODS:
         reference = reference_samples(reference_root(config, data_root), "train", config)
         params["reference"] = fingerprint(reference)
-    result = cached(
-        run,
-        resolved,
-        f"scores-{method}",
-        params,
-        lambda: _compute(run, resolved, data_root, method, split, opts, device, samples),
-    )
+    if cached_only:
+        result = load_cached(run, resolved, f"scores-{method}", params)
+        if result is None:
+            return None
+    else:
+        result = cached(
+            run,
+            resolved,
+            f"scores-{method}",
+            params,
+            lambda: _compute(run, resolved, data_root, method, split, opts, device, samples),
+        )
     if "maps" in result:
         result["maps"] = np.asarray(result["maps"], np.float32)
     return result
