@@ -33,6 +33,7 @@ PAGES = {
     "weights": ("weights", ("plot",)),
     "features": ("features", ("plot",)),
     "scores": ("scores", ("plot", "table")),
+    "compare": ("compare", ("plot", "table", "image")),  # opens on the sweep beside the run
     "train": ("train", ()),
     "start": ("start", ()),
 }
@@ -65,9 +66,10 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, tmp_path_factory):
+def server(tiny_run, tiny_sweep, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser_runs")
     shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(tiny_sweep, root / tiny_sweep.name, ignore=shutil.ignore_patterns("cache"))
     port = free_port()
     log = (tmp_path_factory.mktemp("browser_log") / "streamlit.log").open("w")
     env = dict(os.environ, RECONSCOPE_CHECKPOINTS=str(root), PYTHONUNBUFFERED="1")
@@ -120,6 +122,8 @@ def test_every_page_renders_in_a_real_browser(server, browser):
                 problems.append(f"{name}: no {need} rendered")
         if page.locator('[data-testid="stException"]').count():
             problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
+        if name == "compare" and page.locator('[data-testid="stAlertContentError"]').count():
+            problems.append(f"compare: error shown: {page.locator('[data-testid=stAlertContentError]').first.inner_text()}")
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.close()
     assert not problems, "\n".join(problems)

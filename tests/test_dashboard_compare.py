@@ -5,6 +5,7 @@ every run, and "Open this run" selects the best run in the sidebar."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
@@ -71,3 +72,37 @@ def test_compare_page_with_picked_runs(sweep_root, monkeypatch):
     assert not at.exception and not at.error, messages(at)
     shown = frame_by_key(at, "cmp_summary")
     assert sorted(shown["run"]) == sorted(p.rsplit("/", 1)[-1] for p in members)
+
+
+def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, monkeypatch):
+    from core.sweep import load_plan, sweep_status
+
+    at = open_app(tmp_path, monkeypatch, "train")
+    at.text_input(key="train_data").set_value(str(demo_root)).run()
+    at.multiselect(key="train_categories").set_value(["pill"])
+    at.selectbox(key="train_size").set_value(32)
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch").set_value(8)
+    at.number_input(key="train_threads").set_value(1)
+    at.number_input(key="train_width").set_value(4)
+    at.number_input(key="train_depth").set_value(2).run()
+    at.text_input(key="train_sweep_name").set_value("ui")
+    at.text_area(key="train_sweep_grid").set_value("loss=l1,l2").run()
+    at.button(key="train_sweep_start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    folder = tmp_path / "ui"
+    deadline = time.time() + 240
+    while sweep_status(folder).get("state") == "running":
+        assert time.time() < deadline, (folder / "sweep.log").read_text()
+        time.sleep(0.5)
+    assert sweep_status(folder)["state"] == "finished", (folder / "sweep.log").read_text()
+    plan = load_plan(folder)
+    assert [m.overrides for m in plan.members] == [{"loss": "l1"}, {"loss": "l2"}]
+    assert plan.base.image_size == 32 and plan.base.categories == ["pill"] and plan.base.model.depth == 2
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["done", "done"] and list(table["epochs"]) == [1, 1]
+    at.button(key="train_sweep_compare").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.selectbox(key="cmp_sweep").value == str(folder)
+    assert sorted(at.dataframe[0].value["run"]) == ["loss-l1", "loss-l2"]
