@@ -119,3 +119,44 @@ def test_partial_member_is_resumed_and_finished_member_skipped(demo_root, tmp_pa
     assert resumed.epochs() == [1, 2] and resumed.checkpoint_path(1).stat().st_mtime_ns == first
     assert "--resume" in (resumed.path / "train.log").read_text()
     assert json.loads((tmp_path / "resume" / "sweep_status.json").read_text())["state"] == "finished"
+
+
+def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
+    """Scheduling alone (no GPU here): a fake job records its environment and keeps running
+    until the runner's next poll, so the most jobs alive at once is measured."""
+    import os
+
+    import core.jobs
+    import core.sweep
+
+    launched, alive, most = [], [], []
+
+    def fake_start(config, resume=False, env=None):
+        launched.append((config, dict(env or {})))
+        run = Run(config.run)
+        run.path.mkdir(parents=True)
+        config.save(run.path / "config.json")
+        run.write_status(state="running", pid=os.getpid())
+        alive.append(run)
+        most.append(len(alive))
+        return os.getpid()
+
+    def fake_sleep(_):  # one poll later every running fake job has finished its one epoch
+        for run in alive:
+            (run.path / "epoch_001.pt").write_bytes(b"")
+            run.write_status(state="finished", pid=None)
+        alive.clear()
+
+    monkeypatch.setattr(core.jobs, "start_training", fake_start)
+    monkeypatch.setattr(core.sweep.time, "sleep", fake_sleep)
+    base = tiny_config(tmp_path, tmp_path / "unused", epochs=1)
+    plan = plan_sweep(tmp_path / "gpus", base, parse_grid(["loss=l1,l2,ssim", "seed=0,1"]))
+    outcome = run_sweep(plan, gpus=[0, 1], log=lambda _: None)
+    assert outcome.ok and len(launched) == 6 and max(most) == 2
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in launched] == ["0", "1"] * 3
+    assert [c.run for c, _ in launched] == [str(plan.run_path(m)) for m in plan.members]
+    launched.clear()
+    most.clear()
+    assert run_sweep(plan_sweep(tmp_path / "cpu", base, parse_grid(["loss=l1,l2,ssim"])), gpus=[],
+                     log=lambda _: None).ok
+    assert [env for _, env in launched] == [{}, {}, {}] and max(most) == 1
