@@ -297,7 +297,7 @@ def compare_many(runs: Sequence[Run], data_root: str | Path | None = None, healt
     for run, label in zip(runs, labels_for(runs), strict=True):
         try:
             summary, epoch_rows = summarize_run(run, label, data_root, health, cluster, methods)
-        except RunError as err:
+        except (RunError, ValueError) as err:  # damaged checkpoint, unreadable config
             summary, epoch_rows = RunSummary(label, str(run.path), None, "unreadable", _settings(run),
                                              notes=[str(err)]), []
         summaries.append(summary)

@@ -213,6 +213,13 @@ def is_sweep(folder: str | Path) -> bool:
     return (Path(folder).expanduser() / PLAN_FILE).is_file()
 
 
+def _comparable(plan: SweepPlan) -> dict[str, Any]:
+    """The plan without where it lives (a relative and an absolute runs folder are the same)."""
+    raw = plan.to_dict()
+    raw["base"] = {k: v for k, v in raw["base"].items() if k != "run"}
+    return json.loads(json.dumps(raw))
+
+
 def open_or_plan(folder: str | Path, base: TrainConfig | None, grid: dict[str, list[Any]] | None) -> SweepPlan:
     """The saved plan when there is one (it must match a grid given again), else a new plan."""
     folder = Path(folder).expanduser()
@@ -220,7 +227,7 @@ def open_or_plan(folder: str | Path, base: TrainConfig | None, grid: dict[str, l
         plan = load_plan(folder)
         if grid is not None:
             fresh = plan_sweep(folder, base or plan.base, grid)
-            if fresh.to_dict() != plan.to_dict():
+            if _comparable(fresh) != _comparable(plan):
                 raise SweepError(f"{folder}: holds a different sweep (grid {plan.grid}); run it again "
                                  "without --grid to resume it, or choose another --name")
         return plan
@@ -246,14 +253,15 @@ def member_state(plan: SweepPlan, member: SweepMember) -> str:
 
 
 def progress_table(plan: SweepPlan) -> list[dict[str, Any]]:
-    """One row per member: name, its grid values, state, epochs saved / planned, job message."""
+    """One row per member: member, its grid values (by their last key part), state, saved and
+    planned epochs, job (status.json state) and message."""
     rows = []
     for member in plan.members:
         run = Run(plan.run_path(member))
         status = run.status() if run.path.is_dir() else {}
         rows.append({"member": member.name, **{k.rsplit(".", 1)[-1]: str(v) for k, v in member.overrides.items()},
-                     "state": member_state(plan, member), "epochs": len(run.epochs()),
-                     "of": plan.config(member).epochs, "job": status.get("state", ""),
+                     "state": member_state(plan, member), "saved": len(run.epochs()),
+                     "planned": plan.config(member).epochs, "job": status.get("state", ""),
                      "message": status.get("message", "")})
     return rows
 

@@ -101,7 +101,7 @@ def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, mon
     assert plan.base.image_size == 32 and plan.base.categories == ["pill"] and plan.base.model.depth == 2
     at.run()
     table = at.dataframe[0].value
-    assert list(table["state"]) == ["done", "done"] and list(table["epochs"]) == [1, 1]
+    assert list(table["state"]) == ["done", "done"] and list(table["saved"]) == [1, 1]
     at.button(key="train_sweep_compare").click().run()
     assert not at.exception and not at.error, messages(at)
     assert at.selectbox(key="cmp_sweep").value == str(folder)

@@ -10,7 +10,7 @@ from core.__main__ import build_parser
 from core.__main__ import main as cli
 from core.cli.train import config_from_args
 from core.model import UNetAutoencoder
-from core.runs import Run
+from core.runs import Run, RunError
 from core.sweep import (
     SweepError,
     load_plan,
@@ -160,3 +160,28 @@ def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
     assert run_sweep(plan_sweep(tmp_path / "cpu", base, parse_grid(["loss=l1,l2,ssim"])), gpus=[],
                      log=lambda _: None).ok
     assert [env for _, env in launched] == [{}, {}, {}] and max(most) == 1
+
+
+def test_background_sweep_stops_its_members_and_resumes(demo_root, tmp_path):
+    import time
+
+    from core.jobs import log_tail
+    from core.sweep import start_sweep, stop_sweep
+
+    base = tiny_config(demo_root, tmp_path / "unused", epochs=50, categories=["pill"]).with_overrides(
+        {"model.depth": 2, "model.base_width": 4, "num_threads": 1})
+    plan = plan_sweep(tmp_path / "bg", base, parse_grid(["loss=l1,l2"]))
+    start_sweep(plan)
+    first = Run(plan.run_path(plan.members[0]))
+    deadline = time.time() + 120
+    while not first.epochs():
+        assert time.time() < deadline, (tmp_path / "bg" / "sweep.log").read_text()
+        time.sleep(0.2)
+    with pytest.raises(RunError, match="already running"):
+        start_sweep(plan)
+    assert stop_sweep(plan.folder)
+    assert sweep_status(plan.folder)["state"] == "stopped"
+    assert first.status()["state"] == "stopped", log_tail(first)
+    assert first.epochs() and not Run(plan.run_path(plan.members[1])).epochs()
+    assert [member_state(plan, m) for m in plan.members] == ["partial", "new"]
+    assert "--resume" in print_commands(plan)[0]
