@@ -85,7 +85,7 @@ def sweep_body(folder: Path) -> None:
     done = sum(r["state"] == "done" for r in rows)
     icon = widgets.STATE_ICONS.get("running" if status.get("state") == "running" else "finished", "")
     st.markdown(f"{icon} runner **{status.get('state')}** · {done}/{len(rows)} runs finished · "
-                f"grid {', '.join(f'{k} = {v}' for k, v in plan.grid.items())}")
+                f"grid {'; '.join(k + ' = ' + ', '.join(map(str, v)) for k, v in plan.grid.items())}")
     st.progress(done / len(rows) if rows else 0.0)
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="train_sweep_table")
     tail = sweep.sweep_log_tail(folder)

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 
+from core.__main__ import main as cli  # noqa: E402
 from core.compare import best_run, compare_many, expand_runs  # noqa: E402
 from tests.dashboard_support import messages, open_app  # noqa: E402
 
@@ -43,12 +44,19 @@ def assert_same_numbers(shown: pd.DataFrame, expected: pd.DataFrame) -> None:
             assert list(shown[column].fillna("")) == list(expected[column].fillna("")), column
 
 
-def test_compare_page_shows_the_sweep_with_cores_numbers(sweep_root, monkeypatch):
+def test_compare_page_shows_the_sweep_with_cores_numbers(sweep_root, monkeypatch, capsys):
     at = open_app(sweep_root, monkeypatch, "compare")
     assert not at.exception and not at.error, messages(at)
     assert at.radio(key="cmp_mode").value == "A sweep"
     comparison = compare_many(expand_runs([sweep_root / "grid2x2"]))
-    assert_same_numbers(frame_by_key(at, "cmp_summary"), comparison.summary())
+    summary = frame_by_key(at, "cmp_summary")
+    assert_same_numbers(summary, comparison.summary())
+    capsys.readouterr()
+    assert cli(["compare", "--sweep", str(sweep_root / "grid2x2")]) == 0
+    printed = capsys.readouterr().out
+    for row in summary.itertuples():  # what the page shows is what the CLI prints
+        line = next(x for x in printed.splitlines() if x.strip().startswith(row.run + " "))
+        assert f"{row.val_loss:.4f}" in line and f"{row.purity:.3f}" in line and f"{row.deep_std:.4f}" in line
     assert_same_numbers(frame_by_key(at, "cmp_val_loss"), comparison.val_loss_table())
     assert_same_numbers(frame_by_key(at, "cmp_epochs"), comparison.epochs)
     assert at.get("plotly_chart"), "curves and weight std are drawn"

@@ -65,7 +65,7 @@ def many_runs(args) -> int:
     from core.compare import best_run, compare_many, expand_runs, format_comparison
     from core.runs import jsonable
 
-    items = [open_run(r).path for r in args.runs] + list(args.sweep)
+    items = [open_run(r).path for r in [*args.runs, *args.sweep]]  # names under checkpoints/ too
     if not items:
         raise ValueError("name the runs to compare (folders, or --sweep FOLDER)")
     comparison = compare_many(expand_runs(items), data_root=args.data, health=not args.no_health,
