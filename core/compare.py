@@ -172,11 +172,14 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
     """Mean per-category image AUROC per method, from scores already cached for this checkpoint
     and data (evaluate, the Scores page); methods never scored are left out, nothing is computed.
     The same number as core.evaluate's real_auroc_<method>."""
+    from core.cache import has_entries
     from core.metrics import evaluation_table
     from core.scoring import score_checkpoint
 
     out = {}
     for method in methods:
+        if not has_entries(run, epoch, f"scores-{method}"):
+            continue  # never scored: skip without reading the checkpoint
         try:
             result = score_checkpoint(run, epoch, data_root, method, cached_only=True)
         except (ValueError, FileNotFoundError, RuntimeError):
