@@ -428,6 +428,7 @@ def format_comparison(comparison: Comparison, criterion: str | None = None) -> s
         lines.append(f"  {r.label}: {layers}")
     for name in ([criterion] if criterion else list(CRITERIA)):
         best = best_run(comparison, name)
-        lines.append(f"best by {name}: " + (f"{best.label} (epoch {best.epoch})" if best else "no run has a value"))
+        missing = "no run has a value" + (" (python -m core evaluate caches it)" if "real" in name else "")
+        lines.append(f"best by {name}: " + (f"{best.label} (epoch {best.epoch})" if best else missing))
     notes = [f"  {r.label}: {n}" for r in comparison.runs for n in r.notes]
     return "\n".join(lines + (["", "notes:"] + notes if notes else []))
