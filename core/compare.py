@@ -78,8 +78,12 @@ class Comparison:
         labels = [r.label for r in self.runs]
         if self.epochs.empty or column not in self.epochs:
             return pd.DataFrame(columns=labels, dtype=float)
-        table = self.epochs.pivot(index="epoch", columns="run", values=column)
-        return table.reindex(columns=labels).astype(float)
+        table = self.epochs.pivot(index="epoch", columns="run", values=column).reindex(columns=labels)
+        return table.fillna("") if column == "flags" else table.astype(float)
+
+    def flags_table(self) -> pd.DataFrame:
+        """epoch x run health flag names ("" healthy, not checked, or no such epoch)."""
+        return self.metric_table("flags")
 
     def summary(self) -> pd.DataFrame:
         """One row per run at its chosen epoch: the numbers the tables and `best_run` use."""
@@ -420,6 +424,9 @@ def format_comparison(comparison: Comparison, criterion: str | None = None) -> s
     table = comparison.val_loss_table().reset_index()
     lines += ["", "validation loss per epoch (epoch x run):"]
     lines += ["  " + line for line in _text(table, {"epoch": 0})] if not table.empty else ["  none logged"]
+    flags = comparison.flags_table().reset_index()
+    lines += ["", "health flags per epoch (epoch x run):"]
+    lines += ["  " + line for line in _text(flags, {"epoch": 0})] if not flags.empty else ["  none"]
     lines += ["", "per epoch (synthetic AUROC as logged, real AUROC where evaluate has cached it):"]
     lines += ["  " + line for line in _text(comparison.epochs, {"epoch": 0})]
     lines += ["", "deepest layers' weight std at the chosen epoch:"]

@@ -26,7 +26,7 @@ def sweep_root(tiny_sweep, tmp_path_factory):
 
 
 # the page's tables in the order it draws them (the epochs table sits in an expander)
-TABLES = ("cmp_summary", "cmp_val_loss", "cmp_epochs", "cmp_purity")
+TABLES = ("cmp_summary", "cmp_val_loss", "cmp_flags", "cmp_epochs", "cmp_purity")
 
 
 def frame_by_key(at, key: str) -> pd.DataFrame:
@@ -58,6 +58,7 @@ def test_compare_page_shows_the_sweep_with_cores_numbers(sweep_root, monkeypatch
         line = next(x for x in printed.splitlines() if x.strip().startswith(row.run + " "))
         assert f"{row.val_loss:.4f}" in line and f"{row.purity:.3f}" in line and f"{row.deep_std:.4f}" in line
     assert_same_numbers(frame_by_key(at, "cmp_val_loss"), comparison.val_loss_table())
+    assert_same_numbers(frame_by_key(at, "cmp_flags"), comparison.flags_table())
     assert_same_numbers(frame_by_key(at, "cmp_epochs"), comparison.epochs)
     assert at.get("plotly_chart"), "curves and weight std are drawn"
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]

@@ -122,6 +122,8 @@ def tables(comparison) -> None:
     st.dataframe(comparison.summary(), hide_index=True, key="cmp_summary")
     st.subheader("Validation loss, epoch × run")
     st.dataframe(comparison.val_loss_table(), key="cmp_val_loss")
+    st.markdown("**Health flags, epoch × run**")
+    st.dataframe(comparison.flags_table(), key="cmp_flags")
     metrics = [c for c in comparison.epochs.columns if c not in ("run", "epoch", "flags")]
     column = st.selectbox("Curve", metrics, key="cmp_curve") if metrics else None
     if column:
