@@ -220,8 +220,10 @@ def _comparable(plan: SweepPlan) -> dict[str, Any]:
     return json.loads(json.dumps(raw))
 
 
-def open_or_plan(folder: str | Path, base: TrainConfig | None, grid: dict[str, list[Any]] | None) -> SweepPlan:
-    """The saved plan when there is one (it must match a grid given again), else a new plan."""
+def open_or_plan(folder: str | Path, base: TrainConfig | None, grid: dict[str, list[Any]] | None,
+                 require_data: bool = True) -> SweepPlan:
+    """The saved plan when there is one (it must match a grid given again), else a new plan,
+    saved once its data folder is found (require_data=False: a plan for another machine)."""
     folder = Path(folder).expanduser()
     if is_sweep(folder):
         plan = load_plan(folder)
@@ -234,6 +236,8 @@ def open_or_plan(folder: str | Path, base: TrainConfig | None, grid: dict[str, l
     if grid is None or base is None:
         raise SweepError(f"{folder / PLAN_FILE}: no sweep plan here; give --data and --grid to plan one")
     plan = plan_sweep(folder, base, grid)
+    if require_data:
+        check_data(plan)
     plan.save()
     return plan
 
@@ -368,6 +372,14 @@ def sweep_status(folder: str | Path) -> dict[str, Any]:
     return status
 
 
+def check_data(plan: SweepPlan) -> None:
+    """Refuses to launch members that would all fail on a missing data folder."""
+    folders = {Path(plan.config(m).data).expanduser() for m in plan.members}
+    missing = sorted(str(f) for f in folders if not f.is_dir())
+    if missing:
+        raise SweepError(f"data folder {', '.join(missing)} does not exist; give the sweep an existing --data")
+
+
 def _start(plan: SweepPlan, member: SweepMember, gpu: int | None) -> Run:
     from core.jobs import start_training
 
@@ -384,6 +396,7 @@ def run_sweep(plan: SweepPlan, gpus: Sequence[int] | None = None, poll_s: float 
     via the CLI) the running members are stopped, keeping their finished epochs."""
     from core.jobs import reap, stop_training
 
+    check_data(plan)
     gpus = list(visible_gpus(plan.base.device) if gpus is None else gpus)
     slots: list[int | None] = list(gpus) or [None]
     states: dict[str, str] = {}
@@ -432,6 +445,7 @@ def start_sweep(plan: SweepPlan) -> int:
     pid; its output goes to folder/sweep.log. Refuses when the sweep is already running."""
     if sweep_status(plan.folder).get("state") == "running":
         raise RunError(f"{plan.folder}: this sweep is already running; stop it first")
+    check_data(plan)
     plan.save()
     command = [sys.executable, "-m", "core", "sweep", "--folder", str(plan.folder)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1")

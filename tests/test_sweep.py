@@ -56,6 +56,10 @@ def test_invalid_member_config_is_named_before_anything_runs(tmp_path):
     with pytest.raises(SweepError, match="member depth-6.*divisible"):
         plan_sweep(tmp_path / "s", base, parse_grid(["depth=2,6"]))
     assert not (tmp_path / "s").exists()
+    plan = plan_sweep(tmp_path / "s", tiny_config(tmp_path / "nowhere", tmp_path / "x"), parse_grid(["depth=2"]))
+    with pytest.raises(SweepError, match="nowhere does not exist"):
+        run_sweep(plan, gpus=[])
+    assert not plan.run_path(plan.members[0]).exists()
 
 
 def test_printed_commands_rebuild_each_members_config(tmp_path, capsys):

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
     folder = _folder(args)
     grid = parse_grid(args.grid) if args.grid else None
-    plan = open_or_plan(folder, _base_config(args) if grid else None, grid)
+    plan = open_or_plan(folder, _base_config(args) if grid else None, grid, require_data=not args.print_commands)
     if args.print_commands:
         lines = print_commands(plan)
         print("\n".join(lines) if lines else f"# every member of {plan.folder} is finished")
