@@ -418,7 +418,11 @@ def run_sweep(plan: SweepPlan, gpus: Sequence[int] | None = None, poll_s: float 
                 member = pending.pop(0)
                 where = "the CPU" if slot is None else f"GPU {slot}"
                 log(f"{member.name}: {'resuming' if Run(plan.run_path(member)).epochs() else 'starting'} on {where}")
-                active[slot] = (member, _start(plan, member, slot))
+                try:
+                    active[slot] = (member, _start(plan, member, slot))
+                except RunError as err:  # e.g. started elsewhere meanwhile: the others still run
+                    states[member.name] = "failed"
+                    log(f"{member.name}: not started: {err}")
             for slot, (member, run) in list(active.items()):
                 state = run.status().get("state")
                 if state in ("finished", "failed", "stopped"):
