@@ -51,6 +51,12 @@ def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None =
     return result
 
 
+def has_entries(run: Run, epoch: int, kind: str) -> bool:
+    """Whether any result of `kind` was stored for this epoch (any params): a cheap check
+    before building the exact key, which may need the checkpoint itself."""
+    return any((run.cache_dir / f"epoch_{epoch:03d}").glob(f"{kind}-*.json"))
+
+
 def store_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None, result: dict[str, Any]) -> None:
     json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
     arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}

@@ -50,8 +50,9 @@ def demo_config(data: str | Path = DEMO_DATA, run: str | Path = DEMO_RUN) -> Tra
                        batch_size=16, device="auto").with_overrides({"model.base_width": 16, "model.depth": 3})
 
 
-def start_training(config: TrainConfig, resume: bool = False) -> int:
-    """Launches the job and returns its PID; refuses a run that is already training."""
+def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str] | None = None) -> int:
+    """Launches the job and returns its PID; refuses a run that is already training.
+    `env`: extra environment variables for the job (a sweep pins each member to one GPU)."""
     run = Run(Path(config.run).expanduser())
     if run.path.is_dir() and run.is_training():
         raise RunError(f"{run.path}: already training (pid {run.status().get('pid')}); stop it first")
@@ -70,7 +71,7 @@ def start_training(config: TrainConfig, resume: bool = False) -> int:
         command.append("--resume")
     run.write_status(state="starting", pid=None, epoch=len(run.epochs()), epochs=config.epochs,
                      message="starting", started=time.time())
-    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1", **(env or {}))
     with (run.path / "train.log").open("a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
@@ -105,6 +106,24 @@ def _reaped(pid: int) -> bool:
         return False
     del _CHILDREN[pid]
     return True
+
+
+def track_child(process: subprocess.Popen) -> None:
+    """Holds a process this one launched (a sweep runner) so that reap / reap_if_done find it."""
+    _CHILDREN[process.pid] = process
+
+
+def reap_if_done(pid: int | None) -> bool:
+    """Reaps a launched process that has exited (no zombie); True when it was reaped now."""
+    return bool(pid) and _reaped(int(pid))
+
+
+def reap(pid: int | None, timeout: float = 60.0) -> None:
+    """Waits for a job this process launched to exit (its status may say finished a moment
+    before the process is gone); a pid it did not launch is left alone."""
+    process = _CHILDREN.pop(int(pid), None) if pid else None
+    if process is not None:
+        process.wait(timeout=timeout)
 
 
 def log_tail(run: Run, lines: int = 40) -> str:

@@ -141,6 +141,7 @@ def navigation(has_runs: bool):
             page("weights", "Weights", ":material/grid_on:"),
             page("features", "Features", ":material/scatter_plot:"),
             page("scores", "Scores", ":material/leaderboard:"),
+            page("compare", "Compare", ":material/compare_arrows:"),
         ],
         "Run": [
             page("train", "Train", ":material/model_training:"),

@@ -92,3 +92,18 @@ def flat_run(flat_data, tmp_path_factory):
     train_one(tiny_config(flat_data[0], run_dir, **{"model.skips": "none", "val_fraction": 0.3}),
               progress=False, log=lambda _: None)
     return Run(run_dir)
+
+
+SWEEP_ARGS = ("--grid", "loss=l1,l2", "--grid", "skips=all|none", "--epochs", "1", "--image-size", "32",
+              "--batch-size", "8", "--base-width", "8", "--depth", "2", "--threads", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(demo_root, tmp_path_factory) -> Path:
+    """A finished 2x2 sweep (loss l1/l2 x skips all/none, 1 epoch, 32 px) made by the CLI;
+    returns its folder (treat as read-only)."""
+    from core.__main__ import main
+
+    root = tmp_path_factory.mktemp("sweeps")
+    assert main(["sweep", "--root", str(root), "--name", "grid2x2", "--data", str(demo_root), *SWEEP_ARGS]) == 0
+    return root / "grid2x2"

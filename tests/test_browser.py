@@ -33,6 +33,7 @@ PAGES = {
     "weights": ("weights", ("plot",)),
     "features": ("features", ("plot",)),
     "scores": ("scores", ("plot", "table")),
+    "compare": ("compare", ("plot", "table", "image")),  # opens on the sweep beside the run
     "train": ("train", ()),
     "start": ("start", ()),
 }
@@ -64,10 +65,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout}s")
 
 
-def serve(run_path: Path, tmp_path_factory):
-    """`streamlit run dashboard/app.py` on 127.0.0.1 over a copy of one run; yields its url."""
+def serve(run_paths: list[Path], tmp_path_factory):
+    """`streamlit run dashboard/app.py` on 127.0.0.1 over copies of runs (or sweep folders)."""
     root = tmp_path_factory.mktemp("browser_runs")
-    shutil.copytree(run_path, root / run_path.name, ignore=shutil.ignore_patterns("cache"))
+    for run_path in run_paths:
+        shutil.copytree(run_path, root / run_path.name, ignore=shutil.ignore_patterns("cache"))
     port = free_port()
     log = (tmp_path_factory.mktemp("browser_log") / "streamlit.log").open("w")
     env = dict(os.environ, RECONSCOPE_CHECKPOINTS=str(root), PYTHONUNBUFFERED="1")
@@ -90,13 +92,13 @@ def serve(run_path: Path, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, tmp_path_factory):
-    yield from serve(tiny_run.path, tmp_path_factory)
+def server(tiny_run, tiny_sweep, tmp_path_factory):
+    yield from serve([tiny_run.path, tiny_sweep], tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def flat_server(flat_run, tmp_path_factory):
-    yield from serve(flat_run.path, tmp_path_factory)
+    yield from serve([flat_run.path], tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

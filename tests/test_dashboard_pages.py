@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
 
-PAGES = ("overview", "reconstructions", "weights", "features", "scores", "train", "start")
+PAGES = ("overview", "reconstructions", "weights", "features", "scores", "compare", "train", "start")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.cache import cached
+from core.cache import cached, load_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.finite import require_finite_scores
@@ -185,9 +185,11 @@ def score_checkpoint(
     split: str = "test",
     device: torch.device | str = "cpu",
     calibration: str = "none",
+    cached_only: bool = False,
     **options,
-) -> dict[str, Any]:
-    """Scores of one checkpoint on a dataset, cached per checkpoint.
+) -> dict[str, Any] | None:
+    """Scores of one checkpoint on a dataset, cached per checkpoint (cached_only: None on a
+    cache miss instead of computing, for views that show what was already evaluated).
 
     calibration (test split only): "none" = raw scores; "normals" = per-category z-scores
     against the category's held-out validation normals (core.scoring.calibration), so one
@@ -223,16 +225,21 @@ def score_checkpoint(
     if method in ROUTED_METHODS:
         reference = reference_samples(reference_root(config, data_root), "train", config)
         params["reference"] = fingerprint(reference)
-    result = cached(
-        run,
-        resolved,
-        f"scores-{method}",
-        params,
-        lambda: _compute(
-            run, resolved, data_root, method, split, opts, device,
-            images if images is not None else load_samples(samples, config.image_size),
-        ),
-    )
+    if cached_only:
+        result = load_cached(run, resolved, f"scores-{method}", params)
+        if result is None:
+            return None
+    else:
+        result = cached(
+            run,
+            resolved,
+            f"scores-{method}",
+            params,
+            lambda: _compute(
+                run, resolved, data_root, method, split, opts, device,
+                images if images is not None else load_samples(samples, config.image_size),
+            ),
+        )
     if "maps" in result:
         result["maps"] = np.asarray(result["maps"], np.float32)
     require_finite_scores(result, run.path)  # a diverged epoch is refused, never shown as numbers

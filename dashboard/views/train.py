@@ -1,5 +1,6 @@
 """Train: every training option in one form, a launch that survives page reloads (a separate
-process, its PID and state in the run folder), live progress, the log's tail, stop and resume."""
+process, its PID and state in the run folder), live progress, the log's tail, stop and resume;
+and a sweep (one run per grid combination) launched and watched from the same form."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import streamlit as st
 
 from core.config import AugmentConfig, ModelConfig, TrainConfig
 from core.runs import Run, RunError
-from dashboard import state, widgets
+from dashboard import state, sweep_panel, widgets
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 NORMS = ("batch", "instance", "group", "none")
@@ -146,6 +147,7 @@ def new_run_form(root: Path) -> None:
         raw["augment"] = augment_section(defaults.augment)
     if st.button("Start training", type="primary", key="train_start", icon=":material/play_arrow:"):
         launch(raw)
+    sweep_panel.sweep_form(raw, root)
 
 
 def launch(raw: dict[str, Any]) -> None:
@@ -201,6 +203,8 @@ def main() -> None:
         progress = widgets.live_panel(run)
         job_controls(run, progress)
     st.divider()
+    with widgets.guard("Sweeps"):
+        sweep_panel.sweep_watch(root)
     with widgets.guard("New run"):
         new_run_form(root)
 

@@ -1,0 +1,217 @@
+"""Compare: any number of runs, or a whole sweep, side by side.
+
+Every number comes from core.compare.compare_many, the function `python -m core compare`
+prints: validation loss per epoch, synthetic and real AUROC (real only where an evaluation is
+cached), health flags, the deepest layers' weight std, K-Means purity and the most confused
+category pairs; then one test image reconstructed by every run, and the best run by a
+criterion with a button that selects it in the sidebar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.runs import Run, RunError
+from dashboard import state, widgets
+
+KEY_MODE = "cmp_mode"
+KEY_SWEEP = "cmp_sweep"
+KEY_RUNS = "cmp_runs"
+SWEEP_MODE, RUNS_MODE = "A sweep", "Runs"
+
+
+def compare_core():
+    return state.core_module("core.compare")
+
+
+def sweeps_under(roots) -> list[Path]:
+    """Sweep folders (with a sweep.json) directly under each runs folder."""
+    found = []
+    for root in roots:
+        if Path(root).is_dir():
+            found += sorted(p.parent for p in Path(root).glob("*/sweep.json"))
+    return found
+
+
+# --------------------------------------------------------------------------- cached core calls
+
+
+def _fingerprints(runs: list[Run]) -> tuple:
+    stamps = []
+    for run in runs:
+        try:
+            stamps.append(state.run_fingerprint(run))
+        except RunError:
+            stamps.append((str(run.path), "changing"))
+        pinned = run.path / "pinned.json"
+        stamps.append(pinned.stat().st_mtime_ns if pinned.is_file() else 0)
+    return tuple(stamps)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _comparison(key: tuple, paths: tuple[str, ...], data_root: str | None, health: bool, cluster: bool):
+    return compare_core().compare_many([Run(Path(p)) for p in paths], data_root=data_root, health=health,
+                                       cluster=cluster)
+
+
+def comparison_of(runs: list[Run], data_root: str | None, health: bool, cluster: bool):
+    with st.spinner(f"Comparing {len(runs)} runs (health, features; cached per checkpoint)…"):
+        return _comparison(_fingerprints(runs), tuple(str(r.path) for r in runs), data_root, health, cluster)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _tiles(key: tuple, _comparison, data_root: str, name: str):
+    return compare_core().reconstruct_across(_comparison, data_root, name)
+
+
+# --------------------------------------------------------------------------- picking
+
+
+def pick_runs(sel: state.Selection) -> list[Run]:
+    sweeps = sweeps_under(sel.roots)
+    modes = [SWEEP_MODE, RUNS_MODE] if sweeps else [RUNS_MODE]
+    mode = st.radio("Compare", modes, horizontal=True, key=KEY_MODE)
+    if mode == SWEEP_MODE:
+        folder = st.selectbox("Sweep", [str(s) for s in sweeps], key=KEY_SWEEP,
+                              format_func=lambda p: Path(p).name, help="Folders with a sweep.json (python -m core sweep).")
+        return compare_core().expand_runs([folder])
+    by_path = {str(r.path): r for r in sel.runs}
+    default = [str(sel.run.path)] if sel.run is not None else []
+    chosen = st.multiselect("Runs", list(by_path), default=default, key=KEY_RUNS,
+                            format_func=lambda p: widgets.run_name(by_path[p], _root(by_path[p], sel.roots)))
+    return [by_path[p] for p in chosen]
+
+
+def _root(run: Run, roots) -> Path | None:
+    return next((r for r in roots if run.path.is_relative_to(r)), None)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def curves_figure(comparison, column: str) -> go.Figure:
+    table = comparison.metric_table(column)
+    fig = go.Figure()
+    for label in table.columns:
+        values = table[label].dropna()
+        fig.add_trace(go.Scatter(x=values.index, y=values.values, mode="lines+markers", name=label,
+                                 hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
+                      yaxis_title=column.replace("_", " "), legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def deep_std_figure(comparison) -> go.Figure:
+    fig = go.Figure()
+    for summary in comparison.runs:
+        layers = list(summary.deep_std)
+        fig.add_trace(go.Bar(x=layers, y=[summary.deep_std[k] for k in layers], name=summary.label))
+    fig.update_layout(barmode="group", height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      yaxis_title="weight std (bottleneck convolutions)", legend={"orientation": "h", "y": 1.15})
+    return fig
+
+
+def tables(comparison) -> None:
+    st.subheader("Runs at their chosen epoch")
+    st.caption("Chosen epoch: pinned, else the health-aware suggestion, else the lowest validation loss. "
+               "Real AUROC only where the run was evaluated (Overview, Scores, `python -m core evaluate`).")
+    st.dataframe(comparison.summary(), hide_index=True, key="cmp_summary")
+    st.subheader("Validation loss, epoch × run")
+    st.dataframe(comparison.val_loss_table(), key="cmp_val_loss")
+    st.markdown("**Health flags, epoch × run**")
+    st.dataframe(comparison.flags_table(), key="cmp_flags")
+    metrics = [c for c in comparison.epochs.columns if c not in ("run", "epoch", "flags")]
+    column = st.selectbox("Curve", metrics, key="cmp_curve") if metrics else None
+    if column:
+        st.plotly_chart(curves_figure(comparison, column), key="cmp_curves")
+    with st.expander("Every epoch of every run", expanded=False):
+        st.dataframe(comparison.epochs, hide_index=True, key="cmp_epochs")
+
+
+def features_section(comparison) -> None:
+    st.subheader("Deepest layers and clusters")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.plotly_chart(deep_std_figure(comparison), key="cmp_deep_std")
+    rows = [{"run": r.label, "purity": r.purity,
+             "most confused pairs": compare_core().confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
+    c2.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_purity")
+    c2.caption("K-Means on bottleneck features, k = number of categories; share = how often two categories "
+               "land in each other's clusters (0.5: indistinguishable).")
+
+
+def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -> None:
+    st.subheader("One test image, every run")
+    root = data_root or next((r.config().data for r in runs if Path(r.config().data).is_dir()), None)
+    if root is None:
+        st.info("No run's data folder exists here; set **Data folder** in the sidebar.")
+        return
+    names = compare_core().list_test_images(root)
+    if not names:
+        st.info(f"`{root}` has no test images.")
+        return
+    name = st.selectbox("Test image", names, key="cmp_image", format_func=widgets.caption_for)
+    key = (_fingerprints(runs), tuple((t.path, t.epoch) for t in comparison.runs))
+    tiles = _tiles(key, comparison, str(root), name)
+    shown = [t for t in tiles if t.reconstruction is not None]
+    images = ([shown[0].image] if shown else []) + [t.reconstruction for t in shown]
+    captions = (["input"] if shown else []) + [f"{t.label} · epoch {t.epoch}" for t in shown]
+    widgets.image_cards(images, captions, columns=min(5, max(1, len(images))))
+    for tile in tiles:
+        if tile.note:
+            st.caption(f"{tile.label}: {tile.note}")
+
+
+def open_run(path: str, epoch: int | None) -> None:
+    """Button callback (runs before the sidebar is drawn): select the run and its epoch."""
+    st.session_state["rs_run_choice"] = path
+    st.session_state["rs_run"] = path
+    if epoch is not None:
+        state.go_to_epoch(Run(Path(path)), epoch)
+
+
+def best_section(comparison) -> None:
+    st.subheader("Best run")
+    criteria = list(compare_core().CRITERIA)
+    criterion = st.selectbox("Criterion", criteria, key="cmp_criterion",
+                             help="Among runs whose chosen epoch has no health flag, when there are any.")
+    best = compare_core().best_run(comparison, criterion)
+    if best is None:
+        st.info(f"No run has a value for {criterion}.")
+        return
+    st.markdown(f"**{best.label}** (epoch {best.epoch}, {best.epoch_source})")
+    st.button("Open this run", key="cmp_open", icon=":material/open_in_new:", on_click=open_run,
+              args=(best.path, best.epoch), help="Selects it in the sidebar; the other pages then show it.")
+
+
+def main() -> None:
+    sel = state.selection()
+    widgets.page_header("Compare", sel, "runs or a sweep side by side")
+    with widgets.guard("Compare"):
+        if not sel.runs:
+            raise state.NotReady("No runs yet: train a few on **Train** (or a sweep), then compare them here.")
+        runs = pick_runs(sel)
+        if not runs:
+            st.info("Pick at least one run.")
+            return
+        c1, c2 = st.columns(2)
+        health = c1.checkbox("Health flags", value=True, key="cmp_health")
+        cluster = c2.checkbox("Purity and confused pairs (K-Means)", value=True, key="cmp_cluster")
+        data_root = sel.data_override.strip() or None
+        comparison = comparison_of(runs, data_root, health, cluster)
+        tables(comparison)
+        best_section(comparison)
+        features_section(comparison)
+        with widgets.guard("Reconstructions"):
+            reconstruction_section(comparison, runs, data_root)
+        notes = [f"{r.label}: {n}" for r in comparison.runs for n in r.notes]
+        if notes:
+            with st.expander("Notes"):
+                st.markdown("\n".join(f"- {n}" for n in notes))
+
+
+main()

@@ -1,0 +1,117 @@
+"""AppTest of the Compare page on a real 2x2 sweep: it opens without an error, its tables hold
+the numbers core.compare (and so `python -m core compare`) gives, it reconstructs one image by
+every run, and "Open this run" selects the best run in the sidebar."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+
+from core.__main__ import main as cli  # noqa: E402
+from core.compare import best_run, compare_many, expand_runs  # noqa: E402
+from tests.dashboard_support import messages, open_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tiny_sweep, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp_dash")
+    shutil.copytree(tiny_sweep, root / tiny_sweep.name, ignore=shutil.ignore_patterns("cache"))
+    return root
+
+
+# the page's tables in the order it draws them (the epochs table sits in an expander)
+TABLES = ("cmp_summary", "cmp_val_loss", "cmp_flags", "cmp_epochs", "cmp_purity")
+
+
+def frame_by_key(at, key: str) -> pd.DataFrame:
+    frames = [d.value for d in at.dataframe]
+    assert len(frames) == len(TABLES), f"expected {len(TABLES)} tables, got {len(frames)}"
+    return frames[TABLES.index(key)]
+
+
+def assert_same_numbers(shown: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(shown.columns) == list(expected.columns)
+    for column in expected.columns:
+        if pd.api.types.is_numeric_dtype(expected[column]):
+            np.testing.assert_allclose(shown[column].astype(float), expected[column].astype(float), equal_nan=True)
+        else:
+            assert list(shown[column].fillna("")) == list(expected[column].fillna("")), column
+
+
+def test_compare_page_shows_the_sweep_with_cores_numbers(sweep_root, monkeypatch, capsys):
+    at = open_app(sweep_root, monkeypatch, "compare")
+    assert not at.exception and not at.error, messages(at)
+    assert at.radio(key="cmp_mode").value == "A sweep"
+    comparison = compare_many(expand_runs([sweep_root / "grid2x2"]))
+    summary = frame_by_key(at, "cmp_summary")
+    assert_same_numbers(summary, comparison.summary())
+    capsys.readouterr()
+    assert cli(["compare", "--sweep", str(sweep_root / "grid2x2")]) == 0
+    printed = capsys.readouterr().out
+    for row in summary.itertuples():  # what the page shows is what the CLI prints
+        line = next(x for x in printed.splitlines() if x.strip().startswith(row.run + " "))
+        assert f"{row.val_loss:.4f}" in line and f"{row.purity:.3f}" in line and f"{row.deep_std:.4f}" in line
+    assert_same_numbers(frame_by_key(at, "cmp_val_loss"), comparison.val_loss_table())
+    assert_same_numbers(frame_by_key(at, "cmp_flags"), comparison.flags_table())
+    assert_same_numbers(frame_by_key(at, "cmp_epochs"), comparison.epochs)
+    assert at.get("plotly_chart"), "curves and weight std are drawn"
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert captions == ["input"] + [f"{r.label} · epoch {r.epoch}" for r in comparison.runs]
+
+    at.selectbox(key="cmp_criterion").set_value("lowest validation loss").run()
+    best = best_run(comparison, "lowest validation loss")
+    assert best.label in " ".join(m.value for m in at.markdown)
+    at.button(key="cmp_open").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.session_state["rs_run_choice"] == best.path
+    assert at.sidebar.selectbox(key="rs_run").value == best.path
+
+
+def test_compare_page_with_picked_runs(sweep_root, monkeypatch):
+    at = open_app(sweep_root, monkeypatch, "compare")
+    at.radio(key="cmp_mode").set_value("Runs").run()
+    members = sorted(str(p) for p in (sweep_root / "grid2x2").iterdir() if p.is_dir())[:2]
+    at.multiselect(key="cmp_runs").set_value(members).run()
+    assert not at.exception and not at.error, messages(at)
+    shown = frame_by_key(at, "cmp_summary")
+    assert sorted(shown["run"]) == sorted(p.rsplit("/", 1)[-1] for p in members)
+
+
+def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, monkeypatch):
+    from core.sweep import load_plan, sweep_status
+
+    at = open_app(tmp_path, monkeypatch, "train")
+    at.text_input(key="train_data").set_value(str(demo_root)).run()
+    at.multiselect(key="train_categories").set_value(["pill"])
+    at.selectbox(key="train_size").set_value(32)
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch").set_value(8)
+    at.number_input(key="train_threads").set_value(1)
+    at.number_input(key="train_width").set_value(4)
+    at.number_input(key="train_depth").set_value(2).run()
+    at.text_input(key="train_sweep_name").set_value("ui")
+    at.text_area(key="train_sweep_grid").set_value("loss=l1,l2").run()
+    at.button(key="train_sweep_start").click().run()
+    assert not at.exception and not at.error, messages(at)
+    folder = tmp_path / "ui"
+    deadline = time.time() + 240
+    while sweep_status(folder).get("state") == "running":
+        assert time.time() < deadline, (folder / "sweep.log").read_text()
+        time.sleep(0.5)
+    assert sweep_status(folder)["state"] == "finished", (folder / "sweep.log").read_text()
+    plan = load_plan(folder)
+    assert [m.overrides for m in plan.members] == [{"loss": "l1"}, {"loss": "l2"}]
+    assert plan.base.image_size == 32 and plan.base.categories == ["pill"] and plan.base.model.depth == 2
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["done", "done"] and list(table["saved"]) == [1, 1]
+    at.button(key="train_sweep_compare").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.selectbox(key="cmp_sweep").value == str(folder)
+    assert sorted(at.dataframe[0].value["run"]) == ["loss-l1", "loss-l2"]
