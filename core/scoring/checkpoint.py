@@ -246,7 +246,12 @@ def score_checkpoint(
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     if calibration == "normals" and split == "test":
-        val = score_checkpoint(run, resolved, data_root, method, "val", device, **options)
+        held_out = scoring_samples(config, data_root, "val")
+        val = (
+            score_checkpoint(run, resolved, data_root, method, "val", device, **options)
+            if held_out
+            else {"scores": [], "categories": []}  # calibrate_result then says why it is raw
+        )
         result = calibrate_result(result, val)
     return result
 
