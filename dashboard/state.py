@@ -13,18 +13,19 @@ core (core.cache), so a new dashboard process starts warm.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
+import core.diagnostics
+import core.finite
+import core.scoring
 from core.runs import Run, RunError, list_runs
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
@@ -135,17 +136,6 @@ def go_to_epoch(run: Run, epoch: int) -> None:
     nonces[str(run.path)] = nonces.get(str(run.path), 0) + 1
 
 
-def core_module(name: str) -> ModuleType:
-    """Imports a core module lazily (umap and friends are slow to import) with a clear error."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name and name.startswith(err.name):
-            raise NotReady(f"This view needs `{name}`, which is not available in this "
-                           "installation yet.") from err
-        raise
-
-
 # --------------------------------------------------------------------------- fingerprints
 
 
@@ -250,7 +240,7 @@ def _reconstructions(fingerprint: tuple[str, int, int], data_key: tuple, indices
     if not indices:
         return np.zeros((0, 1, 1, 3), np.uint8)
     outputs = reconstruct(model(_run, _epoch), _images[list(indices)])
-    core_module("core.finite").require_finite(outputs, "reconstructed pixel values", _epoch, _run.path)
+    core.finite.require_finite(outputs, "reconstructed pixel values", _epoch, _run.path)
     return to_uint8(outputs)
 
 
@@ -268,10 +258,10 @@ def reconstructions(run: Run, epoch: int, data_root: Path, indices: Sequence[int
 @st.cache_data(max_entries=128, show_spinner=False)
 def _subset_maps(fingerprint: tuple[str, int, int], data_key: tuple, indices: tuple[int, ...], method: str,
                  _run: Run, _epoch: int, _data_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    scoring = core_module("core.scoring")
+    scoring = core.scoring
     images = test_set(_run, _data_root).subset(list(indices))
     result = scoring.score_image_set(model(_run, _epoch), images, method)
-    core_module("core.finite").require_finite_scores(
+    core.finite.require_finite_scores(
         {"method": method, "epoch": _epoch, "scores": result.scores, "maps": result.maps}, _run.path)
     return np.asarray(result.scores, np.float64), np.asarray(result.maps, np.float32)
 
@@ -289,7 +279,7 @@ def subset_maps(run: Run, epoch: int, data_root: Path, indices: Sequence[int], m
 @st.cache_data(max_entries=32, show_spinner=False)
 def _scores(fingerprint: tuple[str, int, int], data_root: str, method: str, split: str,
             calibration: str, _run: Run, _epoch: int) -> dict[str, Any]:
-    scoring = core_module("core.scoring")
+    scoring = core.scoring
     return scoring.score_checkpoint(_run, _epoch, data_root, method, split=split,
                                     calibration=calibration)
 
@@ -308,14 +298,12 @@ def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "tes
 
 
 def scoring_methods() -> list[str]:
-    return list(core_module("core.scoring").METHODS)
+    return list(core.scoring.METHODS)
 
 
 def map_methods() -> list[str]:
     """Methods that give a per-pixel map (what the reconstruction heatmaps show)."""
-    scoring = core_module("core.scoring")
-    listed = getattr(scoring, "MAP_METHODS", None)
-    return list(listed) if listed else [m for m in scoring.METHODS if m in ("pixel", "ssim")]
+    return list(core.scoring.MAP_METHODS)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -323,12 +311,9 @@ def map_methods() -> list[str]:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _diagnosis(fingerprint: tuple, data_root: str | None, _run: Run) -> dict[str, Any]:
-    diagnostics = core_module("core.diagnostics")
-    if not hasattr(diagnostics, "diagnose_run"):
-        raise NotReady("Health checks need core.diagnostics.diagnose_run, which is not available yet.")
     # Without clustering: health flags and the label-free suggestion, a few seconds per epoch
     # the first time (cached on disk per checkpoint afterwards).
-    return diagnostics.diagnose_run(_run, data_root=data_root, cluster=False)
+    return core.diagnostics.diagnose_run(_run, data_root=data_root, cluster=False)
 
 
 def diagnosis(run: Run, data_root: Path | None) -> dict[str, Any]:

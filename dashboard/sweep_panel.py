@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import core.sweep
 from core.config import TrainConfig
 from core.runs import RunError
-from dashboard import state, widgets
+from dashboard import widgets
 
 KEY_WATCH = "train_sweep_watch"
 DEFAULT_GRID = "loss=l1,l2\nmodel.skips=all|none"
@@ -23,7 +24,7 @@ GRID_HELP = ("One line per setting: KEY=V1,V2 with any training option (loss, mo
 
 
 def sweep_core():
-    return state.core_module("core.sweep")
+    return core.sweep
 
 
 def sweep_form(raw: dict[str, Any], root: Path) -> None:

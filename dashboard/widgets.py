@@ -19,6 +19,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+import core.export
+import core.jobs
 from core import visual
 from core.runs import Run, RunError
 from dashboard import state
@@ -180,7 +182,7 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
             with guard("Export"), st.spinner("Exporting…"):
-                exporter = state.core_module("core.export")
+                exporter = core.export
                 written = exporter.export_epoch(run, epoch, run.path / "exports" / f"epoch_{epoch:03d}",
                                                 test_dir=test_dir.strip() or None, method=method, reason=reason)
                 st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
@@ -250,7 +252,7 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def progress_body(run: Run, known_epochs: tuple[int, ...], show_log: bool) -> dict[str, Any]:
-    jobs = state.core_module("core.jobs")
+    jobs = core.jobs
     progress = jobs.job_progress(run)
     job_state = str(progress.get("state", "empty"))
     epochs_done = list(progress.get("finished_epochs") or [])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# no background evaluation beside the many tiny training runs (tests/test_follow.py runs it)
+os.environ.setdefault("RECONSCOPE_NO_FOLLOW", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -26,7 +26,7 @@ from core.sweep import load_plan
 def sweep_copy(tiny_sweep, tmp_path_factory):
     """A writable copy (this module evaluates and pins a member)."""
     target = tmp_path_factory.mktemp("cmp") / "grid2x2"
-    shutil.copytree(tiny_sweep, target)
+    shutil.copytree(tiny_sweep, target, ignore=shutil.ignore_patterns("cache"))
     return target
 
 

@@ -41,6 +41,8 @@ def add_arguments(parser) -> None:
                         help="any config field, e.g. --set augment.rotate_limit=15 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-follow", action="store_true",
+                        help="do not evaluate epochs in the background as they land")
 
 
 def config_from_args(args) -> TrainConfig:
@@ -73,5 +75,12 @@ def main(args) -> int:
     from core.train import train
 
     config = config_from_args(args)
+    if not args.no_follow and not config.per_category:
+        from core.follow import LOG_NAME, start_follower
+
+        follower = start_follower(config.run)
+        if follower is not None:
+            print(f"evaluating each epoch in the background (pid {follower.pid}, log "
+                  f"{Path(config.run) / LOG_NAME}); --no-follow turns this off")
     train(config, resume=args.resume, progress=not args.quiet)
     return 0

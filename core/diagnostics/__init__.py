@@ -13,50 +13,44 @@ compare        two runs side by side
 Everything that reads a checkpoint is cached on disk per checkpoint (core.cache).
 """
 
-from core.diagnostics.clustering import ClusterResult, cluster_features, embed_2d
-from core.diagnostics.compare import compare_runs, loss_curves
-from core.diagnostics.features import (
-    FeatureResult,
-    encoder_features,
-    feature_clusters,
-    feature_embedding,
-)
-from core.diagnostics.gradients import gradient_table, vanishing_gradients
-from core.diagnostics.health import (
-    HealthFlag,
-    HealthReport,
-    reconstruction_health,
-    reconstruction_numbers_of,
-    weight_health,
-)
-from core.diagnostics.probe import DataMissingError, probe_set
-from core.diagnostics.timeline import diagnose_epoch, diagnose_run, epoch_health, suggest_epoch
-from core.diagnostics.weights import weight_histogram, weight_stats, weight_std_table
+# Attributes load on first use (PEP 562): importing one submodule never runs this
+# package's other modules, so no import circle passes through this file.
+from __future__ import annotations
 
-__all__ = [
-    "ClusterResult",
-    "DataMissingError",
-    "FeatureResult",
-    "HealthFlag",
-    "HealthReport",
-    "cluster_features",
-    "compare_runs",
-    "diagnose_epoch",
-    "diagnose_run",
-    "embed_2d",
-    "encoder_features",
-    "epoch_health",
-    "feature_clusters",
-    "feature_embedding",
-    "gradient_table",
-    "loss_curves",
-    "probe_set",
-    "reconstruction_health",
-    "reconstruction_numbers_of",
-    "suggest_epoch",
-    "vanishing_gradients",
-    "weight_health",
-    "weight_histogram",
-    "weight_stats",
-    "weight_std_table",
-]
+import importlib
+
+_EXPORTS = {
+    "ClusterResult": "core.diagnostics.clustering",
+    "DataMissingError": "core.diagnostics.probe",
+    "FeatureResult": "core.diagnostics.features",
+    "HealthFlag": "core.diagnostics.health",
+    "HealthReport": "core.diagnostics.health",
+    "cluster_features": "core.diagnostics.clustering",
+    "compare_runs": "core.diagnostics.compare",
+    "diagnose_epoch": "core.diagnostics.timeline",
+    "diagnose_run": "core.diagnostics.timeline",
+    "embed_2d": "core.diagnostics.clustering",
+    "encoder_features": "core.diagnostics.features",
+    "epoch_health": "core.diagnostics.timeline",
+    "feature_clusters": "core.diagnostics.features",
+    "feature_embedding": "core.diagnostics.features",
+    "gradient_table": "core.diagnostics.gradients",
+    "loss_curves": "core.diagnostics.compare",
+    "probe_set": "core.diagnostics.probe",
+    "reconstruction_health": "core.diagnostics.health",
+    "reconstruction_numbers_of": "core.diagnostics.health",
+    "suggest_epoch": "core.diagnostics.timeline",
+    "vanishing_gradients": "core.diagnostics.gradients",
+    "weight_health": "core.diagnostics.health",
+    "weight_histogram": "core.diagnostics.weights",
+    "weight_stats": "core.diagnostics.weights",
+    "weight_std_table": "core.diagnostics.weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

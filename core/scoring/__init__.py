@@ -5,32 +5,35 @@
 
 Modules, one job each: options (the knobs), maps (reconstruction-based maps), features
 (encoder vectors), knn (banks and the search), methods (the five methods), data (what is
-scored, decoded once), checkpoint (runs, epochs and the on-disk cache).
+scored, decoded once), testset (the one test set: categories, routing), calibration
+(per-category z-scores), routing, checkpoint (runs, epochs and the on-disk cache).
 """
 
+# Attributes load on first use (PEP 562): importing one submodule never runs this
+# package's other modules, so no import circle passes through this file.
 from __future__ import annotations
 
-from core.scoring.checkpoint import load_checkpoint_model, score_checkpoint
-from core.scoring.knn import FeatureBank, knn_search
-from core.scoring.methods import (
-    ScoreResult,
-    build_feature_bank,
-    build_thumbnail_bank,
-    score_image_set,
-)
-from core.scoring.options import MAP_METHODS, METHODS, ScoreOptions, parse_methods
+import importlib
 
-__all__ = [
-    "MAP_METHODS",
-    "METHODS",
-    "FeatureBank",
-    "ScoreOptions",
-    "ScoreResult",
-    "build_feature_bank",
-    "build_thumbnail_bank",
-    "knn_search",
-    "load_checkpoint_model",
-    "parse_methods",
-    "score_checkpoint",
-    "score_image_set",
-]
+_EXPORTS = {
+    "FeatureBank": "core.scoring.knn",
+    "MAP_METHODS": "core.scoring.options",
+    "METHODS": "core.scoring.options",
+    "ScoreOptions": "core.scoring.options",
+    "ScoreResult": "core.scoring.methods",
+    "build_feature_bank": "core.scoring.methods",
+    "build_thumbnail_bank": "core.scoring.methods",
+    "knn_search": "core.scoring.knn",
+    "load_checkpoint_model": "core.scoring.checkpoint",
+    "parse_methods": "core.scoring.options",
+    "score_checkpoint": "core.scoring.checkpoint",
+    "score_image_set": "core.scoring.methods",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import core.compare
 from core.runs import Run, RunError
 from dashboard import state, widgets
 
@@ -25,7 +26,7 @@ SWEEP_MODE, RUNS_MODE = "A sweep", "Runs"
 
 
 def compare_core():
-    return state.core_module("core.compare")
+    return core.compare
 
 
 def sweeps_under(roots) -> list[Path]:

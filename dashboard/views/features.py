@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import core.diagnostics
 from core.runs import Run
 from dashboard import state, widgets
 
@@ -35,7 +36,7 @@ class FeatureView:
 
 
 def diagnostics():
-    return state.core_module("core.diagnostics")
+    return core.diagnostics
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -9,11 +9,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+import core.evaluate
+from core.follow import OVERVIEW_METHODS
 from core.runs import Run, RunError
 from dashboard import state, widgets
 
 CURVES_KEY = "overview_curves"
-DEFAULT_METHODS = ("pixel", "ssim")
+DEFAULT_METHODS = OVERVIEW_METHODS  # what training's follower scores as each epoch lands
 COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
           "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c"}
 
@@ -24,7 +26,7 @@ COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "s
 @st.cache_data(max_entries=256, show_spinner=False)
 def _evaluate_epoch(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run,
                     _epoch: int) -> dict[str, Any]:
-    evaluate = state.core_module("core.evaluate")
+    evaluate = core.evaluate
     return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False,
                                    routing=False)
 
@@ -51,7 +53,7 @@ def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str,
 
 def epoch_table(run: Run, epochs: list[int], evaluations: list[dict[str, Any]]) -> pd.DataFrame:
     """core.evaluate.run_table; epochs without a real evaluation keep their logged numbers."""
-    evaluate = state.core_module("core.evaluate")
+    evaluate = core.evaluate
     done = {int(ev["epoch"]) for ev in evaluations}
     rows = list(evaluations) + [{"epoch": e, "methods": []} for e in epochs if e not in done]
     if not rows:
@@ -267,7 +269,7 @@ def main() -> None:
                         config=widgets.PLOT_CONFIG)
         st.caption("Click a point to open that epoch in every page.")
         st.subheader("Which epoch?")
-        choices = state.core_module("core.evaluate").epoch_choices(table) if len(table) else {}
+        choices = core.evaluate.epoch_choices(table) if len(table) else {}
         draw_suggestions(run, choices, diag, sel.epoch)
         st.subheader("Epoch × metric")
         draw_table(table, sel.marks, health)

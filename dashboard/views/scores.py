@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import core.evaluate
 from core import metrics, visual
 from core.runs import Run
 from core.scoring.checkpoint import calibrate_result
@@ -26,7 +27,7 @@ KIND_COLORS = {"normal": "#2563eb", "defective": "#dc2626", "unlabeled": "#94a3b
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run, _epoch: int) -> dict:
-    evaluate = state.core_module("core.evaluate")
+    evaluate = core.evaluate
     return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False, routing=False)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import core.jobs
 from core import visual
 from core.jobs import DEMO_EPOCHS, DEMO_SPEC, demo_config, demo_data_ready
 from core.runs import Run, RunError
@@ -30,7 +31,7 @@ def start_demo(root: Path, data: Path) -> Run:
         with st.spinner(f"Drawing the demo images into {data}…"):
             generate_demo_dataset(data, DEMO_SPEC)
     config = demo_config(data, free_run_path(root))
-    state.core_module("core.jobs").start_training(config)
+    core.jobs.start_training(config)
     run = Run(Path(config.run))
     widgets.wait_until_started(run)
     st.session_state["rs_run_choice"] = str(run.path)

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+import core.jobs
 from core.config import AugmentConfig, ModelConfig, TrainConfig
 from core.runs import Run, RunError
 from dashboard import state, sweep_panel, widgets
@@ -159,7 +160,7 @@ def launch(raw: dict[str, Any]) -> None:
         except ValueError as err:
             st.error(f"Cannot start: {err}", icon=":material/error:")
             return
-        pid = state.core_module("core.jobs").start_training(config)
+        pid = core.jobs.start_training(config)
         run = Run(Path(config.run).expanduser())
         widgets.wait_until_started(run)
         st.session_state["rs_run_choice"] = str(run.path)
@@ -171,7 +172,7 @@ def launch(raw: dict[str, Any]) -> None:
 
 
 def job_controls(run: Run, progress: dict[str, Any]) -> None:
-    jobs = state.core_module("core.jobs")
+    jobs = core.jobs
     job_state = progress.get("state")
     if run.is_training():
         if st.button("Stop after this batch", key="train_stop", icon=":material/stop:"):

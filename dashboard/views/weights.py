@@ -9,6 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import core.diagnostics
+import core.diagnostics.gradients
+import core.diagnostics.weights
 from core import visual
 from core.runs import Run
 from dashboard import state, widgets
@@ -22,11 +25,11 @@ PART_COLORS = {"encoder": "#2563eb", "bottleneck": "#9333ea", "decoder": "#05966
 
 
 def diagnostics():
-    return state.core_module("core.diagnostics.weights")
+    return core.diagnostics.weights
 
 
 def gradients():
-    return state.core_module("core.diagnostics.gradients")
+    return core.diagnostics.gradients
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -125,7 +128,7 @@ def gradient_figure(table: pd.DataFrame, stats: pd.DataFrame | None) -> go.Figur
 
 def comparison_section(run: Run, epoch: int, other: Run, other_epoch: int) -> None:
     """core.diagnostics.compare_runs: std per layer side by side, per part, and both loss curves."""
-    result = state.core_module("core.diagnostics").compare_runs(run, epoch, other, other_epoch)
+    result = core.diagnostics.compare_runs(run, epoch, other, other_epoch)
     a, b = f"{run.name} @ {epoch}", f"{other.name} @ {other_epoch}"
     weights = result["weights"]
     fig = go.Figure()

@@ -1,0 +1,90 @@
+"""Evaluate every epoch as it lands, beside training, so a finished run opens from cache.
+
+`follow_run` watches a run folder and scores each new checkpoint's test set with the methods
+the dashboard's Overview shows first (OVERVIEW_METHODS; image AUROC, calibrated and raw),
+storing results in the run's per-checkpoint cache (core.cache) exactly as the dashboard and
+`evaluate` would compute them. It runs in its own low-priority process (`python -m core
+follow`, started by `python -m core train` and by the dashboard's training jobs), so it never
+blocks the next epoch, and it ends once the job has stopped and every epoch is scored.
+
+A run without test images (or whose data folder is gone) is not followed: there is nothing
+to score. A checkpoint that cannot be scored (diverged, damaged) is noted and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.runs import Run
+
+OVERVIEW_METHODS = ("pixel", "ssim", "knn")  # what the Overview's real-AUROC table shows first
+POLL_S = 2.0
+LOG_NAME = "follow.log"
+ENDED_STATES = ("finished", "failed", "stopped")
+
+
+def follow_run(run: Run, data_root: str | Path | None = None,
+               methods: Sequence[str] = OVERVIEW_METHODS, poll_s: float = POLL_S,
+               log: Callable[[str], None] = print, max_idle_s: float = 3600.0) -> list[int]:
+    """Scores each epoch of `run` once it exists; returns the epochs scored. Stops when the
+    job is no longer running and every epoch is done, or after max_idle_s with nothing new."""
+    from core.evaluate import evaluate_epoch
+    from core.scoring.data import run_data_root
+    from core.scoring.testset import build_test_set
+
+    done: set[int] = set()
+    scored: list[int] = []
+    idle_since = time.monotonic()
+    while True:
+        pending = [e for e in run.epochs() if e not in done]
+        for epoch in pending:
+            done.add(epoch)
+            try:
+                config = run.config()
+                root = run_data_root(config, data_root)
+                if not build_test_set(config, root).has_labels:
+                    log(f"epoch {epoch}: the test set has no labels; nothing to evaluate")
+                    return scored
+                started = time.perf_counter()
+                evaluate_epoch(run, epoch, root, methods, pixel=False, thresholds=False,
+                               routing=False)
+                scored.append(epoch)
+                log(f"epoch {epoch}: evaluated ({', '.join(methods)}) in "
+                    f"{time.perf_counter() - started:.1f} s")
+            except (ValueError, RuntimeError, OSError) as err:
+                log(f"epoch {epoch}: not evaluated: {err}")
+        if pending:
+            idle_since = time.monotonic()
+            continue
+        ended = run.status().get("state") in ENDED_STATES  # no status yet: the job is starting
+        if ended or time.monotonic() - idle_since > max_idle_s:
+            return scored
+        time.sleep(poll_s)
+
+
+def start_follower(run_path: str | Path, data_root: str | Path | None = None) -> subprocess.Popen | None:
+    """`python -m core follow` for the run, detached and at low priority; its output goes to
+    <run>/follow.log. None when RECONSCOPE_NO_FOLLOW is set (the test suite sets it)."""
+    if os.environ.get("RECONSCOPE_NO_FOLLOW"):
+        return None
+    path = Path(run_path)
+    path.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "core", "follow", "--run", str(path)]
+    if data_root:
+        command += ["--data", str(data_root)]
+    with (path / LOG_NAME).open("a") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_lower_priority)
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(10)
+    except OSError:
+        pass
