@@ -14,6 +14,7 @@ FLAGS = {
     "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
     "lr": ("lr", float), "loss": ("loss", str), "device": ("device", str), "seed": ("seed", int),
     "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
+    "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
     "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
     "norm": ("model.norm", str), "activation": ("model.activation", str),
 }
@@ -27,6 +28,8 @@ def add_arguments(parser) -> None:
         for part in key.split("."):
             default = default[part]
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=f"default {default}")
+    parser.add_argument("--run-dir", dest="run", default=None,
+                        help="same as --run; use it under torchrun, whose own parser claims --run")
     parser.add_argument("--categories", help="comma-separated categories (default: all found)")
     parser.add_argument("--per-category", action="store_true", default=None, help="one model per category")
     parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
@@ -64,8 +67,12 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
+    from core import distributed
     from core.train import train
 
     config = config_from_args(args)
-    train(config, resume=args.resume, progress=not args.quiet)
+    try:
+        train(config, resume=args.resume, progress=not args.quiet)
+    finally:
+        distributed.shutdown()  # leaves the process group under torchrun; nothing otherwise
     return 0
