@@ -119,3 +119,32 @@ def test_follower_ranks_never_write_the_run(tmp_path):
     view.write_status(state="running")
     view.append_metrics({"epoch": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jobs_launch_torchrun_when_several_gpus_are_visible(monkeypatch, tmp_path):
+    from torch.distributed.run import get_args_parser
+
+    from core import jobs
+    from core.config import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert jobs.processes_for(TrainConfig(device="auto")) == 4
+    assert jobs.processes_for(TrainConfig(device="cpu")) == 1
+    command = jobs.training_command(tmp_path / "job.json", tmp_path / "run", resume=True, processes=4)
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    parsed = get_args_parser().parse_args(command[3:])  # torchrun's own parser takes it as meant
+    assert parsed.module and parsed.training_script == "core" and parsed.nproc_per_node == "4"
+    assert parsed.training_script_args[:1] == ["train"] and parsed.training_script_args[-1] == "--resume"
+    assert str(tmp_path / "run") in parsed.training_script_args
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert jobs.processes_for(TrainConfig(device="auto")) == 1
+    assert jobs.training_command(tmp_path / "job.json", tmp_path / "run", False)[1:4] == ["-m", "core", "train"]
+
+
+def test_train_page_says_it_will_use_every_gpu(tmp_path, monkeypatch):
+    from tests.dashboard_support import messages, open_app
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    at = open_app(tmp_path / "runs", monkeypatch, "train")
+    assert not at.exception, messages(at)
+    assert any("2 GPUs visible" in c.value and "global batch" in c.value for c in at.caption)

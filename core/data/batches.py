@@ -7,10 +7,15 @@ workers > 0: a torch DataLoader augments batches in that many worker processes, 
 that one thread cannot feed (benchmarks/bench_train.py measures both sides). Each batch's
 pipeline is re-seeded from (seed, batch number), so the batches do not depend on how many
 workers there are or which one made a batch; they differ from the thread's stream.
+Workers start from a forkserver, never by forking the training process: a fork taken while
+another thread (OpenCV's pool, a prefetch thread) holds a lock can hang the child, and did in
+tests. The images go to the workers once, as a shared-memory tensor, not pickled per epoch.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -27,9 +32,9 @@ def batch_seed(seed: int, step: int) -> int:
 
 
 class _BatchDataset(torch.utils.data.Dataset):
-    """Item k = batch k augmented, as a uint8 (B, H, W, 3) tensor (shared memory, not pickled)."""
+    """Item k = batch k augmented, as a uint8 (B, H, W, 3) tensor (returned through shared memory)."""
 
-    def __init__(self, images: np.ndarray, batches: list[np.ndarray], pipeline: A.Compose | None,
+    def __init__(self, images: torch.Tensor, batches: list[np.ndarray], pipeline: A.Compose | None,
                  seed: int):
         self.images, self.batches, self.pipeline, self.seed = images, batches, pipeline, seed
 
@@ -39,7 +44,27 @@ class _BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> torch.Tensor:
         if self.pipeline is not None:
             self.pipeline.set_random_seed(batch_seed(self.seed, step))
-        return torch.from_numpy(augment_batch(self.pipeline, self.images[self.batches[step]]))
+        images = self.images.numpy()[self.batches[step]]
+        return torch.from_numpy(augment_batch(self.pipeline, images))
+
+
+# The shared-memory copy of the last image array handed to workers (one per training run: the
+# array lives as long as the run's data, so every epoch reuses the same copy).
+_SHARED: tuple[weakref.ref, torch.Tensor] | None = None
+
+
+def _shared_images(images: np.ndarray) -> torch.Tensor:
+    global _SHARED
+    if _SHARED is None or _SHARED[0]() is not images:
+        _SHARED = (weakref.ref(images), torch.from_numpy(np.ascontiguousarray(images)).clone().share_memory_())
+    return _SHARED[1]
+
+
+def _worker_context():
+    """forkserver, with this module (torch, albumentations, OpenCV) imported once in the server."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _quiet_worker(_worker_id: int) -> None:
@@ -88,8 +113,9 @@ class AugmentedBatches:
             yield images
 
     def _processes(self) -> Iterator[np.ndarray]:
-        dataset = _BatchDataset(self.images, self.batches, self.pipeline, self.seed)
+        dataset = _BatchDataset(_shared_images(self.images), self.batches, self.pipeline, self.seed)
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                             num_workers=self.workers, worker_init_fn=_quiet_worker)
+                                             num_workers=self.workers, worker_init_fn=_quiet_worker,
+                                             multiprocessing_context=_worker_context())
         for batch in loader:
             yield batch.numpy()
