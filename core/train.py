@@ -162,8 +162,8 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     ctx, accel = distributed.current(), Acceleration.for_run(config, device)
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
-    torch.manual_seed(config.seed * 100_003 + epoch)
-    augment_seed = ctx.augment_seed(config.seed * 100_003 + epoch)
+    augment_seed = ctx.augment_seed(config.seed * 100_003 + epoch)  # rank 0: the single-process seed
+    torch.manual_seed(augment_seed)
     pipeline = build_augmentation(config.augment, config.image_size, seed=augment_seed)
     order = rng.permutation(len(data.train))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
