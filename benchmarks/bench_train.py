@@ -7,7 +7,9 @@
   ceiling), with bf16 / channels_last as the config resolves them for the device;
 - loop: core.train.run_epoch (decoding done once, augmentation as configured, grad norms).
 When one thread augments fewer images/s than a step trains, the loop is data-bound: set
-`workers` to the smallest k whose rate clears the step rate.
+`workers` to the smallest k whose rate clears the step rate. (With `--set workers=k` the loop
+pays the workers' start-up each epoch, which here includes re-importing this script: on tiny
+epochs that, not augmentation, is what the loop figure shows.)
 
     python benchmarks/bench_train.py                      # the demo config (64 px)
     python benchmarks/bench_train.py --image-size 256 --base-width 32 --depth 4 --batch-size 32 \\
@@ -17,6 +19,7 @@ When one thread augments fewer images/s than a step trains, the loop is data-bou
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -133,7 +136,10 @@ def main() -> None:
             overrides[key] = getattr(args, flag)
     for item in args.set:
         key, _, value = item.partition("=")
-        overrides[key] = value
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
     config = demo_config(args.data).with_overrides(overrides)
     if not Path(args.data).is_dir():
         generate_demo_dataset(args.data, DemoSpec(size=max(config.image_size, 64)))

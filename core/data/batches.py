@@ -9,7 +9,9 @@ pipeline is re-seeded from (seed, batch number), so the batches do not depend on
 workers there are or which one made a batch; they differ from the thread's stream.
 Workers start from a forkserver, never by forking the training process: a fork taken while
 another thread (OpenCV's pool, a prefetch thread) holds a lock can hang the child, and did in
-tests. The images go to the workers once, as a shared-memory tensor, not pickled per epoch.
+tests. The images go to the workers as one shared-memory copy made once per run (not pickled
+per epoch); workers start again each epoch. As with any spawned worker, a script that trains
+with workers > 0 must guard its entry point with `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
