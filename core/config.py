@@ -69,6 +69,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    workers: int = 0  # augmentation worker processes (torch DataLoader); 0 = one prefetch thread
+    precision: str = "auto"  # auto | bf16 | fp32; auto = bf16 autocast on CUDA, fp32 elsewhere
+    channels_last: str = "auto"  # auto | on | off; auto = on for CUDA only
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -138,6 +141,9 @@ def _validate(config, prefix: str) -> None:
             (config.lr > 0, "lr must be positive"),
             (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (isinstance(config.workers, int) and config.workers >= 0, "workers must be 0 or more"),
+            (config.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
+            (config.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
             (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
             (config.pseudo_categories in (-1, 0) or 2 <= config.pseudo_categories <= 32,
              "pseudo_categories must be 0 (off), -1 (auto) or 2..32"),

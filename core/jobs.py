@@ -50,9 +50,12 @@ def demo_config(data: str | Path = DEMO_DATA, run: str | Path = DEMO_RUN) -> Tra
                        batch_size=16, device="auto").with_overrides({"model.base_width": 16, "model.depth": 3})
 
 
-def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str] | None = None) -> int:
+def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str] | None = None,
+                   processes: int | None = None) -> int:
     """Launches the job and returns its PID; refuses a run that is already training.
-    `env`: extra environment variables for the job (a sweep pins each member to one GPU)."""
+    `env`: extra environment variables for the job (a sweep pins each member to one GPU, and
+    such a job runs as one process). `processes` None = one per visible GPU (torchrun when
+    several), else that many ranks."""
     run = Run(Path(config.run).expanduser())
     if run.path.is_dir() and run.is_training():
         raise RunError(f"{run.path}: already training (pid {run.status().get('pid')}); stop it first")
@@ -65,10 +68,9 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     config.save(job_config)
     if not (run.path / "config.json").is_file():  # listed as a run at once, before the job starts
         config.save(run.path / "config.json")
-    command = [sys.executable, "-m", "core", "train", "--config", str(job_config), "--run", str(run.path),
-               "--quiet"]
-    if resume:
-        command.append("--resume")
+    if processes is None:
+        processes = 1 if env and "CUDA_VISIBLE_DEVICES" in env else processes_for(config)
+    command = training_command(job_config, run.path, resume, processes)
     run.write_status(state="starting", pid=None, epoch=len(run.epochs()), epochs=config.epochs,
                      message="starting", started=time.time())
     env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1", **(env or {}))
@@ -80,6 +82,28 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     _CHILDREN[process.pid] = process
     run.write_status(pid=process.pid)  # the job writes the same pid itself once it runs
     return process.pid
+
+
+def processes_for(config: TrainConfig) -> int:
+    """Training processes for a job: one per visible GPU when CUDA is wanted and there are
+    several, else one."""
+    if config.device == "cpu":
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def training_command(job_config: Path, run_path: Path, resume: bool, processes: int = 1) -> list[str]:
+    """`python -m core train ...`, or the same under torchrun (one machine, `processes` ranks).
+    The run folder goes as --run-dir: torchrun's own parser claims --run."""
+    command = [sys.executable, "-m", "core", "train", "--config", str(job_config), "--run-dir", str(run_path),
+               "--quiet"] + (["--resume"] if resume else [])
+    if processes > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={processes}", "-m"]
+        command = launcher + command[2:]  # from "core" on
+    return command
 
 
 def stop_training(run: Run, timeout: float = 10.0) -> bool:

@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core import distributed
+from core.accel import Acceleration, device_memory
 from core.config import TrainConfig
-from core.data.augment import augment_batch, build_augmentation
+from core.data.augment import build_augmentation
+from core.data.batches import AugmentedBatches
 from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
@@ -71,7 +73,7 @@ def conv_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] | None]:
     """Creates or reopens the run folder; refuses to overwrite or to double-train a run."""
     run = Run(Path(config.run).expanduser())
-    if run.path.is_dir() and run.is_training() and run.status().get("pid") not in (None, os.getpid()):
+    if run.path.is_dir() and run.is_training() and run.status().get("pid") not in (None, distributed.job_pid()):
         raise RunError(f"{run.path}: a training job is already running (pid {run.status().get('pid')}); "
                        "stop it first or choose another --run")
     epochs = run.epochs()
@@ -102,18 +104,23 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log:
 def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> Run:
     """Trains one run while holding its OS-level lock: of two jobs started at once, one trains
     and the other is refused with a RunLockedError."""
-    with run_lock(config.run):
+    # under torchrun rank 0 holds the lock for the job; the other ranks write nothing
+    rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else 0
+    with run_lock(config.run) if rank == 0 else contextlib.nullcontext():
         return _train_locked(config, resume, progress, log)
 
 
 def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -> Run:
     config = TrainConfig.from_dict(config.to_dict())  # filled in below; the caller's stays as given
-    run, payload = prepare_run(config, resume)
-    device = resolve_device(config.device)
+    ctx = distributed.init(resolve_device(config.device))  # one process unless under torchrun
+    device = ctx.device
+    run, payload = distributed.on_main(ctx, prepare_run, config, resume)
+    run = distributed.run_view(run, ctx)  # ranks other than 0 never write the run folder
+    log, progress = (log, progress) if ctx.is_main else (_silent, False)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     start_epoch = int(payload["epoch"]) if payload else 0
-    run.write_status(state="running", pid=os.getpid(), epoch=start_epoch, epochs=config.epochs,
+    run.write_status(state="running", pid=distributed.job_pid(), epoch=start_epoch, epochs=config.epochs,
                      device=str(device), message="loading data", started=time.time())
     previous = _install_stop_handler()
     try:
@@ -127,28 +134,31 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
         # Recorded so scoring and the dashboard work from any folder and know what was trained on
         config.data = str(Path(config.data).expanduser().resolve())
         config.categories = config.categories or data.train.category_names
-        config.save(run.path / "config.json")
+        if ctx.is_main:
+            config.save(run.path / "config.json")
         check_trainable(config, len(data.train))
-        model = UNetAutoencoder(config.model).to(device)
+        model = Acceleration.for_run(config, device).prepare(UNetAutoencoder(config.model).to(device))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if payload:
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             _restore_missing_metrics(run, payload)
+        net = distributed.wrap(model, ctx)  # DDP under torchrun; the model itself otherwise
         log(f"run {run.path}: {len(data.train)} train / {len(data.val)} val images, "
             f"{len(data.train.category_names)} categories, {count_parameters(model) / 1e6:.2f}M parameters, "
             f"device {device}, epochs {start_epoch + 1}..{config.epochs}")
         probe = ValidationProbe.build(data, config)
         loss_fn = ReconstructionLoss(config.loss)
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
-            save_epoch(run, epoch, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "config": config.to_dict(), "metrics": record})
+            record = run_epoch(net, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
+            if ctx.is_main:
+                save_epoch(run, epoch, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "config": config.to_dict(), "metrics": record})
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)
-            run.write_status(state="running", pid=os.getpid(), epoch=epoch, eta_s=eta,
+            run.write_status(state="running", pid=distributed.job_pid(), epoch=epoch, eta_s=eta,
                              message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
                 raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
@@ -199,30 +209,30 @@ def save_epoch(run: Run, epoch: int, payload: dict[str, Any]) -> None:
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,
               epoch: int, device: torch.device, run: Run, progress: bool) -> dict[str, Any]:
     started = time.perf_counter()
+    ctx, accel = distributed.current(), Acceleration.for_run(config, device)
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
-    torch.manual_seed(config.seed * 100_003 + epoch)
-    pipeline = build_augmentation(config.augment, config.image_size, seed=config.seed * 100_003 + epoch)
+    augment_seed = ctx.augment_seed(config.seed * 100_003 + epoch)  # rank 0: the single-process seed
+    torch.manual_seed(augment_seed)
+    pipeline = build_augmentation(config.augment, config.image_size, seed=augment_seed)
     order = rng.permutation(len(data.train))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < 2 and config.model.norm == "batch":
+    if len(batches) > 1 and len(batches[-1]) < 2 * ctx.world_size and config.model.norm == "batch":
         last = batches.pop()
         batches[-1] = np.concatenate([batches[-1], last])  # BatchNorm needs 2+ images a batch
-    layers = conv_weights(model)
+    shards = [ctx.shard(b) for b in batches]  # this rank's slice of each global batch
+    layers = conv_weights(distributed.unwrap(model))
     grad_sums = torch.zeros(len(layers), device=device)
     loss_sum, seen, last_status = 0.0, 0, time.time()
-    bar = tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img",
+    bar = tqdm(total=sum(map(len, shards)), desc=f"epoch {epoch}/{config.epochs}", unit="img",
                disable=not progress, file=sys.stderr, leave=False)
-    with ThreadPoolExecutor(max_workers=1) as prefetch:  # augment the next batch during compute
-        pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[0]])
-        for step, batch_idx in enumerate(batches):
-            images = pending.result()
-            if step + 1 < len(batches):
-                pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[step + 1]])
+    with AugmentedBatches(data.train.images, shards, pipeline, config.workers, augment_seed) as stream:
+        for step, (batch_idx, images) in enumerate(zip(shards, stream, strict=True)):
             x = to_tensor(images, device)
-            loss = loss_fn(x, model(x)).mean()
+            per_image = loss_fn(x, accel.forward(model, x))
+            loss = per_image.mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            ctx.gradient_loss(per_image, len(batches[step])).backward()
             grad_sums += torch.stack([p.grad.detach().norm() if p.grad is not None else
                                       torch.zeros((), device=device) for p in layers.values()])
             optimizer.step()
@@ -235,13 +245,18 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
                                  message=f"epoch {epoch}: batch {step + 1}/{len(batches)}")
                 last_status = time.time()
     bar.close()
+    loss_sum, seen = ctx.sum([loss_sum, seen])
     train_seconds = time.perf_counter() - started
     grad_norms = (grad_sums / max(1, len(batches))).cpu().tolist()
     record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
               "device": str(device), "grad_norm": dict(zip(layers, grad_norms, strict=True)),
               "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth)}
-    record.update(validate(model, loss_fn, probe, device, config.batch_size))
+    record.update(device_memory(device))
+    if ctx.active:
+        record["world_size"] = ctx.world_size
+    if ctx.is_main:  # the other ranks go on to the next epoch's first all-reduce and wait there
+        record.update(validate(distributed.unwrap(model), loss_fn, probe, device, config.batch_size))
     record["seconds"] = time.perf_counter() - started
     return record
 
@@ -295,6 +310,10 @@ def _summary(record: dict[str, Any], epochs: int) -> str:
     val_text = f"val_loss={val:.4f} " if val is not None else ""
     return (f"epoch {record['epoch']}/{epochs} train_loss={record['train_loss']:.4f} {val_text}{synth_text} "
             f"{record['images_per_s']:.1f} img/s {record['seconds']:.1f}s")
+
+
+def _silent(_message: str) -> None:
+    return None
 
 
 def _raise_stop(signum, frame):

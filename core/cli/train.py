@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from core.config import TrainConfig
@@ -19,6 +20,7 @@ FLAGS = {
     "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
     "lr": ("lr", float), "loss": ("loss", str), "device": ("device", str), "seed": ("seed", int),
     "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
+    "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
     "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
     "norm": ("model.norm", str), "activation": ("model.activation", str),
     "pseudo_categories": ("pseudo_categories", pseudo_k),
@@ -33,6 +35,8 @@ def add_arguments(parser) -> None:
         for part in key.split("."):
             default = default[part]
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=f"default {default}")
+    parser.add_argument("--run-dir", dest="run", default=None,
+                        help="same as --run; use it under torchrun, whose own parser claims --run")
     parser.add_argument("--categories", help="comma-separated categories (default: all found)")
     parser.add_argument("--per-category", action="store_true", default=None, help="one model per category")
     parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
@@ -72,15 +76,19 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
+    from core import distributed
     from core.train import train
 
     config = config_from_args(args)
-    if not args.no_follow and not config.per_category:
+    if not args.no_follow and not config.per_category and os.environ.get("RANK", "0") == "0":
         from core.follow import LOG_NAME, start_follower
 
         follower = start_follower(config.run)
         if follower is not None:
             print(f"evaluating each epoch in the background (pid {follower.pid}, log "
                   f"{Path(config.run) / LOG_NAME}); --no-follow turns this off")
-    train(config, resume=args.resume, progress=not args.quiet)
+    try:
+        train(config, resume=args.resume, progress=not args.quiet)
+    finally:
+        distributed.shutdown()  # leaves the process group under torchrun; nothing otherwise
     return 0

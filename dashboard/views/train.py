@@ -18,6 +18,7 @@ from dashboard import state, sweep_panel, widgets
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 NORMS = ("batch", "instance", "group", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -74,6 +75,15 @@ def schedule_section(defaults: TrainConfig) -> dict[str, Any]:
                                                key="train_threads"))
     out["synthetic_val"] = c[1].checkbox("Synthetic-anomaly AUROC per epoch", value=defaults.synthetic_val,
                                          key="train_synth")
+    out["workers"] = int(c[2].number_input("Augmentation workers", 0, 64, defaults.workers, key="train_workers",
+                                           help="0 = one prefetch thread; more = worker processes, for a "
+                                                "fast GPU that one thread cannot feed (bench_train.py)."))
+    out["precision"] = c[3].selectbox("Precision", PRECISIONS, key="train_precision",
+                                      help="auto = bf16 autocast on CUDA (with channels_last), fp32 on the CPU.")
+    processes = state.core_module("core.jobs").processes_for(TrainConfig(device=out["device"]))
+    if processes > 1:
+        st.caption(f"{processes} GPUs visible: the job runs on all of them (torchrun, one process per GPU); "
+                   "the batch size is the global batch, split across them.")
     return out
 
 
