@@ -26,6 +26,8 @@ UMAP_NEIGHBORS = 15
 # high-dimensional data: the neighbour graph is then computed exactly by scikit-learn in seconds
 # and umap skips compiling its approximate-neighbour search (most of its first-call cost).
 UMAP_PCA_DIMS = 50
+UMAP_MAX_FIT = 20_000  # above this, fit on a seeded sample and place the rest (see _umap_2d)
+UMAP_PLACE_NEIGHBORS = 5
 # Optimisation epochs: umap's default is 200 above 10,000 points and 500 below; clustered
 # feature maps settle well before that, and 100 keeps 20,000 points under a minute on 2 cores.
 UMAP_EPOCHS_LARGE = 100
@@ -134,6 +136,31 @@ def _pca_2d(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _umap_2d(x: np.ndarray, seed: int) -> np.ndarray:
+    """UMAP of up to UMAP_MAX_FIT points; a larger set is fitted on a seeded sample of that
+    many, and every other point is placed at the mean position of its UMAP_PLACE_NEIGHBORS
+    nearest sampled points (in the same PCA space), so 100,000 points cost about as much as
+    UMAP_MAX_FIT. torch's thread count is kept: numba may change it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if len(x) <= UMAP_MAX_FIT:
+            return _umap_fit(x, seed)
+        dims = min(UMAP_PCA_DIMS, x.shape[1])
+        reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
+        sample = np.sort(np.random.default_rng(seed).choice(len(x), UMAP_MAX_FIT, replace=False))
+        out = np.empty((len(x), 2), np.float32)
+        out[sample] = _umap_fit(reduced[sample], seed)
+        rest = np.setdiff1d(np.arange(len(x)), sample)
+        _, nearest = NearestNeighbors(n_neighbors=UMAP_PLACE_NEIGHBORS).fit(
+            reduced[sample]).kneighbors(reduced[rest])
+        out[rest] = out[sample][nearest].mean(axis=1)
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _umap_fit(x: np.ndarray, seed: int) -> np.ndarray:
     with warnings.catch_warnings():
         # umap-learn warns on import that its optional TensorFlow part is unavailable
         warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
