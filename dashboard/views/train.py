@@ -80,7 +80,7 @@ def schedule_section(defaults: TrainConfig) -> dict[str, Any]:
                                                 "fast GPU that one thread cannot feed (bench_train.py)."))
     out["precision"] = c[3].selectbox("Precision", PRECISIONS, key="train_precision",
                                       help="auto = bf16 autocast on CUDA (with channels_last), fp32 on the CPU.")
-    processes = state.core_module("core.jobs").processes_for(TrainConfig(device=out["device"]))
+    processes = core.jobs.processes_for(TrainConfig(device=out["device"]))
     if processes > 1:
         st.caption(f"{processes} GPUs visible: the job runs on all of them (torchrun, one process per GPU); "
                    "the batch size is the global batch, split across them.")
