@@ -59,6 +59,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "0.5*ssim+0.5*l1"
+    objective: str = "reconstruct"  # reconstruct | denoise | discriminative (core.objectives)
     val_fraction: float = 0.1  # held-out normal training images for validation loss
     synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals
     device: str = "auto"  # auto | cpu | cuda
@@ -134,6 +135,8 @@ def _validate(config, prefix: str) -> None:
             (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
             (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
+            (config.objective in ("reconstruct", "denoise", "discriminative"),
+             "objective must be reconstruct, denoise or discriminative"),
             (config.image_size % (2 ** config.model.depth) == 0,
              f"image_size {config.image_size} must be divisible by 2**depth = {2 ** config.model.depth}"),
         ]

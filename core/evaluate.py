@@ -33,16 +33,26 @@ from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods, score_checkpoint
 from core.scoring.checkpoint import load_checkpoint_model, reference_set, trained_categories
 from core.scoring.data import load_samples, samples_to_score
+from core.scoring.options import FLOOR_METHODS, SEGMENTER_METHODS
+from core.segmentation import SEG_KEY
 
 PERCENTILE = 99.0
 UNLABELED = "unlabeled"  # the category name reports use for images without one
-FLOOR = "rawknn"
 
 
 def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
-    """The methods asked for plus rawknn, the no-learning floor every table shows."""
+    """The methods asked for plus rawknn and patchz, the no-learning floors every table shows."""
     methods = tuple(methods)
-    return methods if FLOOR in methods else methods + (FLOOR,)
+    return methods + tuple(f for f in FLOOR_METHODS if f not in methods)
+
+
+def available_methods(run: Run, epoch: int, methods: Sequence[str]) -> tuple[str, ...]:
+    """`methods` without seg when the checkpoint has no segmentation network and every method
+    was asked for ("all"); asking for seg by name on such a checkpoint stays an error."""
+    methods = tuple(methods)
+    if "seg" not in methods or methods != METHODS or SEG_KEY in run.load(epoch):
+        return methods
+    return tuple(m for m in methods if m not in SEGMENTER_METHODS)
 
 
 def _threshold_report(
@@ -158,8 +168,9 @@ def evaluate_epoch(
 ) -> dict[str, Any]:
     """All metrics of one checkpoint on data_root's test split, every method side by side.
 
-    rawknn is always added: a table without the no-learning floor cannot say whether the
-    autoencoder learned anything useful.
+    rawknn and patchz are always added: a table without the no-learning floors cannot say
+    whether the autoencoder learned anything useful. "all" leaves seg out for checkpoints
+    without a segmentation network.
 
     Returns {"run", "epoch", "data", "methods", "counts", "image_auroc": {method: {category,
     "mean", "overall"}}, "defect_auroc": {method: {"category/defect": auroc}}, "pixel":
@@ -167,8 +178,8 @@ def evaluate_epoch(
     "f1_max": {method: {"f1", "threshold"}}, "thresholds": {method: {category: ...}},
     "routing": accuracy by features and thumbnails, "seconds": {method: compute time}}.
     """
-    methods = with_floor(parse_methods(methods))
     resolved = run.resolve_epoch(epoch)
+    methods = with_floor(available_methods(run, resolved, parse_methods(methods)))
     results = {
         m: score_checkpoint(run, resolved, data_root, m, device=device, **options) for m in methods
     }

@@ -25,15 +25,17 @@ import torch
 from tqdm import tqdm
 
 from core.config import TrainConfig
-from core.data.augment import augment_batch, build_augmentation
+from core.data.augment import build_augmentation
 from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
 from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
+from core.objectives import Objective, build_objective
 from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
+from core.segmentation import segmenter_of
 from core.tensors import to_tensor
 
 Log = Callable[[str], None]
@@ -116,9 +118,13 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         config.categories = config.categories or data.train.category_names
         config.save(run.path / "config.json")
         model = UNetAutoencoder(config.model).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        objective = build_objective(config, data.train.images, data.train.categories, device)
+        objective.attach(model)
+        optimizer = torch.optim.Adam(list(model.parameters()) + objective.parameters(), lr=config.lr,
+                                     weight_decay=config.weight_decay)
         if payload:
             model.load_state_dict(payload["model"])
+            objective.load_state(payload)
             optimizer.load_state_dict(payload["optimizer"])
             _restore_missing_metrics(run, payload)
         log(f"run {run.path}: {len(data.train)} train / {len(data.val)} val images, "
@@ -127,10 +133,11 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         probe = ValidationProbe.build(data, config)
         loss_fn = ReconstructionLoss(config.loss)
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
+            record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress,
+                               objective)
             save_checkpoint(run.checkpoint_path(epoch), {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "config": config.to_dict(), "metrics": record})
+                "config": config.to_dict(), "metrics": record, **objective.state()})
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)
@@ -150,7 +157,10 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
 
 
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,
-              epoch: int, device: torch.device, run: Run, progress: bool) -> dict[str, Any]:
+              epoch: int, device: torch.device, run: Run, progress: bool,
+              objective: Objective | None = None) -> dict[str, Any]:
+    objective = objective or Objective("reconstruct", config.loss, config.model, data.train.images,
+                                       data.train.categories, config.seed)
     started = time.perf_counter()
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
@@ -163,17 +173,18 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
         batches[-1] = np.concatenate([batches[-1], last])  # BatchNorm needs 2+ images a batch
     layers = conv_weights(model)
     grad_sums = torch.zeros(len(layers), device=device)
-    loss_sum, seen, last_status = 0.0, 0, time.time()
+    loss_sum, seen, last_status, term_sums = 0.0, 0, time.time(), {}
     bar = tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="img",
                disable=not progress, file=sys.stderr, leave=False)
     with ThreadPoolExecutor(max_workers=1) as prefetch:  # augment the next batch during compute
-        pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[0]])
+        pending = prefetch.submit(objective.make_batch, pipeline, batches[0], epoch, 0)
         for step, batch_idx in enumerate(batches):
-            images = pending.result()
+            batch = pending.result()
             if step + 1 < len(batches):
-                pending = prefetch.submit(augment_batch, pipeline, data.train.images[batches[step + 1]])
-            x = to_tensor(images, device)
-            loss = loss_fn(x, model(x)).mean()
+                pending = prefetch.submit(objective.make_batch, pipeline, batches[step + 1], epoch, step + 1)
+            loss, terms = objective.loss(model, batch, device)
+            for name, value in terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + value * len(batch_idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_sums += torch.stack([p.grad.detach().norm() if p.grad is not None else
@@ -193,7 +204,8 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
               "device": str(device), "grad_norm": dict(zip(layers, grad_norms, strict=True)),
-              "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth)}
+              "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth),
+              "objective": objective.name, "loss_terms": {k: v / max(1, seen) for k, v in term_sums.items()}}
     record.update(validate(model, loss_fn, probe, device, config.batch_size))
     record["seconds"] = time.perf_counter() - started
     return record
@@ -220,7 +232,7 @@ def validate(model, loss_fn, probe: ValidationProbe, device: torch.device, batch
         result["synthetic_auroc"] = {
             method: image_auroc(labels, score_image_set(model, probe_set, method, device=device,
                                                         batch_size=batch_size).scores)
-            for method in SYNTHETIC_METHODS}
+            for method in SYNTHETIC_METHODS + (("seg",) if segmenter_of(model) is not None else ())}
     model.train()
     return result
 

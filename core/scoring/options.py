@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("pixel", "ssim", "feature", "knn", "rawknn")
-MAP_METHODS = ("pixel", "ssim", "feature")  # maps from the model alone (knn patches and rawknn
+METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz")
+MAP_METHODS = ("pixel", "ssim", "feature", "seg")  # maps from the model alone (knn patches and rawknn
 # also give maps, but need the training images)
 REDUCTIONS = ("mean", "max")
 ERRORS = ("l2", "l1")
@@ -30,8 +30,12 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "feature": ("reduce", "sigma", "levels", "distance"),
     "knn": ("reduce", "sigma", "levels", "k", "patch", "bank_scope", "max_bank"),
     "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
+    "seg": ("reduce", "sigma"),
+    "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
 }
-ROUTED_METHODS = ("knn", "rawknn")  # methods that need a category per test image
+ROUTED_METHODS = ("knn", "rawknn", "patchz")
+FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
+SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"  # methods that need a category per test image
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""Training objectives: what the network is asked to do with each batch of normal images.
+
+    reconstruct     input = target = the (augmented) normal image: a plain autoencoder.
+    denoise         input = the normal image with synthetic anomalies pasted in, target = the
+                    clean image. Skip connections can no longer win by copying the input,
+                    because copying a defect is now penalised.
+    discriminative  denoise plus a segmentation network on (input, reconstruction) trained with
+                    a focal loss to predict the synthetic mask (DRAEM, Zavrtanik et al. 2021;
+                    OmniAL, Zhao 2023); its output is the `seg` scoring method's map.
+
+Synthetic anomalies are made ONLY from the training images and procedural noise (no external
+image set): CutPaste and scar, texture damage (re-tiling, blur, noise), Perlin-shaped blends
+of another normal image of the same category, and large panels (core.data.synthetic). Half the
+images of a batch stay clean, so the network also learns to leave normal images alone.
+
+An Objective is used by core.train in three places: `make_batch` (in the prefetch thread),
+`loss` (per step), and `state` / `load_state` (checkpoint). Every batch is seeded from
+(seed, epoch, step), so a resumed run corrupts exactly the images an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data.augment import augment_batch
+from core.data.synthetic import cutpaste, cutpaste_scar, panel, perlin_blend, texture_damage
+from core.losses import ReconstructionLoss, focal_loss
+from core.segmentation import SEG_KEY, SegmentationNet, attach_segmenter
+from core.tensors import to_tensor
+
+OBJECTIVES = ("reconstruct", "denoise", "discriminative")
+CLEAN_FRACTION = 0.5  # DRAEM's share of unaltered images per batch
+# Kinds of corruption and their weights: panels and Perlin blends of another normal image are
+# the large, in-distribution anomalies that OmniAL and DRAEM found to matter most.
+CORRUPTIONS: dict[str, float] = {
+    "perlin": 0.3, "panel": 0.25, "cutpaste": 0.15, "scar": 0.1, "texture": 0.2,
+}
+
+
+def check_objective(name: str) -> str:
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective '{name}': use one of {', '.join(OBJECTIVES)}")
+    return name
+
+
+def corrupt_image(image: np.ndarray, kind: str, rng: np.random.Generator,
+                  source: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic anomaly of `kind` on a uint8 (H, W, 3) image -> (image, (H, W) mask)."""
+    if kind == "perlin":
+        return perlin_blend(image, rng, source=source)
+    if kind == "panel":
+        return panel(image, rng, source=source)
+    if kind == "cutpaste":
+        return cutpaste(image, rng)
+    if kind == "scar":
+        return cutpaste_scar(image, rng)
+    if kind == "texture":
+        return texture_damage(image, rng)
+    raise ValueError(f"unknown corruption '{kind}'; known: {', '.join(CORRUPTIONS)}")
+
+
+def corrupt_batch(images: np.ndarray, sources: Sequence[np.ndarray], rng: np.random.Generator,
+                  clean_fraction: float = CLEAN_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic anomalies on about (1 - clean_fraction) of a batch.
+
+    images: uint8 (B, H, W, 3), never modified. sources: B images of the same shape, each
+    another normal image of that image's category (blended in by the perlin and panel kinds).
+    Returns (corrupted uint8 (B, H, W, 3), masks uint8 (B, H, W) in {0, 1}); a clean image
+    has an all-zero mask, a corrupted one a non-empty mask exactly where pixels changed.
+    """
+    kinds, weights = list(CORRUPTIONS), np.array(list(CORRUPTIONS.values()))
+    out = images.copy()
+    masks = np.zeros(images.shape[:3], np.uint8)
+    for i in range(len(images)):
+        if rng.random() < clean_fraction:
+            continue
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        out[i], masks[i] = corrupt_image(images[i], kind, rng, sources[i])
+    return out, masks
+
+
+@dataclass
+class Batch:
+    """What one training step sees: inputs and targets uint8 (B, H, W, 3), masks (B, H, W)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    masks: np.ndarray
+
+
+class Objective:
+    """The objective of a run (config.objective), with its extra network when it has one.
+
+    images, categories: the training set, where corruptions draw their other normal image.
+    """
+
+    def __init__(self, name: str, loss_spec: str, model_config, images: np.ndarray,
+                 categories: Sequence[str], seed: int, device: torch.device | str = "cpu"):
+        self.name = check_objective(name)
+        self.recon_loss = ReconstructionLoss(loss_spec)
+        self.seed = int(seed)
+        self.images = images
+        cats = np.asarray(list(categories), dtype=object)
+        self.same_category = {c: np.flatnonzero(cats == c) for c in set(cats.tolist())}
+        self.categories = cats
+        self.segmenter = (SegmentationNet(model_config).to(device)
+                          if name == "discriminative" else None)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters to optimise besides the autoencoder's."""
+        return [] if self.segmenter is None else list(self.segmenter.parameters())
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Lets scoring (the per-epoch synthetic AUROC of `seg`) find the segmenter."""
+        attach_segmenter(model, self.segmenter)
+
+    def make_batch(self, pipeline, indices: np.ndarray, epoch: int, step: int) -> Batch:
+        """Augments the training images `indices`, then corrupts them (denoise, discriminative)."""
+        clean = augment_batch(pipeline, self.images[indices])
+        if self.name == "reconstruct":
+            return Batch(clean, clean, np.zeros(clean.shape[:3], np.uint8))
+        rng = np.random.default_rng([self.seed, epoch, step])
+        others = [self.images[rng.choice(self.same_category[self.categories[i]])] for i in indices]
+        corrupted, masks = corrupt_batch(clean, others, rng)
+        return Batch(corrupted, clean, masks)
+
+    def loss(self, model: torch.nn.Module, batch: Batch, device) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar loss to minimise and its named terms (batch means, for metrics.jsonl)."""
+        x = to_tensor(batch.inputs, device)
+        target = x if self.name == "reconstruct" else to_tensor(batch.targets, device)
+        y = model(x)
+        parts = self.recon_loss.components(target, y)
+        total = sum(weight * parts[name] for weight, name in self.recon_loss.terms).mean()
+        terms = {name: float(v.detach().mean()) for name, v in parts.items()}
+        if self.segmenter is not None:
+            self.segmenter.train(model.training)
+            mask = torch.from_numpy(batch.masks).to(device).unsqueeze(1)
+            focal = focal_loss(self.segmenter(x, y), mask).mean()
+            total = total + focal
+            terms["focal"] = float(focal.detach())
+        return total, terms
+
+    def state(self) -> dict[str, Any]:
+        """Extra entries of a checkpoint payload."""
+        return {} if self.segmenter is None else {SEG_KEY: self.segmenter.state_dict()}
+
+    def load_state(self, payload: dict[str, Any]) -> None:
+        if self.segmenter is not None:
+            if SEG_KEY not in payload:
+                raise ValueError(f"the checkpoint has no '{SEG_KEY}' to resume the discriminative "
+                                 "objective from; resume with the objective it was trained with")
+            self.segmenter.load_state_dict(payload[SEG_KEY])
+
+
+def build_objective(config, train_images: np.ndarray, train_categories: Sequence[str],
+                    device: torch.device | str = "cpu") -> Objective:
+    """The Objective named by config.objective for a TrainConfig."""
+    return Objective(config.objective, config.loss, config.model, train_images, train_categories,
+                     config.seed, device)
