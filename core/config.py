@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+OBJECTIVES = ("reconstruct", "denoise", "discriminative")  # see core.objectives
+
 
 @dataclass
 class ModelConfig:
@@ -135,8 +137,7 @@ def _validate(config, prefix: str) -> None:
             (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
             (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
-            (config.objective in ("reconstruct", "denoise", "discriminative"),
-             "objective must be reconstruct, denoise or discriminative"),
+            (config.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),
             (config.image_size % (2 ** config.model.depth) == 0,
              f"image_size {config.image_size} must be divisible by 2**depth = {2 ** config.model.depth}"),
         ]

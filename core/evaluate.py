@@ -238,8 +238,8 @@ def _synthetic(record: dict[str, Any], method: str) -> float | None:
 
 
 def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per evaluated epoch: epoch, train_loss, val_loss, synthetic_auroc_<m> (as
-    logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
+    """One row per evaluated epoch: epoch, train_loss, val_loss, loss_<term> (each term of the
+    training objective: l1, ssim, focal ...), synthetic_auroc_<m> (as logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
     logged = {int(r.get("epoch", 0)): r for r in run.metrics()}
     rows = []
     for ev in evaluations:
@@ -249,6 +249,8 @@ def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "train_loss": record.get("train_loss"),
             "val_loss": record.get("val_loss"),
         }
+        for name, value in (record.get("loss_terms") or {}).items():  # the objective's terms
+            row[f"loss_{name}"] = value
         logged_methods = record.get("synthetic_auroc") or {}
         for method in sorted(logged_methods, key=lambda m: METHODS.index(m) if m in METHODS else 99):
             row[f"synthetic_auroc_{method}"] = _synthetic(record, method)

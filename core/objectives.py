@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.config import OBJECTIVES
 from core.data.augment import augment_batch
 from core.data.synthetic import cutpaste, cutpaste_scar, panel, perlin_blend, texture_damage
 from core.losses import ReconstructionLoss, focal_loss
 from core.segmentation import SEG_KEY, SegmentationNet, attach_segmenter
 from core.tensors import to_tensor
 
-OBJECTIVES = ("reconstruct", "denoise", "discriminative")
 CLEAN_FRACTION = 0.5  # DRAEM's share of unaltered images per batch
 # Kinds of corruption and their weights: panels and Perlin blends of another normal image are
 # the large, in-distribution anomalies that OmniAL and DRAEM found to matter most.
@@ -99,10 +99,10 @@ class Objective:
     images, categories: the training set, where corruptions draw their other normal image.
     """
 
-    def __init__(self, name: str, loss_spec: str, model_config, images: np.ndarray,
+    def __init__(self, name: str, recon_loss: ReconstructionLoss, model_config, images: np.ndarray,
                  categories: Sequence[str], seed: int, device: torch.device | str = "cpu"):
         self.name = check_objective(name)
-        self.recon_loss = ReconstructionLoss(loss_spec)
+        self.recon_loss = recon_loss
         self.seed = int(seed)
         self.images = images
         cats = np.asarray(list(categories), dtype=object)
@@ -134,9 +134,9 @@ class Objective:
         x = to_tensor(batch.inputs, device)
         target = x if self.name == "reconstruct" else to_tensor(batch.targets, device)
         y = model(x)
-        parts = self.recon_loss.components(target, y)
-        total = sum(weight * parts[name] for weight, name in self.recon_loss.terms).mean()
-        terms = {name: float(v.detach().mean()) for name, v in parts.items()}
+        total = self.recon_loss(target, y).mean()
+        with torch.no_grad():
+            terms = {name: float(v.mean()) for name, v in self.recon_loss.components(target, y).items()}
         if self.segmenter is not None:
             self.segmenter.train(model.training)
             mask = torch.from_numpy(batch.masks).to(device).unsqueeze(1)
@@ -157,8 +157,9 @@ class Objective:
             self.segmenter.load_state_dict(payload[SEG_KEY])
 
 
-def build_objective(config, train_images: np.ndarray, train_categories: Sequence[str],
-                    device: torch.device | str = "cpu") -> Objective:
-    """The Objective named by config.objective for a TrainConfig."""
-    return Objective(config.objective, config.loss, config.model, train_images, train_categories,
+def build_objective(config, recon_loss: ReconstructionLoss, train_images: np.ndarray,
+                    train_categories: Sequence[str], device: torch.device | str = "cpu") -> Objective:
+    """The Objective named by config.objective for a TrainConfig; recon_loss is the run's
+    reconstruction loss (config.loss)."""
+    return Objective(config.objective, recon_loss, config.model, train_images, train_categories,
                      config.seed, device)

@@ -118,7 +118,8 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         config.categories = config.categories or data.train.category_names
         config.save(run.path / "config.json")
         model = UNetAutoencoder(config.model).to(device)
-        objective = build_objective(config, data.train.images, data.train.categories, device)
+        loss_fn = ReconstructionLoss(config.loss)
+        objective = build_objective(config, loss_fn, data.train.images, data.train.categories, device)
         objective.attach(model)
         optimizer = torch.optim.Adam(list(model.parameters()) + objective.parameters(), lr=config.lr,
                                      weight_decay=config.weight_decay)
@@ -131,7 +132,6 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
             f"{len(data.train.category_names)} categories, {count_parameters(model) / 1e6:.2f}M parameters, "
             f"device {device}, epochs {start_epoch + 1}..{config.epochs}")
         probe = ValidationProbe.build(data, config)
-        loss_fn = ReconstructionLoss(config.loss)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             record = run_epoch(model, optimizer, loss_fn, data, probe, config, epoch, device, run, progress,
                                objective)
@@ -159,7 +159,7 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,
               epoch: int, device: torch.device, run: Run, progress: bool,
               objective: Objective | None = None) -> dict[str, Any]:
-    objective = objective or Objective("reconstruct", config.loss, config.model, data.train.images,
+    objective = objective or Objective("reconstruct", loss_fn, config.model, data.train.images,
                                        data.train.categories, config.seed)
     started = time.perf_counter()
     model.train()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from core.config import ModelConfig, TrainConfig
 from core.data.synthetic import panel, perlin_blend
 from core.evaluate import evaluate_epoch
-from core.losses import focal_loss
+from core.losses import ReconstructionLoss, focal_loss
 from core.objectives import Objective, corrupt_batch
 from core.runs import Run, RunError, load_checkpoint, save_checkpoint
 from core.scoring import METHODS, score_checkpoint, score_image_set
@@ -54,7 +54,7 @@ def test_panel_and_perlin_blend_another_image():
 
 def test_denoise_batches_pair_corrupted_inputs_with_clean_targets():
     images = _images(16)
-    objective = Objective("denoise", "l1", ModelConfig(base_width=4, depth=2), images,
+    objective = Objective("denoise", ReconstructionLoss("l1"), ModelConfig(base_width=4, depth=2), images,
                           ["a"] * 8 + ["b"] * 8, seed=0)
     batch = objective.make_batch(None, np.arange(16), epoch=1, step=0)
     np.testing.assert_array_equal(batch.targets, images)
@@ -184,3 +184,14 @@ def test_seg_on_a_plain_model_is_one_clear_error(tiny_run):
     with pytest.raises(ValueError, match="--objective discriminative"):
         score_image_set(model, test, "seg")
     assert score_image_set(None, test, "patchz", train=train).scores.shape == (len(test),)
+
+
+def test_epoch_table_and_overview_show_loss_terms_and_seg(seg_run):
+    from core.evaluate import run_table
+    from dashboard.views.overview import curves_figure
+
+    table = run_table(seg_run, [{"epoch": 1, "methods": []}, {"epoch": 2, "methods": []}])
+    assert {"loss_focal", "loss_ssim", "loss_l1", "synthetic_auroc_seg"} <= set(table.columns)
+    np.testing.assert_allclose(table["loss_focal"], [r["loss_terms"]["focal"] for r in seg_run.metrics()])
+    names = {trace.name for trace in curves_figure(table, {}, None, None).data}
+    assert {"term focal", "synthetic seg"} <= names

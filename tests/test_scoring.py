@@ -32,8 +32,8 @@ from core.scoring import (
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.features import parse_levels
 from core.scoring.knn import cap_rows, thumbnails
-from core.scoring.options import SEGMENTER_METHODS
 from core.scoring.maps import gaussian_smooth, reduce_maps
+from core.scoring.options import SEGMENTER_METHODS
 from core.tensors import reconstruct
 
 # --------------------------------------------------------------------------- helpers
