@@ -37,7 +37,7 @@ from core.runs import (
 )
 from core.scoring import score_checkpoint
 from core.scoring.checkpoint import load_checkpoint_model
-from core.scoring.options import ScoreOptions, check_method
+from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
 from core.segmentation import SEG_KEY
 
 
@@ -88,7 +88,7 @@ def export_epoch(
     epoch: int | str,
     out_dir: str | Path,
     test_dir: str | Path | None = None,
-    method: str = "pixel",
+    method: str = DEFAULT_METHOD,
     reason: str = "",
     id_column: str = "id",
     score_column: str = "anomaly_score",

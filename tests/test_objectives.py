@@ -195,3 +195,10 @@ def test_epoch_table_and_overview_show_loss_terms_and_seg(seg_run):
     np.testing.assert_allclose(table["loss_focal"], [r["loss_terms"]["focal"] for r in seg_run.metrics()])
     names = {trace.name for trace in curves_figure(table, {}, None, None).data}
     assert {"term focal", "synthetic seg"} <= names
+
+
+def test_export_keeps_the_segmentation_network(seg_run, tmp_path):
+    from core.export import export_epoch, load_exported_model
+
+    export_epoch(seg_run, 2, tmp_path / "export")
+    assert segmenter_of(load_exported_model(tmp_path / "export")) is not None

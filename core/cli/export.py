@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+from core.scoring.options import DEFAULT_METHOD
 
 VERB = "export"
 HELP = (
@@ -18,7 +19,8 @@ def add_arguments(parser) -> None:
         "--test", help="folder of test images (or a dataset) to score into submission.csv"
     )
     parser.add_argument(
-        "--method", default="pixel", help="scoring method for the submission (default pixel)"
+        "--method", default=DEFAULT_METHOD,
+        help=f"scoring method for the submission (default {DEFAULT_METHOD})"
     )
     parser.add_argument(
         "--reason", default="", help="why this epoch was chosen (goes into card.json)"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+from core.scoring.options import DEFAULT_METHOD, METHODS
 
 VERB = "score"
 HELP = (
@@ -19,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder")
     parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
     parser.add_argument(
-        "--method", default="pixel", help="pixel, ssim, feature, knn or rawknn (default pixel)"
+        "--method", default=DEFAULT_METHOD,
+        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD})"
     )
     parser.add_argument(
         "--data", help="dataset or image folder (default: the data the run trained on)"

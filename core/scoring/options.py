@@ -34,6 +34,9 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
 }
 ROUTED_METHODS = ("knn", "rawknn", "patchz")
+# What `score` and `export` use unless told otherwise: the best learned score measured on
+# ../shared/realdata at 64 px (README, "Detection recipes"); pixel error was at or below chance.
+DEFAULT_METHOD = "knn"
 FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
 SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"  # methods that need a category per test image
 
