@@ -23,6 +23,7 @@ def test_unknown_field_is_named():
     ({"model.depth": 7}, "depth"),
     ({"device": "tpu"}, "device"),
     ({"epochs": 0}, "epochs"),
+    ({"image_size": 16, "model.depth": 4}, "bottleneck of at least 2x2"),
     ({"objective": "denoize"}, "objective must be one of reconstruct, denoise, discriminative"),
 ])
 def test_invalid_values_are_explained(override, message):
