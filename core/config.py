@@ -79,7 +79,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        """Builds a config, naming any unknown key: a typo must never be silently ignored."""
+        """Builds a config, naming any unknown key: a typo must never be silently ignored.
+
+        A saved config (it has "loss" and "model") without "objective" was written before
+        objectives existed, when every run trained with "reconstruct": it keeps meaning that,
+        so an old run is neither mislabelled nor resumed with another objective.
+        """
+        if isinstance(raw, dict) and "objective" not in raw and {"loss", "model"} <= set(raw):
+            raw = {**raw, "objective": "reconstruct"}
         return _build(cls, raw, prefix="")
 
     def save(self, path: str | Path) -> None:

@@ -36,3 +36,11 @@ def test_broken_json_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         TrainConfig.load(path)
+
+
+def test_configs_saved_before_objectives_keep_reconstruct():
+    saved = TrainConfig().to_dict()
+    del saved["objective"]
+    assert TrainConfig.from_dict(saved).objective == "reconstruct"
+    assert TrainConfig().objective == "denoise"
+    assert TrainConfig.from_dict({"epochs": 3}).objective == "denoise"
