@@ -29,7 +29,7 @@ import torch
 
 from core.config import OBJECTIVES
 from core.data.augment import augment_batch
-from core.data.synthetic import cutpaste, cutpaste_scar, panel, perlin_blend, texture_damage
+from core.data.synthetic import BLENDING_KINDS, SYNTHETIC_KINDS
 from core.losses import ReconstructionLoss, focal_loss
 from core.segmentation import SEG_KEY, SegmentationNet, attach_segmenter
 from core.tensors import to_tensor
@@ -51,17 +51,10 @@ def check_objective(name: str) -> str:
 def corrupt_image(image: np.ndarray, kind: str, rng: np.random.Generator,
                   source: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic anomaly of `kind` on a uint8 (H, W, 3) image -> (image, (H, W) mask)."""
-    if kind == "perlin":
-        return perlin_blend(image, rng, source=source)
-    if kind == "panel":
-        return panel(image, rng, source=source)
-    if kind == "cutpaste":
-        return cutpaste(image, rng)
-    if kind == "scar":
-        return cutpaste_scar(image, rng)
-    if kind == "texture":
-        return texture_damage(image, rng)
-    raise ValueError(f"unknown corruption '{kind}'; known: {', '.join(CORRUPTIONS)}")
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption '{kind}'; known: {', '.join(CORRUPTIONS)}")
+    make = SYNTHETIC_KINDS[kind]
+    return make(image, rng, source=source) if kind in BLENDING_KINDS else make(image, rng)
 
 
 def corrupt_batch(images: np.ndarray, sources: Sequence[np.ndarray], rng: np.random.Generator,

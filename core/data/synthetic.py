@@ -478,7 +478,9 @@ SYNTHETIC_KINDS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "scar": cutpaste_scar,
     "texture": texture_damage,
     "perlin": perlin_blend,
+    "panel": panel,
 }
+BLENDING_KINDS = ("perlin", "panel")  # accept source=another normal image to blend in
 
 
 def make_synthetic_set(
