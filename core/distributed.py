@@ -78,6 +78,16 @@ class Context:
             return per_image.mean()
         return per_image.sum() * (self.world_size / global_count)
 
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Averages over ranks the gradients of parameters DDP does not wrap (the segmentation
+        network of the discriminative objective), as DDP does for the model's."""
+        if not self.active:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.world_size
+
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sum over ranks (float64); the values themselves alone."""
         if not self.active:

@@ -40,18 +40,28 @@ from core.scoring.checkpoint import (
     reference_set,
     scoring_samples,
 )
+from core.scoring.options import FLOOR_METHODS, SEGMENTER_METHODS
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
+from core.segmentation import SEG_KEY
 
 PERCENTILE = 99.0
 UNLABELED = "unlabeled"  # the category name reports use for images without one
-FLOOR = "rawknn"
 
 
 def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
-    """The methods asked for plus rawknn, the no-learning floor every table shows."""
+    """The methods asked for plus rawknn and patchz, the no-learning floors every table shows."""
     methods = tuple(methods)
-    return methods if FLOOR in methods else methods + (FLOOR,)
+    return methods + tuple(f for f in FLOOR_METHODS if f not in methods)
+
+
+def available_methods(run: Run, epoch: int, methods: Sequence[str]) -> tuple[str, ...]:
+    """`methods` without seg when the checkpoint has no segmentation network and every method
+    was asked for ("all"); asking for seg by name on such a checkpoint stays an error."""
+    methods = tuple(methods)
+    if "seg" not in methods or methods != METHODS or SEG_KEY in run.load(epoch):
+        return methods
+    return tuple(m for m in methods if m not in SEGMENTER_METHODS)
 
 
 def _threshold_report(
@@ -173,8 +183,9 @@ def evaluate_epoch(
 ) -> dict[str, Any]:
     """All metrics of one checkpoint on data_root's test split, every method side by side.
 
-    rawknn is always added: a table without the no-learning floor cannot say whether the
-    autoencoder learned anything useful.
+    rawknn and patchz are always added: a table without the no-learning floors cannot say
+    whether the autoencoder learned anything useful. "all" leaves seg out for checkpoints
+    without a segmentation network.
 
     Returns {"run", "epoch", "data", "methods", "counts", "image_auroc": {method: {category,
     "mean", "overall"}}, "defect_auroc": {method: {"category/defect": auroc}}, "pixel":
@@ -182,9 +193,9 @@ def evaluate_epoch(
     "f1_max": {method: {"f1", "threshold"}}, "thresholds": {method: {category: ...}},
     "routing": accuracy by features and thumbnails, "seconds": {method: compute time}}.
     """
-    methods = with_floor(parse_methods(methods))
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
+    methods = with_floor(available_methods(run, resolved, parse_methods(methods)))
     results = {
         m: score_checkpoint(run, resolved, data_root, m, device=device, **options) for m in methods
     }
@@ -270,8 +281,8 @@ def _synthetic(record: dict[str, Any], method: str) -> float | None:
 
 
 def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per evaluated epoch: epoch, train_loss, val_loss, synthetic_auroc_<m> (as
-    logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
+    """One row per evaluated epoch: epoch, train_loss, val_loss, loss_<term> (each term of the
+    training objective: l1, ssim, focal ...), synthetic_auroc_<m> (as logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
     logged = {int(r.get("epoch", 0)): r for r in run.metrics()}
     rows = []
     for ev in evaluations:
@@ -281,6 +292,8 @@ def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "train_loss": record.get("train_loss"),
             "val_loss": record.get("val_loss"),
         }
+        for name, value in (record.get("loss_terms") or {}).items():  # the objective's terms
+            row[f"loss_{name}"] = value
         logged_methods = record.get("synthetic_auroc") or {}
         for method in sorted(logged_methods, key=lambda m: METHODS.index(m) if m in METHODS else 99):
             row[f"synthetic_auroc_{method}"] = _synthetic(record, method)

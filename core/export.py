@@ -38,6 +38,7 @@ from core.runs import (
 from core.scoring import score_checkpoint
 from core.scoring.checkpoint import load_checkpoint_model
 from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
+from core.segmentation import SEG_KEY
 
 
 def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
@@ -117,7 +118,8 @@ def export_epoch(
     written = {"model": out / "model.pt", "config": out / "config.json", "card": out / "card.json"}
     save_checkpoint(
         written["model"],
-        {"model": payload["model"], "config": payload["config"], "epoch": resolved},
+        {"model": payload["model"], "config": payload["config"], "epoch": resolved,
+         **{k: payload[k] for k in (SEG_KEY,) if k in payload}},
     )
     config.save(written["config"])
     record = next((m for m in run.metrics() if m.get("epoch") == resolved), {})

@@ -45,9 +45,14 @@ def demo_data_ready(folder: str | Path) -> bool:
 
 
 def demo_config(data: str | Path = DEMO_DATA, run: str | Path = DEMO_RUN) -> TrainConfig:
-    """The demo run: one small U-Net for all six demo categories (the GPU when there is one)."""
+    """The demo run: one small U-Net for all six demo categories (the GPU when there is one).
+
+    It keeps the plain reconstruct objective with BatchNorm and every skip on purpose: a run
+    whose skips copy defects is what the dashboard's diagnostics are there to show.
+    """
     return TrainConfig(data=str(data), run=str(run), image_size=DEMO_SPEC.size, epochs=DEMO_EPOCHS,
-                       batch_size=16, device="auto").with_overrides({"model.base_width": 16, "model.depth": 3})
+                       batch_size=16, device="auto", objective="reconstruct").with_overrides(
+        {"model.base_width": 16, "model.depth": 3, "model.norm": "batch"})
 
 
 def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str] | None = None,

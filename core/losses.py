@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import torch
+from kornia.losses import binary_focal_loss_with_logits
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
@@ -71,3 +72,15 @@ class ReconstructionLoss(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         parts = self.components(x, y)
         return sum(weight * parts[name] for weight, name in self.terms)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """(B,) per-image binary focal loss (Lin et al. 2017) of mask logits against a 0/1 mask.
+
+    logits, target: (B, 1, H, W). Focal rather than plain cross-entropy because anomalous
+    pixels are a few percent of every image (DRAEM's choice, gamma 2). From kornia.
+    """
+    per_pixel = binary_focal_loss_with_logits(
+        logits, target.float(), alpha=None, gamma=gamma, reduction="none"
+    )
+    return per_pixel.flatten(1).mean(1)

@@ -30,6 +30,7 @@ import torch
 
 from core.config import TrainConfig
 from core.model import UNetAutoencoder, architecture_mismatch
+from core.segmentation import attach_segmenter, segmenter_from_checkpoint
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 ACTIVE_STATES = ("starting", "running")
@@ -110,6 +111,10 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
         raise RunError(f"{path}: its weights do not fit the architecture in its config ({mismatch}); "
                        "it was written by another model: choose another epoch or retrain")
     model.load_state_dict(payload["model"])
+    try:  # the discriminative objective's segmentation network, when the checkpoint holds one
+        attach_segmenter(model, segmenter_from_checkpoint(payload, config.model, str(path)))
+    except ValueError as err:
+        raise RunError(str(err)) from err
     return model.eval()
 
 

@@ -37,8 +37,10 @@ from core.locking import run_lock
 from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
+from core.objectives import Objective, build_objective
 from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
+from core.segmentation import segmenter_of
 from core.tensors import to_tensor
 from core.trainability import check_trainable
 
@@ -138,9 +140,14 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
             config.save(run.path / "config.json")
         check_trainable(config, len(data.train))
         model = Acceleration.for_run(config, device).prepare(UNetAutoencoder(config.model).to(device))
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        loss_fn = ReconstructionLoss(config.loss)
+        objective = build_objective(config, loss_fn, data.train.images, data.train.categories, device)
+        objective.attach(model)
+        optimizer = torch.optim.Adam(list(model.parameters()) + objective.parameters(), lr=config.lr,
+                                     weight_decay=config.weight_decay)
         if payload:
             model.load_state_dict(payload["model"])
+            objective.load_state(payload)
             optimizer.load_state_dict(payload["optimizer"])
             _restore_missing_metrics(run, payload)
         net = distributed.wrap(model, ctx)  # DDP under torchrun; the model itself otherwise
@@ -148,13 +155,13 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
             f"{len(data.train.category_names)} categories, {count_parameters(model) / 1e6:.2f}M parameters, "
             f"device {device}, epochs {start_epoch + 1}..{config.epochs}")
         probe = ValidationProbe.build(data, config)
-        loss_fn = ReconstructionLoss(config.loss)
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            record = run_epoch(net, optimizer, loss_fn, data, probe, config, epoch, device, run, progress)
+            record = run_epoch(net, optimizer, loss_fn, data, probe, config, epoch, device, run, progress,
+                               objective)
             if ctx.is_main:
                 save_epoch(run, epoch, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "config": config.to_dict(), "metrics": record})
+                    "config": config.to_dict(), "metrics": record, **objective.state()})
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)
@@ -207,7 +214,10 @@ def save_epoch(run: Run, epoch: int, payload: dict[str, Any]) -> None:
 
 
 def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationProbe, config: TrainConfig,
-              epoch: int, device: torch.device, run: Run, progress: bool) -> dict[str, Any]:
+              epoch: int, device: torch.device, run: Run, progress: bool,
+              objective: Objective | None = None) -> dict[str, Any]:
+    objective = objective or Objective("reconstruct", loss_fn, config.model, data.train.images,
+                                       data.train.categories, config.seed)
     started = time.perf_counter()
     ctx, accel = distributed.current(), Acceleration.for_run(config, device)
     model.train()
@@ -223,16 +233,20 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     shards = [ctx.shard(b) for b in batches]  # this rank's slice of each global batch
     layers = conv_weights(distributed.unwrap(model))
     grad_sums = torch.zeros(len(layers), device=device)
-    loss_sum, seen, last_status = 0.0, 0, time.time()
+    loss_sum, seen, last_status, term_sums = 0.0, 0, time.time(), {}
     bar = tqdm(total=sum(map(len, shards)), desc=f"epoch {epoch}/{config.epochs}", unit="img",
                disable=not progress, file=sys.stderr, leave=False)
+    seg_params = objective.parameters()  # outside DDP: averaged over ranks by hand below
     with AugmentedBatches(data.train.images, shards, pipeline, config.workers, augment_seed) as stream:
         for step, (batch_idx, images) in enumerate(zip(shards, stream, strict=True)):
-            x = to_tensor(images, device)
-            per_image = loss_fn(x, accel.forward(model, x))
+            batch = objective.batch_from(images, batch_idx, epoch, step)
+            per_image, terms = objective.per_image_loss(lambda x: accel.forward(model, x), batch, device)
+            for name, value in terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + value * len(batch_idx)
             loss = per_image.mean()
             optimizer.zero_grad(set_to_none=True)
             ctx.gradient_loss(per_image, len(batches[step])).backward()
+            ctx.average_gradients(seg_params)
             grad_sums += torch.stack([p.grad.detach().norm() if p.grad is not None else
                                       torch.zeros((), device=device) for p in layers.values()])
             optimizer.step()
@@ -251,7 +265,8 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     record = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
               "lr": optimizer.param_groups[0]["lr"], "images_per_s": seen / max(train_seconds, 1e-9),
               "device": str(device), "grad_norm": dict(zip(layers, grad_norms, strict=True)),
-              "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth)}
+              "grad_ratio_deep_shallow": _deep_shallow_ratio(list(layers), grad_norms, config.model.depth),
+              "objective": objective.name, "loss_terms": {k: v / max(1, seen) for k, v in term_sums.items()}}
     record.update(device_memory(device))
     if ctx.active:
         record["world_size"] = ctx.world_size
@@ -282,7 +297,7 @@ def validate(model, loss_fn, probe: ValidationProbe, device: torch.device, batch
         result["synthetic_auroc"] = {
             method: image_auroc(labels, score_image_set(model, probe_set, method, device=device,
                                                         batch_size=batch_size).scores)
-            for method in SYNTHETIC_METHODS}
+            for method in SYNTHETIC_METHODS + (("seg",) if segmenter_of(model) is not None else ())}
     model.train()
     return result
 

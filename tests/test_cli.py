@@ -29,10 +29,11 @@ def test_config_file_and_set_overrides(tmp_path, demo_root):
     cfg.write_text(json.dumps({"epochs": 1, "image_size": 32, "model": {"base_width": 4, "depth": 2},
                                "categories": ["pill"]}))
     result = _cli("train", "--config", str(cfg), "--data", str(demo_root), "--run", str(tmp_path / "r"),
-                  "--set", "augment.hflip_p=0", "--set", "loss=l1", "--quiet")
+                  "--set", "augment.hflip_p=0", "--set", "loss=l1", "--objective", "denoise", "--quiet")
     assert result.returncode == 0, result.stderr
     config = Run(tmp_path / "r").config()
     assert config.augment.hflip_p == 0 and config.loss == "l1" and config.model.depth == 2
+    assert config.objective == "denoise" and Run(tmp_path / "r").metrics()[0]["objective"] == "denoise"
 
 
 def test_user_errors_are_one_clear_line(tmp_path, demo_root):
@@ -40,5 +41,8 @@ def test_user_errors_are_one_clear_line(tmp_path, demo_root):
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     bad_loss = _cli("train", "--data", str(demo_root), "--run", str(tmp_path / "r2"), "--loss", "0.5*foo")
     assert bad_loss.returncode == 2 and "foo" in bad_loss.stderr and "Traceback" not in bad_loss.stderr
+    bad_objective = _cli("train", "--data", str(demo_root), "--run", str(tmp_path / "r4"),
+                         "--objective", "draem")
+    assert bad_objective.returncode == 2 and "objective must be one of" in bad_objective.stderr
     bad_set = _cli("train", "--data", str(demo_root), "--run", str(tmp_path / "r3"), "--set", "model.widht=3")
     assert bad_set.returncode == 2 and "model.widht" in bad_set.stderr

@@ -23,6 +23,8 @@ def test_unknown_field_is_named():
     ({"model.depth": 7}, "depth"),
     ({"device": "tpu"}, "device"),
     ({"epochs": 0}, "epochs"),
+    ({"image_size": 16, "model.depth": 4}, "bottleneck of at least 2x2"),
+    ({"objective": "denoize"}, "objective must be one of reconstruct, denoise, discriminative"),
 ])
 def test_invalid_values_are_explained(override, message):
     with pytest.raises(ValueError, match=message):
@@ -34,3 +36,11 @@ def test_broken_json_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         TrainConfig.load(path)
+
+
+def test_configs_saved_before_objectives_keep_reconstruct():
+    saved = TrainConfig().to_dict()
+    del saved["objective"]
+    assert TrainConfig.from_dict(saved).objective == "reconstruct"
+    assert TrainConfig().objective == "denoise"
+    assert TrainConfig.from_dict({"epochs": 3}).objective == "denoise"

@@ -27,9 +27,10 @@ def report(tiny_run, demo_root):
     return evaluate_epoch(tiny_run, "last", demo_root, ("pixel", "knn"))
 
 
-def test_rawknn_floor_is_always_in_the_table(report):
-    assert with_floor(("pixel",)) == ("pixel", "rawknn")
-    assert report["methods"] == ["pixel", "knn", "rawknn"]
+def test_both_floors_are_always_in_the_table(report):
+    assert with_floor(("pixel",)) == ("pixel", "rawknn", "patchz")
+    assert with_floor(("patchz", "knn")) == ("patchz", "knn", "rawknn")
+    assert report["methods"] == ["pixel", "knn", "rawknn", "patchz"]
 
 
 def test_report_is_strict_json(report):
@@ -59,7 +60,7 @@ def test_image_auroc_agrees_with_sklearn(report, tiny_run, demo_root):
 
 
 def test_pixel_metrics_only_for_methods_with_maps(tiny_run, demo_root, report):
-    assert set(report["pixel"]) == {"pixel", "knn", "rawknn"}
+    assert set(report["pixel"]) == {"pixel", "knn", "rawknn", "patchz"}
     for values in report["pixel"].values():
         assert 0.0 <= values["pixel_auroc"] <= 1.0 and 0.0 <= values["aupro"] <= 1.0
         assert set(values["per_category"]) == {"bottle", "carpet", "pill"}
@@ -152,7 +153,7 @@ def test_cli_evaluate_all_epochs_writes_json(tiny_run, demo_root, tmp_path, caps
     assert code == 0
     payload = json.loads(out.read_text())
     assert [row["epoch"] for row in payload["table"]] == [1, 2]
-    assert payload["methods"] == ["pixel", "rawknn"] and len(payload["epochs"]) == 2
+    assert payload["methods"] == ["pixel", "rawknn", "patchz"] and len(payload["epochs"]) == 2
     assert "lowest val_loss" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ from core.model import UNetAutoencoder, parse_skips
 @pytest.mark.parametrize("skips", ["all", "none", "1"])
 def test_shapes_for_every_depth_and_skip_mode(depth, skips):
     model = UNetAutoencoder(ModelConfig(base_width=4, depth=depth, skips=skips)).eval()
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 128, 128)  # a 2x2 bottleneck even at depth 6 (InstanceNorm needs it)
     with torch.no_grad():
         y = model(x)
         features = model.encode(x)
@@ -17,7 +17,7 @@ def test_shapes_for_every_depth_and_skip_mode(depth, skips):
     assert 0 <= y.min() and y.max() <= 1
     assert len(features) == depth + 1
     for level, feature in enumerate(features):
-        assert feature.shape == (2, 4 * 2 ** level, 64 // 2 ** level, 64 // 2 ** level)
+        assert feature.shape == (2, 4 * 2 ** level, 128 // 2 ** level, 128 // 2 ** level)
 
 
 def test_skip_levels_change_the_decoder():

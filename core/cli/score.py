@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.options import DEFAULT_METHOD
+from core.scoring.options import DEFAULT_METHOD, METHODS
 
 VERB = "score"
 HELP = (
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--method",
         default=DEFAULT_METHOD,
-        help=f"pixel, ssim, feature, knn or rawknn (default {DEFAULT_METHOD})",
+        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD})",
     )
     parser.add_argument(
         "--calibration",

@@ -18,7 +18,7 @@ def pseudo_k(text: str) -> int:
 FLAGS = {
     "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
     "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
-    "lr": ("lr", float), "loss": ("loss", str), "device": ("device", str), "seed": ("seed", int),
+    "lr": ("lr", float), "loss": ("loss", str), "objective": ("objective", str), "device": ("device", str), "seed": ("seed", int),
     "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
     "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
     "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),

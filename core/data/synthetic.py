@@ -403,6 +403,7 @@ def perlin_blend(
     rng: np.random.Generator,
     threshold: float = 0.5,
     beta: tuple[float, float] = (0.2, 0.8),
+    source: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """DRAEM-style anomaly (Zavrtanik et al. 2021) built from the image itself.
 
@@ -411,9 +412,12 @@ def perlin_blend(
     texture set is needed or used). Lattice resolution per axis is 2**k with cells of at
     least 8 px (DRAEM's range at 256 px), the two axes at most 4x apart so shapes stay
     blob-like rather than streaks. Inside noise > threshold: out = (1 - b) * image + b * source, b ~ U(beta).
+    source: another normal image of the same shape to blend in instead (it is shifted,
+    flipped and rotated the same way); None = the image itself.
     image (H, W, 3) uint8 -> (out (H, W, 3) uint8, mask (H, W) uint8 {0, 1}).
     """
     h, w = _check_image(image)
+    base = image if source is None else _same_shape(source, image)
     max_pow = int(np.clip(np.floor(np.log2(max(1, min(h, w) // 8))), 0, 6))
 
     def attempt():
@@ -421,9 +425,46 @@ def perlin_blend(
         px = int(np.clip(py + rng.integers(-2, 3), 0, max_pow))
         res = (2**py, 2**px)
         region = perlin_noise((h, w), res, rng) > threshold
-        source = _self_source(image, rng)
+        shifted = _self_source(base, rng)
         b = rng.uniform(beta[0], beta[1])
-        mixed = (1.0 - b) * image.astype(np.float32) + b * source.astype(np.float32)
+        mixed = (1.0 - b) * image.astype(np.float32) + b * shifted.astype(np.float32)
+        mixed = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        return np.where(region[..., None], mixed, image), region
+
+    return _nonempty(image, rng, attempt)
+
+
+def _same_shape(source: np.ndarray, image: np.ndarray) -> np.ndarray:
+    if source.shape != image.shape or source.dtype != np.uint8:
+        raise ValueError(f"source must be a uint8 image of shape {image.shape}, got "
+                         f"{source.shape} {source.dtype}")
+    return source
+
+
+def panel(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    area: tuple[float, float] = (0.08, 0.3),
+    beta: tuple[float, float] = (0.5, 1.0),
+    source: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A large panel-shaped anomaly (OmniAL, Zhao 2023): a big axis-aligned rectangle whose
+    content is replaced by a blend with another normal image at another place (or, without a
+    source, by the image's own re-tiled texture).
+
+    Why: OmniAL's ablation credits large panels with most of its gain (86.7 -> 94.1 image
+    AUROC) over small patches: a reconstruction network must then rebuild whole regions from
+    context instead of copying them. area: fraction of H*W; beta: blend weight of the
+    replacement. image (H, W, 3) uint8 -> (out (H, W, 3) uint8, mask (H, W) uint8 {0, 1}).
+    """
+    h, w = _check_image(image)
+
+    def attempt():
+        region = _rect_region(h, w, rng, rng.uniform(area[0], area[1]) * h * w)
+        other = _shuffled_texture(image, rng) if source is None else _self_source(
+            _same_shape(source, image), rng)
+        b = rng.uniform(beta[0], beta[1])
+        mixed = (1.0 - b) * image.astype(np.float32) + b * other.astype(np.float32)
         mixed = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
         return np.where(region[..., None], mixed, image), region
 
@@ -437,7 +478,9 @@ SYNTHETIC_KINDS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "scar": cutpaste_scar,
     "texture": texture_damage,
     "perlin": perlin_blend,
+    "panel": panel,
 }
+BLENDING_KINDS = ("perlin", "panel")  # accept source=another normal image to blend in
 
 
 def make_synthetic_set(

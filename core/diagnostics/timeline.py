@@ -27,7 +27,7 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # Subtracted per warning flag (blurry, dead layers that are not fatal): between two epochs with
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
-FLOOR_METHODS = ("rawknn",)  # no-learning baselines: constant across epochs, never a reason
+FLOOR_METHODS = ("rawknn", "patchz")  # no-learning baselines: constant across epochs, never a reason
 
 
 def epoch_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:

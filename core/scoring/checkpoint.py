@@ -111,8 +111,9 @@ def checkpoint_bank(
 def _needs_reference(
     method: str, categories: list[str], bank: FeatureBank | None, options: ScoreOptions
 ) -> bool:
-    """rawknn builds its bank from the training images; knn needs them only to route."""
-    if method == "rawknn":
+    """rawknn and patchz build their banks from the training images; knn needs them only to
+    route."""
+    if method in ("rawknn", "patchz"):
         return True
     if method != "knn" or options.bank_scope == "global":
         return False

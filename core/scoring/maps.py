@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.losses import ssim_error_map
+from core.segmentation import segmentation_maps
 from core.tensors import to_tensor
 
 
@@ -98,12 +99,16 @@ def reconstruction_maps(
     device: torch.device | str = "cpu",
     batch_size: int = 32,
 ) -> np.ndarray:
-    """uint8 (N, S, S, 3) -> float32 (N, S, S) smoothed anomaly maps for pixel, ssim or feature."""
+    """uint8 (N, S, S, 3) -> float32 (N, S, S) smoothed anomaly maps for pixel, ssim, feature
+    or seg."""
     model.eval()
     size = images.shape[1]
     out = []
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start : start + batch_size], device)
+        if method == "seg":  # the segmentation network's mask probabilities (core.segmentation)
+            out.append(gaussian_smooth(segmentation_maps(model, x).float(), sigma).cpu())
+            continue
         encoded = model.encode(x)
         y = model.decode(encoded)
         if method == "pixel":

@@ -1,6 +1,6 @@
 """`score_image_set`: one scoring method applied to decoded images, with no cache and no disk.
 
-Five methods, each a per-image score (higher = more anomalous) and, where it has meaning, a
+Seven methods, each a per-image score (higher = more anomalous) and, where it has meaning, a
 per-pixel map at the images' resolution:
 
   pixel    squared (or absolute) error between input and reconstruction, smoothed
@@ -10,6 +10,10 @@ per-pixel map at the images' resolution:
            (default) a map of per-location distances, without a single pooled vector
   rawknn   distance of a raw-pixel thumbnail to the nearest normal thumbnails: the
            no-learning floor; its map is the thumbnail difference to the nearest normal
+  seg      the discriminative objective's segmentation network on (input, reconstruction):
+           predicted anomaly probability, smoothed (core.segmentation)
+  patchz   the second no-learning floor: worst same-location patch z-score against the
+           normals' per-position patch statistics (core.scoring.patchz)
 
 Defaults (measured on the demo data, see the closing note of issue #3): maps reduced by
 their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 with k = 1.
@@ -29,6 +33,7 @@ from core.scoring.features import encoder_vectors, parse_levels, patch_grid
 from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
 from core.scoring.maps import gaussian_smooth, reconstruction_maps, reduce_maps, upsample
 from core.scoring.options import MAP_METHODS, ScoreOptions, check_method
+from core.scoring.patchz import PatchStats, patchz_scores
 from core.scoring.routing import route_images
 
 KNN_DEFAULT_LEVELS = (1, 2)
@@ -61,7 +66,7 @@ class ScoreResult:
 
 def _require_model(model, method: str) -> torch.nn.Module:
     if model is None:
-        raise ValueError(f"method '{method}' needs a model; only rawknn works without one")
+        raise ValueError(f"method '{method}' needs a model; only rawknn and patchz work without one")
     return model
 
 
@@ -109,7 +114,7 @@ def build_thumbnail_bank(train: ImageSet, options: ScoreOptions) -> FeatureBank:
 
 
 def bank_groups(
-    categories: Sequence[str], bank: FeatureBank, options: ScoreOptions
+    categories: Sequence[str], bank: FeatureBank | PatchStats, options: ScoreOptions
 ) -> tuple[list, np.ndarray]:
     """Which bank each image is compared with, and which of them must be routed first.
 
@@ -141,7 +146,7 @@ def bank_groups(
 
 def resolve_groups(
     images: ImageSet,
-    bank: FeatureBank,
+    bank: FeatureBank | PatchStats,
     options: ScoreOptions,
     model,
     train: ImageSet | None,
@@ -211,6 +216,19 @@ def _rawknn(model, images: ImageSet, train, options: ScoreOptions, device, bank)
     )
 
 
+def _patchz(model, images: ImageSet, train, options: ScoreOptions, device) -> ScoreResult:
+    reference = _require_train(train, "patchz")
+    stats = PatchStats.build(reference.images, reference.categories, options.thumb_size)
+    groups, routed, how = resolve_groups(images, stats, options, model, train, device)
+    scores, grids = patchz_scores(images.images, groups, stats)
+    size = images.images.shape[1]
+    maps = gaussian_smooth(upsample(torch.from_numpy(grids), size), options.sigma_for(size)).numpy()
+    info = {"thumb_size": stats.thumb_size, "routing": how,
+            "bank_sizes": {c: int(n) for c, n in zip(*np.unique(reference.categories, return_counts=True),
+                                                   strict=True)}}
+    return ScoreResult("patchz", scores, maps.astype(np.float32), groups, routed, info)
+
+
 def score_image_set(
     model: torch.nn.Module | None,
     images: ImageSet,
@@ -223,7 +241,8 @@ def score_image_set(
 ) -> ScoreResult:
     """Scores every image of `images` with `method`; pure (no cache, no files).
 
-    model: the autoencoder (None only for rawknn without routing). images: decoded at the
+    model: the autoencoder (None only for rawknn/patchz without routing; seg needs one
+    loaded from a discriminative checkpoint). images: decoded at the
     model's input size. train: normal training images, needed by knn/rawknn to build a bank
     (unless `bank` is given) and to route images without a known category. options: see
     ScoreOptions. Returns a ScoreResult with scores (N,) and maps (N, S, S) or None.
@@ -254,6 +273,8 @@ def score_image_set(
         )
         info = {"levels": list(levels)} if levels else {}
         return ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
+    if method == "patchz":
+        return _patchz(model, images, train, opts, device)
     if bank is not None and bank.kind != ("features" if method == "knn" else "thumbnails"):
         raise ValueError(f"a bank of {bank.kind} cannot be used for method '{method}'")
     scorer = _knn if method == "knn" else _rawknn

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("pixel", "ssim", "feature", "knn", "rawknn")
-MAP_METHODS = ("pixel", "ssim", "feature")  # maps from the model alone (knn patches and rawknn
+METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz")
+MAP_METHODS = ("pixel", "ssim", "feature", "seg")  # maps from the model alone (knn patches and rawknn
 # also give maps, but need the training images)
 REDUCTIONS = ("mean", "max")
 ERRORS = ("l2", "l1")
@@ -30,12 +30,16 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "feature": ("reduce", "sigma", "levels", "distance"),
     "knn": ("reduce", "sigma", "levels", "k", "patch", "bank_scope", "max_bank"),
     "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
+    "seg": ("reduce", "sigma"),
+    "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
 }
-ROUTED_METHODS = ("knn", "rawknn")
-# The method `score`, `export` and the dashboard's rankings use unless told otherwise: the
-# encoder-feature memory bank was the only learned score near the no-learning floor on real
-# data (closing note of issue #3: mean image AUROC .829 against pixel .411).
-DEFAULT_METHOD = "knn"  # methods that need a category per test image
+ROUTED_METHODS = ("knn", "rawknn", "patchz")  # methods that need a category per test image
+# What `score`, `export` and the dashboard's rankings use unless told otherwise: the best
+# learned score measured on ../shared/realdata at 64 px (README, "Detection recipes"); pixel
+# error was at or below chance.
+DEFAULT_METHOD = "knn"
+FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
+SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"
 
 
 @dataclass(frozen=True)

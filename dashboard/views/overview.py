@@ -17,7 +17,8 @@ from dashboard import state, widgets
 CURVES_KEY = "overview_curves"
 DEFAULT_METHODS = OVERVIEW_METHODS  # what training's follower scores as each epoch lands
 COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
-          "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c"}
+          "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c", "seg": "#db2777",
+          "patchz": "#a8a29e"}
 
 
 # --------------------------------------------------------------------------- data
@@ -94,6 +95,9 @@ def curves_figure(table: pd.DataFrame, health: dict[int, dict[str, Any]], epoch:
         if column in table and table[column].notna().any():
             fig.add_trace(go.Scatter(x=x, y=table[column], name=name, mode="lines+markers",
                                      line={"color": COLORS[column]}), row=1, col=1)
+    for column in (c for c in table.columns if c.startswith("loss_") and table[c].notna().any()):
+        fig.add_trace(go.Scatter(x=x, y=table[column], name=f"term {column.removeprefix('loss_')}",
+                                 mode="lines", line={"dash": "dot", "width": 1}), row=1, col=1)
     for column in table.columns:
         for prefix, dash in (("synthetic_auroc_", "dash"), ("real_auroc_", "solid")):
             if column.startswith(prefix) and table[column].notna().any():

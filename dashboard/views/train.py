@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 import core.jobs
-from core.config import AugmentConfig, ModelConfig, TrainConfig
+from core.config import OBJECTIVES, AugmentConfig, ModelConfig, TrainConfig
 from core.runs import Run, RunError
 from dashboard import state, sweep_panel, widgets
 
@@ -106,6 +106,17 @@ def model_section(defaults: ModelConfig) -> dict[str, Any]:
             "bottleneck_channels": bottleneck}
 
 
+OBJECTIVE_HELP = ("reconstruct: input = target. denoise: synthetic anomalies (made from your own "
+                  "training images) in the input, the clean image as target, so skips cannot copy "
+                  "defects. discriminative: denoise plus a segmentation network whose mask is the "
+                  "`seg` score.")
+
+
+def objective_section(default: str) -> str:
+    return st.selectbox("Training objective", OBJECTIVES, index=OBJECTIVES.index(default),
+                        key="train_objective", help=OBJECTIVE_HELP)
+
+
 def loss_section() -> str:
     c = st.columns(4)
     ssim = c[0].number_input("SSIM weight", 0.0, 10.0, 0.5, 0.1, key="train_loss_ssim")
@@ -152,6 +163,7 @@ def new_run_form(root: Path) -> None:
         raw.update(schedule_section(defaults))
     with st.container(border=True):
         st.markdown("**Model and loss**")
+        raw["objective"] = objective_section(defaults.objective)
         raw["model"] = model_section(defaults.model)
         raw["loss"] = loss_section()
     with st.expander("Augmentation", expanded=False):
