@@ -227,9 +227,10 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     pipeline = build_augmentation(config.augment, config.image_size, seed=augment_seed)
     order = rng.permutation(len(data.train))
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < 2 * ctx.world_size and config.model.norm == "batch":
+    smallest = (2 if config.model.norm == "batch" else 1) * ctx.world_size  # BatchNorm needs 2+
+    if len(batches) > 1 and len(batches[-1]) < smallest:  # images a batch, each rank 1+
         last = batches.pop()
-        batches[-1] = np.concatenate([batches[-1], last])  # BatchNorm needs 2+ images a batch
+        batches[-1] = np.concatenate([batches[-1], last])
     shards = [ctx.shard(b) for b in batches]  # this rank's slice of each global batch
     layers = conv_weights(distributed.unwrap(model))
     grad_sums = torch.zeros(len(layers), device=device)

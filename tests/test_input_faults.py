@@ -464,12 +464,18 @@ def test_one_image_at_depth_5_and_32px_is_refused_before_training(tmp_path):
 
 
 @pytest.mark.parametrize("norm, batch, n_train, refused", [
-    ("instance", 4, 10, True), ("batch", 1, 10, True), ("batch", 4, 10, False), ("group", 4, 1, False),
+    ("batch", 1, 10, True), ("batch", 4, 10, False), ("group", 4, 1, False),
 ])
 def test_which_configs_can_train_at_a_1x1_bottleneck(tmp_path, norm, batch, n_train, refused):
     config = _tiny(tmp_path, tmp_path / "r", image_size=32, batch_size=batch,
                    **{"model.depth": 5, "model.norm": norm})
     assert (untrainable_reason(config, n_train) is not None) == refused
+
+
+def test_instance_norm_at_a_1x1_bottleneck_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"model.norm instance needs a bottleneck of at least 2x2 px: "
+                                         r"image_size >= 64 at depth 5"):
+        _tiny(tmp_path, tmp_path / "r", image_size=32, **{"model.depth": 5, "model.norm": "instance"})
 
 
 # --------------------------------------------------------------------------- 9. undefined metrics

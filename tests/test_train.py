@@ -50,7 +50,7 @@ def test_resume_after_a_killed_job_continues_exactly(demo_root, tmp_path):
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "core", "train", "--data", str(demo_root), "--run", str(killed),
                "--categories", "pill", "--epochs", "3", "--image-size", "32", "--depth", "3",
-               "--base-width", "8", "--batch-size", "8", "--quiet"]
+               "--base-width", "8", "--batch-size", "8", "--threads", "1", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (killed / "epoch_001.pt").exists():
@@ -65,7 +65,8 @@ def test_resume_after_a_killed_job_continues_exactly(demo_root, tmp_path):
     subprocess.run(command + ["--resume"], check=True, capture_output=True)
     assert run.epochs() == [1, 2, 3]
     assert [m["epoch"] for m in run.metrics()] == [1, 2, 3]
-    straight = tiny_config(demo_root, tmp_path / "straight", epochs=3, categories=["pill"])
+    # the same thread count on both sides: another test may have changed this process's
+    straight = tiny_config(demo_root, tmp_path / "straight", epochs=3, categories=["pill"], num_threads=1)
     train_one(straight, **QUIET)
     resumed = load_checkpoint(run.checkpoint_path(3))["model"]
     reference = load_checkpoint(Run(tmp_path / "straight").checkpoint_path(3))["model"]
