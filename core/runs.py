@@ -41,12 +41,36 @@ class RunError(ValueError):
     """A run, epoch or checkpoint cannot be used; the message says which and what to do."""
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, hence the fallback)
+    os.umask(mask)
+    return mask
+
+
+def plain_write_mode(path: Path) -> int:
+    """The mode `open(path, "w")` would leave: an existing file's own, else 0o666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename: readers see the old or the new file."""
+    """Temporary file in the same folder, fsync, rename: readers see the old or the new file.
+
+    The file gets the mode a plain write would give it (mkstemp's own is 0600, owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), plain_write_mode(path))
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
