@@ -73,8 +73,8 @@ class PrunePlan:
         """One sentence a user reads before deciding, e.g. in the CLI's dry run."""
         with_state = [e.epoch for e in self.epochs if e.optimizer_bytes > 0]
         kept = ", ".join(f"{e.epoch} ({e.keep})" for e in self.epochs if e.optimizer_bytes > 0 and e.keep)
-        text = (f"{self.run.path}: {len(self.epochs)} epochs, {megabytes(self.total_bytes)}; "
-                f"{len(with_state)} hold optimizer state")
+        text = (f"{self.run.path}: {len(self.epochs)} epochs, {megabytes(self.total_bytes)}; optimizer "
+                f"state in {'epochs ' + _epoch_list(with_state) if with_state else 'no epoch'}")
         if self.to_free:
             text += (f"; dropping it from epochs {_epoch_list(e.epoch for e in self.to_free)} frees "
                      f"about {megabytes(self.bytes_to_free)}")
