@@ -3,7 +3,8 @@
 checkpoints/<run>/
   config.json     the TrainConfig that made the run
   epoch_NNN.pt    {"model", "optimizer", "epoch", "config"}; written to a temporary name and
-                  renamed, so a crash never leaves a half-written checkpoint under a real name
+                  renamed, so a crash never leaves a half-written checkpoint under a real name;
+                  "optimizer" only in the latest, pinned and kept epochs (core.storage)
   metrics.jsonl   one JSON object per finished epoch, append-only
   status.json     job state: pid, state, epoch, device, message
   train.log       the job's output
