@@ -176,7 +176,7 @@ def describe_export(out_dir: str | Path) -> str:
         card = json.loads((Path(out_dir).expanduser() / "card.json").read_text())
         scoring = card["scoring"]
         return (f"epoch {card['epoch']} of {card['run']}, method {scoring['method']}, "
-                f"calibration {scoring.get('calibration', 'none')}, exported {card['exported_at']}")
+                f"exported {card['exported_at']}")
     except (OSError, ValueError, KeyError, TypeError):
         return "files " + ", ".join(p.name for p in existing_export(out_dir))
 

@@ -63,4 +63,4 @@ def test_exporting_twice_keeps_both_exports(tiny_run, demo_root, tmp_path, monke
     assert [f.name.split("-")[-1] for f in folders][1:] == ["2"] and len(folders) == 2
     for folder in folders:
         assert {"model.pt", "card.json", "config.json"} <= {p.name for p in folder.iterdir()}
-        assert json.loads((folder / "card.json").read_text())["calibration"] == "none"
+        assert json.loads((folder / "card.json").read_text())["epoch"] == Run(root / "tiny").resolve_epoch("best")
