@@ -67,7 +67,7 @@ def test_a_failed_save_keeps_the_newest_epoch_resumable(demo_root, tmp_path, mon
 
     monkeypatch.setattr(train_module, "save_checkpoint", disk_full_at_epoch_3)
     config = tiny_config(demo_root, tmp_path / "full", epochs=3, categories=["pill"])
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(RunError, match="epoch 3 could not be saved .No space left on device"):
         train_one(config, **QUIET)
     run = Run(tmp_path / "full")
     assert run.epochs() == [1, 2] and has_optimizer(run, 2) and not has_optimizer(run, 1)
