@@ -48,8 +48,10 @@ from core.trainability import check_trainable
 Log = Callable[[str], None]
 
 
-class StopRequested(Exception):
-    """SIGTERM/SIGINT arrived; finished epochs are kept and the run can be resumed."""
+class StopRequested(BaseException):
+    """SIGTERM/SIGINT arrived; finished epochs are kept and the run can be resumed. A
+    BaseException, like KeyboardInterrupt, so no `except Exception` (e.g. a checkpoint load's)
+    turns a stop into an error."""
 
 
 @dataclass
