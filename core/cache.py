@@ -1,6 +1,6 @@
 """Per-checkpoint results on disk, so the dashboard never recomputes what a click already paid for.
 
-A result is keyed by the checkpoint's name, size and modification time plus the parameters
+A result is keyed by the checkpoint's name and modification time plus the parameters
 that produced it: retraining or resuming over an epoch invalidates its results by itself.
 Results are dicts; numpy arrays go to an .npz (no pickle), everything else to a .json beside it.
 """
@@ -22,8 +22,10 @@ CACHE_VERSION = 1
 
 
 def checkpoint_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    """Name and mtime, not size: dropping the optimizer state (core.storage) rewrites a file
+    with the same weights and mtime, and its cached results must stay valid. A retrained or
+    resumed epoch is a new file with a new mtime (its size alone never told them apart)."""
+    return f"{path.name}:{path.stat().st_mtime_ns}"
 
 
 def cache_key(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> str:

@@ -4,18 +4,20 @@ out_dir/
   model.pt        {"model", "config", "epoch"}: the weights and the config that rebuilds them
                   (no optimizer state), loadable with `load_exported_model`
   config.json     the checkpoint's TrainConfig
-  card.json       epoch, training metrics, scoring method and options, why this epoch
+  card.json       run, epoch, scoring method, calibration and options, training metrics, why
   submission.csv  one row per test image: <id_column>,<score_column>; ids are file stems
                   (the Kaggle homework's convention) unless two files share a stem
 
 Why a card: weeks later, "which epoch did we submit and why" must be answerable from the
-folder alone.
+folder alone. An export never replaces another silently: a folder that already holds one is
+refused (naming it) unless overwrite=True; `unused_export_folder` picks a fresh one instead.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,16 @@ from core.runs import (
     save_checkpoint,
 )
 from core.scoring import score_checkpoint
+from core.scoring.calibration import CALIBRATIONS
 from core.scoring.checkpoint import load_checkpoint_model
 from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
 from core.segmentation import SEG_KEY
+
+EXPORT_FILES = ("model.pt", "config.json", "card.json", "submission.csv")
+
+
+class ExportExistsError(ValueError):
+    """The output folder already holds an export; the message names it and the way out."""
 
 
 def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
@@ -94,6 +103,7 @@ def export_epoch(
     id_column: str = "id",
     score_column: str = "anomaly_score",
     device: torch.device | str = "cpu",
+    overwrite: bool = False,
     **options,
 ) -> dict[str, Path]:
     """Writes model.pt, config.json, card.json and (given test_dir) submission.csv.
@@ -102,9 +112,14 @@ def export_epoch(
     split is scored. method/options: how the submission is scored (see core.scoring).
     calibration: "normals" (default) writes per-category calibrated scores, so the pooled
     ranking a judge computes over mixed categories is fair; "none" writes raw scores.
+    overwrite: replace an export already in out_dir (its files not written again are removed,
+    so the folder never mixes two exports); otherwise ExportExistsError.
     Returns {file kind: path written}.
     """
     check_method(method)
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
+    check_export_target(out_dir, overwrite)
     opts = ScoreOptions.from_kwargs(options)
     model, config, resolved = load_checkpoint_model(run, epoch)  # validates the architecture
     scored = None
@@ -144,7 +159,44 @@ def export_epoch(
             scored, test_dir, written["submission"], id_column, score_column
         )
     atomic_write_json(written["card"], jsonable(card))
+    for stale in set(existing_export(out)) - set(written.values()):  # only with overwrite=True
+        stale.unlink()
     return written
+
+
+def existing_export(out_dir: str | Path) -> list[Path]:
+    """The export files (model.pt, config.json, card.json, submission.csv) already in out_dir."""
+    out = Path(out_dir).expanduser()
+    return [out / name for name in EXPORT_FILES if (out / name).exists()]
+
+
+def describe_export(out_dir: str | Path) -> str:
+    """'epoch 7 of checkpoints/try, method knn, exported 2026-11-29 17:00:00' from its card."""
+    try:
+        card = json.loads((Path(out_dir).expanduser() / "card.json").read_text())
+        scoring = card["scoring"]
+        return (f"epoch {card['epoch']} of {card['run']}, method {scoring['method']}, "
+                f"exported {card['exported_at']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "files " + ", ".join(p.name for p in existing_export(out_dir))
+
+
+def check_export_target(out_dir: str | Path, overwrite: bool = False) -> None:
+    """Refuses (ExportExistsError) a folder that holds an export, unless overwrite."""
+    if existing_export(out_dir) and not overwrite:
+        raise ExportExistsError(
+            f"{Path(out_dir).expanduser()} already holds an export ({describe_export(out_dir)}); "
+            "choose another --out folder, or pass --overwrite to replace it")
+
+
+def unused_export_folder(base: str | Path) -> Path:
+    """base if it does not exist yet, else the first free base-2, base-3, ... beside it."""
+    base = Path(base).expanduser()
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def write_submission(

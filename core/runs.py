@@ -3,7 +3,8 @@
 checkpoints/<run>/
   config.json     the TrainConfig that made the run
   epoch_NNN.pt    {"model", "optimizer", "epoch", "config"}; written to a temporary name and
-                  renamed, so a crash never leaves a half-written checkpoint under a real name
+                  renamed, so a crash never leaves a half-written checkpoint under a real name;
+                  "optimizer" only in the latest, pinned and kept epochs (core.storage)
   metrics.jsonl   one JSON object per finished epoch, append-only
   status.json     job state: pid, state, epoch, device, message
   train.log       the job's output
@@ -41,8 +42,31 @@ class RunError(ValueError):
     """A run, epoch or checkpoint cannot be used; the message says which and what to do."""
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, hence the fallback)
+    os.umask(mask)
+    return mask
+
+
+def plain_write_mode(path: Path) -> int:
+    """The mode `open(path, "w")` would leave: an existing file's own, else 0o666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename: readers see the old or the new file."""
+    """Temporary file in the same folder, fsync, rename: readers see the old or the new file.
+
+    The file gets the mode a plain write would give it (mkstemp's own is 0600, owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -50,6 +74,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, plain_write_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,14 +41,17 @@ from core.objectives import Objective, build_objective
 from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
 from core.segmentation import segmenter_of
+from core.storage import after_epoch_saved, resume_payload
 from core.tensors import to_tensor
 from core.trainability import check_trainable
 
 Log = Callable[[str], None]
 
 
-class StopRequested(Exception):
-    """SIGTERM/SIGINT arrived; finished epochs are kept and the run can be resumed."""
+class StopRequested(BaseException):
+    """SIGTERM/SIGINT arrived; finished epochs are kept and the run can be resumed. A
+    BaseException, like KeyboardInterrupt, so no `except Exception` (e.g. a checkpoint load's)
+    turns a stop into an error."""
 
 
 @dataclass
@@ -82,9 +85,9 @@ def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] 
     if epochs and not resume:
         raise RunError(f"{run.path}: run already has epochs {epochs[0]}..{epochs[-1]}; "
                        "pass --resume to continue it or choose another --run name")
+    payload = resume_payload(run) if (resume and epochs) else None  # refuses a pruned latest epoch
     run.path.mkdir(parents=True, exist_ok=True)
     config.save(run.path / "config.json")
-    payload = run.load(epochs[-1]) if (resume and epochs) else None
     return run, payload
 
 
@@ -169,6 +172,8 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
                              message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
                 raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
+            if ctx.is_main:  # the epoch before drops its optimizer state (core.storage)
+                after_epoch_saved(run, epoch)
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
     except (StopRequested, KeyboardInterrupt):  # SIGTERM from the dashboard, Ctrl-C in a terminal
         run.write_status(state="stopped", message="stopped by request; finished epochs are kept, --resume continues")

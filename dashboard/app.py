@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.runs import Run, RunError
-from dashboard import state, widgets
+from dashboard import state, storage_panel, widgets
 
 PAGE_DIR = Path(__file__).parent / "views"  # not "pages/": that name turns on Streamlit's old MPA mode
 
@@ -111,6 +111,7 @@ def sidebar(runs: list[Run], roots: list[Path]) -> state.Selection:
     if epoch is not None:
         widgets.pin_control(run, epoch, key="sidebar_pin")
         widgets.export_control(run, epoch, data_override.strip() or _config_data(run), key="sidebar_export")
+        storage_panel.storage_control(run, epoch, key="sidebar_storage")
     return state.Selection(roots=tuple(roots), runs=tuple(runs), run=run, epochs=tuple(epochs),
                            epoch=epoch, data_override=data_override, marks=marks)
 

@@ -175,16 +175,16 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
     """Export the epoch through core.export (model.pt, config, card, submission.csv) and offer
     the files as downloads."""
     with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
-        st.caption(f"Writes to `{run.path / 'exports' / f'epoch_{epoch:03d}'}`")
+        target = core.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
+        st.caption(f"Writes to `{target}` (a new folder: earlier exports are kept)")
         method = st.selectbox("Score the submission with", _methods(), key=f"{key}_method")
         test_dir = st.text_input("Images for submission.csv (empty: no CSV)", value=data_folder, key=f"{key}_test",
                                  help="A folder of test images, or a dataset whose test split is scored.")
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
             with guard("Export"), st.spinner("Exporting…"):
-                exporter = core.export
-                written = exporter.export_epoch(run, epoch, run.path / "exports" / f"epoch_{epoch:03d}",
-                                                test_dir=test_dir.strip() or None, method=method, reason=reason)
+                written = core.export.export_epoch(run, epoch, target,
+                                                   test_dir=test_dir.strip() or None, method=method, reason=reason)
                 st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
         where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
         if where != str(run.path) or done_epoch != epoch:

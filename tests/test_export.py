@@ -144,10 +144,11 @@ def test_cli_export(tiny_run, kaggle_folder, tmp_path, capsys):
     assert code == 0
     assert _rows(out / "submission.csv")[0] == ["id", "anomaly"]
     assert "submission" in capsys.readouterr().out
-    code = cli(
-        ["export", "--run", str(tiny_run.path), "--out", str(out), "--test", str(tmp_path / "nope")]
-    )
+    args = ["export", "--run", str(tiny_run.path), "--out", str(out), "--test", str(tmp_path / "nope")]
+    assert cli(args) == 2 and "already holds an export" in capsys.readouterr().err
+    code = cli(args + ["--overwrite"])
     assert code == 2 and "nope: folder does not exist" in capsys.readouterr().err
+    assert _rows(out / "submission.csv")[0] == ["id", "anomaly"]  # a failed export keeps the last
 
 
 def card_calibration(written) -> str:

@@ -15,7 +15,12 @@ HELP = (
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder")
     parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--out", required=True, help="output folder (refused if it already holds an export)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the export already in --out"
+    )
     parser.add_argument(
         "--test", help="folder of test images (or a dataset) to score into submission.csv"
     )
@@ -59,6 +64,7 @@ def main(args) -> int:
         id_column=args.id_column,
         score_column=args.score_column,
         device=device_of(args),
+        overwrite=args.overwrite,
         **scoring_options(args),
     )
     for kind, path in written.items():
