@@ -63,7 +63,7 @@ def main() -> None:
         for calibration in ("none", "normals"):
             out = args.work / f"export-{method}-{calibration}"
             written = export_epoch(run, "last", out, test_dir=flat / "test", method=method,
-                                   calibration=calibration)
+                                   calibration=calibration, overwrite=True)
             per, pooled = submission_aurocs(written["submission"], answers)
             mean = float(np.mean(list(per.values())))
             cats = " ".join(f"{c}={v:.3f}" for c, v in per.items())
