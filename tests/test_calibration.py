@@ -53,4 +53,10 @@ def test_too_few_normals_everywhere_is_refused_with_a_reason():
     with pytest.raises(CalibrationError, match="at least 2 held-out normal images.*--val-fraction"):
         fit_calibration([1.0, 5.0], ["a", "b"])  # one normal each: no spread to measure
     fitted = fit_calibration([1.0, 1.2, 0.8, 5.0], ["a", "a", "a", "b"])
-    assert fitted.categories["b"].scale == fitted.categories["a"].scale  # borrows the typical spread
+    assert fitted.categories["b"].scale == pytest.approx(fitted.categories["a"].scale)  # the typical spread
+
+
+def test_few_normals_are_named_in_a_warning():
+    fitted = fit_calibration([1.0, 1.2, 0.8, 5.0, 5.5, 4.5, 5.2, 4.8], ["a"] * 3 + ["b"] * 5)
+    assert "Warning: fewer than 5 held-out normals in a," in fitted.describe()
+    assert "in a, b" not in fitted.describe()

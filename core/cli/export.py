@@ -69,4 +69,9 @@ def main(args) -> int:
     )
     for kind, path in written.items():
         print(f"{kind:10s} {path}")
+    if "submission" in written:
+        import json
+
+        card = json.loads(written["card"].read_text())
+        print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
     return 0

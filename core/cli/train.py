@@ -27,6 +27,12 @@ FLAGS = {
 }
 
 
+FLAG_HELP = {
+    "pseudo_categories": "a flat train folder without a category CSV: K-Means groups as categories, "
+                         "K = 2..32 or auto (best silhouette in 2..8); 0 = one category",
+}
+
+
 def add_arguments(parser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--config", help="JSON file with any TrainConfig fields (flags override it)")
@@ -34,7 +40,9 @@ def add_arguments(parser) -> None:
         default = defaults.to_dict()
         for part in key.split("."):
             default = default[part]
-        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=f"default {default}")
+        text = FLAG_HELP.get(flag, "")
+        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
+                            help=f"{text}{'; ' if text else ''}default {default}")
     parser.add_argument("--run-dir", dest="run", default=None,
                         help="same as --run; use it under torchrun, whose own parser claims --run")
     parser.add_argument("--categories", help="comma-separated categories (default: all found)")
@@ -80,7 +88,8 @@ def main(args) -> int:
     from core.train import train
 
     config = config_from_args(args)
-    if not args.no_follow and not config.per_category and os.environ.get("RANK", "0") == "0":
+    follow = not args.no_follow and not config.per_category and Path(config.data).expanduser().is_dir()
+    if follow and os.environ.get("RANK", "0") == "0":
         from core.follow import LOG_NAME, start_follower
 
         follower = start_follower(config.run)

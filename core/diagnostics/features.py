@@ -116,13 +116,25 @@ def sample_per_category(samples: list[Sample], max_points: int, seed: int) -> li
     return chosen
 
 
+def feature_samples(config, root: Path, splits: Sequence[str]) -> list[Sample]:
+    """The images the feature maps show: the run's training normals ("train", with its
+    validation images) as the run categorised them, and the test set ("test") with each image
+    under the category it is scored under (its own, or routed: core.scoring.testset)."""
+    from core.scoring.testset import build_test_set
+
+    wanted = set(splits) | ({"val"} if "train" in splits else set())
+    samples = [s for s in discover_samples(root, config.layout, config.categories or None,
+                                           config.category_file or None)
+               if s.split in wanted and s.split != "test"]
+    if "test" in wanted:
+        samples += build_test_set(config, root, "route").samples
+    return samples
+
+
 def _feature_result(run: Run, epoch: int, root: Path, level, max_points: int, splits: tuple[str, ...],
                     seed: int) -> dict:
     config = run.config()
-    wanted = set(splits) | ({"val"} if "train" in splits else set())
-    samples = [s for s in discover_samples(root, config.layout, config.categories or None,
-                                           config.category_file or None) if s.split in wanted]
-    samples = sample_per_category(samples, max_points, seed)
+    samples = sample_per_category(feature_samples(config, root, splits), max_points, seed)
     model = run.load_model(epoch)
     levels = level_indices(level, config.model.depth)
     features, kept = [], []

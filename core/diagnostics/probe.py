@@ -118,8 +118,8 @@ def probe_set(run: Run, data_root: str | Path | None = None, per_category: int =
     root = resolve_data_root(run, data_root)
     config = run.config()
     key = json.dumps({"layout": config.layout, "categories": list(config.categories),
-                      "val_fraction": config.val_fraction, "seed": config.seed,
-                      "image_size": config.image_size}, sort_keys=True)
+                      "category_file": config.category_file, "val_fraction": config.val_fraction,
+                      "seed": config.seed, "image_size": config.image_size}, sort_keys=True)
     probe = _probe(str(root.resolve()), key, int(per_category), int(seed))
     return probe.subset(np.arange(len(probe)))
 

@@ -12,10 +12,14 @@ Calibration compares an image's score with the normal scores of its own category
 
 median_c and scale_c come from the category's held-out validation normals (the run's
 `val` split: images the model never trained on, scored exactly like test images, so their
-scores are unbiased). scale_c is the standard deviation of those normals, bounded below by
+scores are unbiased). scale_c is the standard deviation of those normals, shrunk on a log scale toward the
+categories' median standard deviation with the weight of PRIOR_NORMALS normals, bounded below by
 SCALE_FLOOR times the median of the categories' standard deviations, so a category whose few
 normals happen to score alike is not blown up; a category with fewer than MIN_NORMALS
-held-out normals takes that median spread as its own. A calibrated score reads as "how
+held-out normals takes that median spread as its own. With fewer than FEW_NORMALS normals in a
+category the description says that calibration is uncertain: measured on a flat set with 3
+held-out normals per category, calibrated pooled AUROC fell below the raw one (knn .683 vs
+.820), while with 3-6 per category it rose well above it (.800 vs .715). A calibrated score reads as "how
 many normal spreads above this category's typical normal".
 """
 
@@ -29,6 +33,8 @@ import numpy as np
 CALIBRATIONS = ("normals", "none")
 SCALE_FLOOR = 0.1
 MIN_NORMALS = 2  # to measure a category's own spread
+PRIOR_NORMALS = 3  # weight of the typical spread in each category's (see fit_calibration)
+FEW_NORMALS = 5  # below this many held-out normals in a category, the description warns
 
 
 class CalibrationError(ValueError):
@@ -75,7 +81,13 @@ class Calibration:
             f"{c}: median {s.median:.4g}, scale {s.scale:.3g} (n={s.n})"
             for c, s in sorted(self.categories.items())
         ]
-        return f"per-category z-scores against {self.reference}: " + "; ".join(parts)
+        text = f"per-category z-scores against {self.reference}: " + "; ".join(parts)
+        few = sorted(c for c, s in self.categories.items() if s.n < FEW_NORMALS)
+        if few:
+            text += (f". Warning: fewer than {FEW_NORMALS} held-out normals in {', '.join(few)}, so "
+                     "each category's typical score is uncertain and calibration can lower the "
+                     "pooled ranking; raise --val-fraction, or compare with --calibration none")
+        return text
 
 
 def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -> Calibration:
@@ -96,8 +108,15 @@ def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -
         )
     typical = float(np.median(measured))
     floor = SCALE_FLOOR * typical
-    stats = {  # a category with too few normals borrows the typical spread
-        str(n): CategoryNormals(float(np.median(own[n])), max(spread.get(n, typical), floor), len(own[n]))
-        for n in names
-    }
+
+    def scale(name: str) -> float:
+        # shrinkage of the log spread toward the typical one, worth PRIOR_NORMALS normals:
+        # a few normals cannot make a category's spread tiny (or huge) by chance
+        if name not in spread or spread[name] <= 0:
+            return max(typical, floor)
+        dof = len(own[name]) - 1
+        log_scale = (dof * np.log(spread[name]) + PRIOR_NORMALS * np.log(typical)) / (dof + PRIOR_NORMALS)
+        return max(float(np.exp(log_scale)), floor)
+
+    stats = {str(n): CategoryNormals(float(np.median(own[n])), scale(n), len(own[n])) for n in names}
     return Calibration(stats)

@@ -4,6 +4,7 @@ the cluster purity table and the category pairs the encoder confuses."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +56,15 @@ def _features(fingerprint: tuple, root: str, level: str, max_points: int, method
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _images_by_name(root: str, size: int, layout: str, categories: tuple[str, ...], names: tuple[str, ...]):
+def _images_by_name(root: str, config_json: str, names: tuple[str, ...]):
+    from core.config import TrainConfig
     from core.data.images import load_image_set
-    from core.data.layouts import discover_samples
+    from core.diagnostics.features import feature_samples
 
+    config = TrainConfig.from_dict(json.loads(config_json))
     wanted = set(names)
-    samples = [s for s in discover_samples(root, layout, list(categories) or None) if s.name in wanted]
-    loaded = load_image_set(samples, size)
+    samples = [s for s in feature_samples(config, Path(root), ("train", "test")) if s.name in wanted]
+    loaded = load_image_set(samples, config.image_size)
     return {s.name: loaded.images[i] for i, s in enumerate(loaded.samples)}
 
 
@@ -186,7 +189,7 @@ def selection_section(run: Run, data_root: Path, view: FeatureView, chosen: list
     shown = spread_over_categories(view, chosen)[:MAX_SELECTED_SHOWN]
     config = run.config()
     names = tuple(view.names[i] for i in shown)
-    images = _images_by_name(str(data_root), config.image_size, config.layout, tuple(config.categories), names)
+    images = _images_by_name(str(data_root), json.dumps(config.to_dict(), sort_keys=True), names)
     counts = pd.Series([view.categories[i] for i in chosen]).value_counts()
     st.markdown(f"**{len(chosen)} images selected** — " + ", ".join(f"{c}: {n}" for c, n in counts.items())
                 + (f" (showing the first {len(shown)})" if len(chosen) > len(shown) else ""))
