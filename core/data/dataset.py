@@ -58,11 +58,3 @@ def load_training_data(root: str | Path, size: int, layout: str = "auto",
     if len(train) == 0:
         raise DatasetLayoutError(f"{root}: none of the {len(train_samples)} training images could be read")
     return TrainingData(train=train, val=load_image_set(val_samples, size))
-
-
-def load_test_data(root: str | Path, size: int, layout: str = "auto",
-                   categories: Sequence[str] | None = None) -> ImageSet:
-    samples = [s for s in discover_samples(root, layout, categories) if s.split == "test"]
-    if not samples:
-        raise DatasetLayoutError(f"{root}: no test images (expected <category>/test/<good|defect>/ or test/)")
-    return load_image_set(samples, size)

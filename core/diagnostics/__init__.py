@@ -17,7 +17,7 @@ Everything that reads a checkpoint is cached on disk per checkpoint (core.cache)
 # package's other modules, so no import circle passes through this file.
 from __future__ import annotations
 
-import importlib
+from core.lazy import lazy_exports
 
 _EXPORTS = {
     "ClusterResult": "core.diagnostics.clustering",
@@ -47,10 +47,4 @@ _EXPORTS = {
     "weight_std_table": "core.diagnostics.weights",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -13,7 +13,7 @@ scored, decoded once), testset (the one test set: categories, routing), calibrat
 # package's other modules, so no import circle passes through this file.
 from __future__ import annotations
 
-import importlib
+from core.lazy import lazy_exports
 
 _EXPORTS = {
     "FeatureBank": "core.scoring.knn",
@@ -30,10 +30,4 @@ _EXPORTS = {
     "score_image_set": "core.scoring.methods",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
