@@ -400,9 +400,15 @@ def reconstruct_across(comparison: Comparison, data_root: str | Path, name: str)
 # --------------------------------------------------------------------------- text
 
 
+COUNT_COLUMNS = ("epoch", "epochs", "depth", "image_size")  # whole numbers, even when pandas
+# made the column float (a run without a value leaves NaN in it)
+
+
 def _cell(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
+    if digits == 0:
+        return str(int(value))
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}f}"
     return str(value)
@@ -412,8 +418,9 @@ def _text(frame: pd.DataFrame, digits: dict[str, int] | None = None) -> list[str
     digits = digits or {}
     shown = frame.copy().astype(object)
     for column in shown.columns:
-        shown[column] = [_cell(v, digits.get(str(column), 4 if "loss" in str(column) or "std" in str(column)
-                                             else 3)) for v in frame[column]]
+        default = 0 if str(column) in COUNT_COLUMNS else (
+            4 if "loss" in str(column) or "std" in str(column) else 3)
+        shown[column] = [_cell(v, digits.get(str(column), default)) for v in frame[column]]
     return shown.to_string(index=False).splitlines()
 
 

@@ -66,8 +66,12 @@ def draw_threshold(labels: np.ndarray, threshold: float | None, note: str, score
     if threshold is None:
         st.info(f"No threshold: {note}")
         return
-    counts = metrics.confusion_at(labels, scores, threshold)
     st.caption(f"Threshold **{threshold:.5g}** — {note}. Score ≥ threshold is called defective.")
+    if not (np.asarray(labels) >= 0).any():  # unlabeled: how many are called defective, no confusion
+        flagged = int((np.asarray(scores) >= threshold).sum())
+        st.metric("called defective", f"{flagged} of {len(scores)}")
+        return
+    counts = metrics.confusion_at(labels, scores, threshold)
     c = st.columns(7)
     c[0].metric("true positives", counts["tp"])
     c[1].metric("false positives", counts["fp"])
