@@ -11,11 +11,7 @@ from core.data.dataset import load_training_data, split_validation
 from core.data.images import BadImageWarning, MaskWarning, load_image_set, read_image
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN
-
-
-def load_test_data(root: Path, size: int):
-    """The decoded test split (what core.scoring.testset builds on, without a run)."""
-    return load_image_set([s for s in discover_samples(root) if s.split == "test"], size)
+from tests.data_support import load_test_data
 
 
 def _png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

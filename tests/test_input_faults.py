@@ -24,7 +24,7 @@ from PIL import Image
 
 from core.__main__ import main as cli
 from core.config import ModelConfig, TrainConfig
-from core.data.dataset import load_test_data, load_training_data, split_validation
+from core.data.dataset import load_training_data, split_validation
 from core.data.images import MaskWarning, load_image_set, read_image, read_mask
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, ImageSet, Sample
@@ -34,6 +34,7 @@ from core.metrics import aupro, image_auroc, pixel_metrics
 from core.runs import Run, RunError, load_checkpoint, save_checkpoint
 from core.scoring import score_image_set
 from core.trainability import UntrainableConfigError, untrainable_reason
+from tests.data_support import load_test_data
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 16  # every image's side in px
