@@ -1,7 +1,8 @@
 """Evaluate every epoch as it lands, beside training, so a finished run opens from cache.
 
 `follow_run` watches a run folder and scores each new checkpoint's test set with the methods
-the dashboard's Overview shows first (OVERVIEW_METHODS; image AUROC, calibrated and raw),
+the dashboard's Overview shows first (OVERVIEW_METHODS; image AUROC, calibrated and raw) and
+computes its health flags (core.diagnostics, without clustering),
 storing results in the run's per-checkpoint cache (core.cache) exactly as the dashboard and
 `evaluate` would compute them. It runs in its own low-priority process (`python -m core
 follow`, started by `python -m core train` and by the dashboard's training jobs), so it never
@@ -33,6 +34,7 @@ def follow_run(run: Run, data_root: str | Path | None = None,
                log: Callable[[str], None] = print, max_idle_s: float = 3600.0) -> list[int]:
     """Scores each epoch of `run` once it exists; returns the epochs scored. Stops when the
     job is no longer running and every epoch is done, or after max_idle_s with nothing new."""
+    from core.diagnostics.timeline import diagnose_epoch
     from core.evaluate import evaluate_epoch
     from core.scoring.data import run_data_root
     from core.scoring.testset import build_test_set
@@ -53,8 +55,9 @@ def follow_run(run: Run, data_root: str | Path | None = None,
                 started = time.perf_counter()
                 evaluate_epoch(run, epoch, root, methods, pixel=False, thresholds=False,
                                routing=False)
+                diagnose_epoch(run, epoch, root, cluster=False)  # the Overview's health marks
                 scored.append(epoch)
-                log(f"epoch {epoch}: evaluated ({', '.join(methods)}) in "
+                log(f"epoch {epoch}: evaluated ({', '.join(methods)}) and diagnosed in "
                     f"{time.perf_counter() - started:.1f} s")
             except (ValueError, RuntimeError, OSError) as err:
                 log(f"epoch {epoch}: not evaluated: {err}")

@@ -208,7 +208,7 @@ def score_checkpoint(
     """
     check_method(method)
     opts = ScoreOptions.from_kwargs(options)
-    _, config, resolved = _header(run, epoch)
+    config, resolved = _checkpoint_header(run, epoch)
     if split == "test":
         images = build_test_set(config, data_root, opts.unknown_categories)
         samples = images.samples
@@ -271,9 +271,32 @@ def calibrate_result(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any
     return out
 
 
+_CONFIGS: dict[tuple[str, int, int], TrainConfig] = {}  # (path, size, mtime) -> its config
+
+
 def checkpoint_config(run: Run, epoch: int | str) -> TrainConfig:
-    """The config stored inside the checkpoint: the one source of a checkpoint's settings."""
-    return _header(run, epoch)[1]
+    """The config stored inside the checkpoint: the one source of a checkpoint's settings.
+    Remembered per (file, size, mtime), so a page reading cached scores of many methods
+    loads each checkpoint once, and a rewritten checkpoint is read again."""
+    return _checkpoint_header(run, epoch)[0]
+
+
+def _checkpoint_header(run: Run, epoch: int | str) -> tuple[TrainConfig, int]:
+    resolved = run.resolve_epoch(epoch)
+    path = run.checkpoint_path(resolved)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is None or key not in _CONFIGS:
+        config = _header(run, resolved)[1]
+        if key is not None:
+            if len(_CONFIGS) > 256:
+                _CONFIGS.clear()
+            _CONFIGS[key] = config
+        return config, resolved
+    return _CONFIGS[key], resolved
 
 
 def _header(run: Run, epoch: int | str) -> tuple[dict[str, Any], TrainConfig, int]:

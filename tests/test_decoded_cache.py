@@ -1,0 +1,52 @@
+"""Decoded image sets kept on disk (core.scoring.data): a new process reads, never re-decodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.data.images import BadImageWarning
+from core.data.samples import NORMAL, Sample
+from core.scoring.data import clear_image_cache, decoded_cache_dir, load_samples
+
+
+def _samples(folder, n=3, bad=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), np.uint8)).save(path)
+        out.append(Sample(path, "a", NORMAL, "good", "test"))
+    if bad:
+        (folder / "bad.png").write_bytes(b"not a png")
+        out.append(Sample(folder / "bad.png", "a", NORMAL, "good", "test"))
+    return out
+
+
+def test_a_clean_set_is_read_back_from_disk_by_a_new_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONSCOPE_CACHE", str(tmp_path / "cache"))
+    samples = _samples(tmp_path / "imgs")
+    clear_image_cache()
+    first = load_samples(samples, 16)
+    assert len(list(decoded_cache_dir().glob("*.npz"))) == 1
+    clear_image_cache()  # as a new process would start
+    again = load_samples(samples, 16)
+    np.testing.assert_array_equal(first.images, again.images)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(samples[0].path)  # edited: new key
+    clear_image_cache()
+    edited = load_samples(samples, 16)
+    assert edited.images[0].max() == 0 and len(list(decoded_cache_dir().glob("*.npz"))) == 2
+
+
+def test_a_set_with_a_bad_file_warns_again_when_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONSCOPE_CACHE", str(tmp_path / "cache"))
+    samples = _samples(tmp_path / "imgs", bad=True)
+    for _ in range(2):  # decoded, then read back from disk: the same warning and the same report
+        clear_image_cache()
+        with pytest.warns(BadImageWarning, match="bad.png"):
+            loaded = load_samples(samples, 16)
+        assert len(loaded) == 3 and [p.name for p, _ in loaded.skipped] == ["bad.png"]
+        assert [s.path.name for s in loaded.samples] == ["0.png", "1.png", "2.png"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
