@@ -19,7 +19,6 @@ epochs that, not augmentation, is what the loop figure shows.)
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from core.accel import Acceleration, device_memory
-from core.config import AugmentConfig, TrainConfig
+from core.config import AugmentConfig, TrainConfig, parse_set_items
 from core.data.augment import build_augmentation
 from core.data.batches import AugmentedBatches
 from core.data.dataset import TrainingData, load_training_data
@@ -134,12 +133,7 @@ def main() -> None:
                       ("depth", "model.depth"), ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
+    overrides.update(parse_set_items(args.set))
     config = demo_config(args.data).with_overrides(overrides)
     if not Path(args.data).is_dir():
         generate_demo_dataset(args.data, DemoSpec(size=max(config.image_size, 64)))

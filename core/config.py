@@ -123,6 +123,19 @@ class TrainConfig:
         return TrainConfig.from_dict(raw)
 
 
+def parse_set_items(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` items -> {dotted key: value}; a value is JSON when it parses as JSON
+    (15, true, [0.8, 1.0]), else the plain string (0.5*ssim+0.5*l1)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
 def _build(cls, raw: dict[str, Any], prefix: str):
     if not isinstance(raw, dict):
         raise ValueError(f"config field '{prefix.rstrip('.') or 'root'}' must be an object")

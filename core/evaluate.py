@@ -207,13 +207,14 @@ def evaluate_epoch(
     image, defect = _image_aurocs(table, sorted(set(named)))
     calibration = {}
     has_val = _has_validation_normals(run, resolved, data_root)
+    vals = {  # held-out normals: the calibration reference and the percentile threshold's
+        m: score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
+        if has_val
+        else NO_VALIDATION
+        for m in results
+    }
     for m, r in results.items():
-        val = (
-            score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
-            if has_val
-            else NO_VALIDATION
-        )
-        calibrated = calibrate_result(r, val)
+        calibrated = calibrate_result(r, vals[m])
         calibration[m] = calibrated["calibration"]
         image[m]["overall_calibrated"] = (
             image_auroc(r["labels"], calibrated["scores"]) if "raw_scores" in calibrated else None
@@ -239,15 +240,7 @@ def evaluate_epoch(
         masks = _test_masks(run, resolved, data_root, first["names"], policy)
         out["pixel"] = {m: pixel_report(r, masks) for m, r in results.items() if "maps" in r}
     if thresholds:
-        out["thresholds"] = {
-            m: threshold_reports(
-                r,
-                score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
-                if has_val
-                else NO_VALIDATION,
-            )
-            for m, r in results.items()
-        }
+        out["thresholds"] = {m: threshold_reports(r, vals[m]) for m, r in results.items()}
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device, policy)
     out["notes"] = evaluation_notes(out)

@@ -4,7 +4,7 @@ import json
 import os
 from pathlib import Path
 
-from core.config import TrainConfig
+from core.config import TrainConfig, parse_set_items
 
 VERB = "train"
 HELP = "train a U-Net autoencoder, saving a checkpoint every epoch"
@@ -74,12 +74,7 @@ def config_from_args(args) -> TrainConfig:
         overrides["augment.enabled"] = False
     if args.no_synthetic_val:
         overrides["synthetic_val"] = False
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
+    overrides.update(parse_set_items(args.set))
     return base.with_overrides(overrides)
 
 
