@@ -28,7 +28,7 @@ def storage_control(run: Run, epoch: int, key: str = "storage") -> None:
     button that drops the optimizer state prune may free (latest, pinned, best and kept stay)."""
     with guard("Storage"):
         plan = _plan(state.run_fingerprint(run), _rules(run), run)
-        with st.popover(f"🗄 Storage ({storage.megabytes(plan.total_bytes)})", width="stretch"):
+        with st.popover(f":material/storage: Storage ({storage.megabytes(plan.total_bytes)})", width="stretch"):
             _popover(run, epoch, plan, key)
 
 
