@@ -190,8 +190,8 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
             return out  # data missing or unusable: no real AUROC for this run
         if result is None:
             continue
-        named = [c or "unlabeled" for c in result["categories"]]
-        table = evaluation_table(named, result["labels"], {method: result["scores"]})
+        named = [c or "unlabeled" for c in result.categories]
+        table = evaluation_table(named, result.labels, {method: result.image_scores})
         value = table.loc[method, "mean"]
         if _finite(value):
             out[method] = float(value)

@@ -32,15 +32,17 @@ from core.metrics import (
     pixel_metrics,
 )
 from core.runs import Run, jsonable
-from core.scoring import METHODS, parse_methods, score_checkpoint
+from core.scoring import METHODS, parse_methods
 from core.scoring.checkpoint import (
     calibrate_result,
     checkpoint_config,
     load_checkpoint_model,
     reference_set,
+    score_checkpoint_methods,
     scoring_samples,
 )
 from core.scoring.options import FLOOR_METHODS, SEGMENTER_METHODS
+from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
 from core.segmentation import SEG_KEY
@@ -85,21 +87,21 @@ def _threshold_report(
     return report
 
 
-def threshold_reports(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+def threshold_reports(test: MethodScores, val: MethodScores | None) -> dict[str, Any]:
     """Per category and overall: F1-max, jump threshold and the 99th percentile of the
     category's held-out validation normals, with the confusion counts each would give."""
-    labels = np.asarray(test["labels"])
-    scores = np.asarray(test["scores"], np.float64)
-    cats = np.asarray(test["categories"], dtype=object)
-    val_scores = np.asarray(val["scores"], np.float64)
-    val_cats = np.asarray(val["categories"], dtype=object)
+    labels = np.asarray(test.labels)
+    scores = np.asarray(test.image_scores, np.float64)
+    cats = np.asarray(test.categories, dtype=object)
+    val_scores = np.zeros(0) if val is None else np.asarray(val.image_scores, np.float64)
+    val_cats = np.asarray([] if val is None else val.categories, dtype=object)
     reports = {"overall": _threshold_report(labels, scores, val_scores)}
     calibrated = calibrate_result(test, val)
-    if "raw_scores" in calibrated:
+    if calibrated.calibrated:
         # one threshold for every category only makes sense on calibrated scores
-        val_calibrated = calibrate_result(val, val)["scores"]
+        val_calibrated = calibrate_result(val, val).image_scores
         reports["overall (calibrated)"] = _threshold_report(
-            labels, np.asarray(calibrated["scores"]), np.asarray(val_calibrated)
+            labels, np.asarray(calibrated.image_scores), np.asarray(val_calibrated)
         )
     for category in sorted(set(cats.tolist())):
         sel = cats == category
@@ -109,12 +111,12 @@ def threshold_reports(test: dict[str, Any], val: dict[str, Any]) -> dict[str, An
     return reports
 
 
-def pixel_report(test: dict[str, Any], masks: np.ndarray) -> dict[str, Any]:
+def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
     """Pixel AUROC and AUPRO overall and per category (images with masks, plus normals)."""
-    labels = np.asarray(test["labels"])
-    has_mask = np.asarray(test["has_mask"], bool)
-    maps = np.asarray(test["maps"], np.float32)
-    cats = np.asarray(test["categories"], dtype=object)
+    labels = np.asarray(test.labels)
+    has_mask = np.asarray(test.has_mask, bool)
+    maps = np.asarray(test.anomaly_maps, np.float32)
+    cats = np.asarray(test.categories, dtype=object)
     report = dict(pixel_metrics(masks, maps, has_mask, labels))
     report["per_category"] = {
         c or UNLABELED: pixel_metrics(
@@ -157,9 +159,9 @@ def _image_aurocs(table: pd.DataFrame, categories: list[str]) -> tuple[dict, dic
     return image, defect
 
 
-def _counts(test: dict[str, Any]) -> dict[str, dict[str, int]]:
-    labels = np.asarray(test["labels"])
-    cats = np.asarray(test["categories"], dtype=object)
+def _counts(test: MethodScores) -> dict[str, dict[str, int]]:
+    labels = np.asarray(test.labels)
+    cats = np.asarray(test.categories, dtype=object)
     return {
         c or UNLABELED: {
             "normal": int(np.sum((cats == c) & (labels == NORMAL))),
@@ -196,28 +198,27 @@ def evaluate_epoch(
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
     methods = with_floor(available_methods(run, resolved, parse_methods(methods)))
-    results = {
-        m: score_checkpoint(run, resolved, data_root, m, device=device, **options) for m in methods
-    }
+    # one model pass for every method on the test images, one on the held-out normals (the
+    # calibration reference and the percentile threshold's)
+    results = score_checkpoint_methods(run, resolved, data_root, methods, device=device, **options)
+    has_val = _has_validation_normals(run, resolved, data_root)
+    vals = (
+        score_checkpoint_methods(run, resolved, data_root, methods, "val", device, **options)
+        if has_val
+        else dict.fromkeys(methods)
+    )
     first = results[methods[0]]
-    named = [c or UNLABELED for c in first["categories"]]
+    named = [c or UNLABELED for c in first.categories]
     table = evaluation_table(
-        named, first["labels"], {m: r["scores"] for m, r in results.items()}, first["defects"]
+        named, first.labels, {m: r.image_scores for m, r in results.items()}, first.defects
     )
     image, defect = _image_aurocs(table, sorted(set(named)))
     calibration = {}
-    has_val = _has_validation_normals(run, resolved, data_root)
-    vals = {  # held-out normals: the calibration reference and the percentile threshold's
-        m: score_checkpoint(run, resolved, data_root, m, split="val", device=device, **options)
-        if has_val
-        else NO_VALIDATION
-        for m in results
-    }
     for m, r in results.items():
         calibrated = calibrate_result(r, vals[m])
-        calibration[m] = calibrated["calibration"]
+        calibration[m] = calibrated.calibration
         image[m]["overall_calibrated"] = (
-            image_auroc(r["labels"], calibrated["scores"]) if "raw_scores" in calibrated else None
+            image_auroc(r.labels, calibrated.image_scores) if calibrated.calibrated else None
         )
     out: dict[str, Any] = {
         "run": str(run.path),
@@ -227,27 +228,26 @@ def evaluate_epoch(
         "counts": _counts(first),
         "image_auroc": image,
         "defect_auroc": defect,
-        "seconds": {m: r.get("seconds") for m, r in results.items()},
+        "seconds": {m: r.seconds for m, r in results.items()},
         "calibration": calibration,
         "test_set": build_test_set(checkpoint_config(run, resolved), data_root, policy).summary(),
     }
     out["f1_max"] = {}
-    both_classes = auroc_undefined_reason(first["labels"]) is None  # else F1 is trivial or nan
+    both_classes = auroc_undefined_reason(first.labels) is None  # else F1 is trivial or nan
     for m, r in results.items():
-        f1, threshold = f1_max(r["labels"], r["scores"]) if both_classes else (None, None)
+        f1, threshold = f1_max(r.labels, r.image_scores) if both_classes else (None, None)
         out["f1_max"][m] = {"f1": f1, "threshold": threshold}
     if pixel:
-        masks = _test_masks(run, resolved, data_root, first["names"], policy)
-        out["pixel"] = {m: pixel_report(r, masks) for m, r in results.items() if "maps" in r}
+        masks = _test_masks(run, resolved, data_root, first.names, policy)
+        out["pixel"] = {
+            m: pixel_report(r, masks) for m, r in results.items() if r.anomaly_maps is not None
+        }
     if thresholds:
         out["thresholds"] = {m: threshold_reports(r, vals[m]) for m, r in results.items()}
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device, policy)
     out["notes"] = evaluation_notes(out)
     return jsonable(out)
-
-
-NO_VALIDATION = {"scores": [], "categories": []}
 
 
 def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:

@@ -41,6 +41,7 @@ from core.scoring import score_checkpoint
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.checkpoint import load_checkpoint_model
 from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
+from core.scoring.results import MethodScores
 from core.segmentation import SEG_KEY
 
 EXPORT_FILES = ("model.pt", "config.json", "card.json", "submission.csv")
@@ -150,7 +151,7 @@ def export_epoch(
         "scoring": {
             "method": method,
             "options": opts.cache_params(method),
-            "calibration": (scored or {}).get("calibration", calibration),
+            "calibration": calibration if scored is None else scored.calibration,
         },
     }
     if scored is not None:
@@ -200,12 +201,12 @@ def unused_export_folder(base: str | Path) -> Path:
 
 
 def write_submission(
-    scored: dict[str, Any], test_dir: str | Path, path: Path, id_column: str, score_column: str
+    scored: MethodScores, test_dir: str | Path, path: Path, id_column: str, score_column: str
 ) -> dict[str, Any]:
     """Writes the CSV of a score_checkpoint result; returns its summary for the card."""
-    ids, id_kind = submission_ids(list(scored["paths"]), test_dir)
+    ids, id_kind = submission_ids(list(scored.paths), test_dir)
     atomic_write_bytes(
-        path, submission_csv(ids, scored["scores"], id_column, score_column).encode()
+        path, submission_csv(ids, scored.image_scores, id_column, score_column).encode()
     )
     summary = {
         "file": path.name,
@@ -214,9 +215,9 @@ def write_submission(
         "ids": id_kind,
         "columns": [id_column, score_column],
     }
-    labels = np.asarray(scored["labels"])
+    labels = np.asarray(scored.labels)
     if (labels != UNKNOWN).any():
-        summary["image_auroc"] = image_auroc(labels, scored["scores"])  # nan with one class
+        summary["image_auroc"] = image_auroc(labels, scored.image_scores)  # nan with one class
     return summary
 
 

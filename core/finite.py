@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.runs import RunError
+
+if TYPE_CHECKING:
+    from core.scoring.results import MethodScores
 
 ADVICE = ("pick an earlier epoch (python -m core diagnose --run RUN --epoch all shows which are "
           "healthy), or retrain with a lower --lr, checked input images or another --loss")
@@ -61,10 +64,10 @@ def require_finite(values: Any, what: str, epoch: int | None, where: Path | str)
     )
 
 
-def require_finite_scores(result: Mapping[str, Any], run_path: Path | str) -> None:
+def require_finite_scores(result: MethodScores, run_path: Path | str) -> None:
     """A score_checkpoint result: its image scores and anomaly maps must be finite."""
-    method = result.get("method", "")
-    epoch = result.get("epoch")
-    require_finite(result.get("scores", []), f"{method} image scores".strip(), epoch, run_path)
-    if result.get("maps") is not None:
-        require_finite(result["maps"], f"{method} anomaly-map values".strip(), epoch, run_path)
+    method, epoch = result.method, result.epoch
+    require_finite(result.image_scores, f"{method} image scores".strip(), epoch, run_path)
+    if result.anomaly_maps is not None:
+        require_finite(result.anomaly_maps, f"{method} anomaly-map values".strip(), epoch,
+                       run_path)

@@ -92,8 +92,12 @@ def segmenter_from_checkpoint(payload: dict[str, Any], model_config: ModelConfig
 
 
 @torch.no_grad()
-def segmentation_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def segmentation_maps(
+    model: nn.Module, x: torch.Tensor, reconstruction: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, C, H, W) inputs in [0, 1] -> (B, H, W) anomaly probabilities in [0, 1].
+
+    reconstruction: model(x) when the caller already has it (one forward pass per batch).
 
     Raises ValueError when the model carries no segmentation network.
     """
@@ -102,4 +106,5 @@ def segmentation_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise ValueError("method 'seg' needs a checkpoint trained with --objective discriminative "
                          "(it holds the segmentation network); use another method for this run")
     segmenter.to(x.device).eval()
-    return torch.sigmoid(segmenter(x, model(x))).squeeze(1)
+    y = model(x) if reconstruction is None else reconstruction
+    return torch.sigmoid(segmenter(x, y)).squeeze(1)

@@ -39,7 +39,7 @@ from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
 from core.objectives import Objective, build_objective
 from core.runs import Run, RunError, save_checkpoint
-from core.scoring import score_image_set
+from core.scoring import score_image_set_methods
 from core.segmentation import segmenter_of
 from core.storage import after_epoch_saved, resume_payload
 from core.tensors import to_tensor
@@ -300,10 +300,10 @@ def validate(model, loss_fn, probe: ValidationProbe, device: torch.device, batch
         images = np.concatenate([probe.normals, probe.anomalies])
         probe_set = ImageSet([], images, np.zeros(images.shape[:3], np.uint8), np.zeros(len(images), bool))
         labels = np.r_[np.zeros(len(probe.normals)), np.ones(len(probe.anomalies))]
-        result["synthetic_auroc"] = {
-            method: image_auroc(labels, score_image_set(model, probe_set, method, device=device,
-                                                        batch_size=batch_size).scores)
-            for method in SYNTHETIC_METHODS + (("seg",) if segmenter_of(model) is not None else ())}
+        methods = SYNTHETIC_METHODS + (("seg",) if segmenter_of(model) is not None else ())
+        scored = score_image_set_methods(model, probe_set, methods, device=device,
+                                         batch_size=batch_size)  # one model pass for all
+        result["synthetic_auroc"] = {m: image_auroc(labels, r.scores) for m, r in scored.items()}
     model.train()
     return result
 

@@ -27,6 +27,7 @@ import core.diagnostics
 import core.finite
 import core.scoring
 from core.runs import Run, RunError, list_runs
+from core.scoring.results import MethodScores
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
 ENV_DATA = "RECONSCOPE_DATA"
@@ -224,11 +225,11 @@ def test_set(run: Run, data_root: Path):
                      _folder_stamp(data_root))
 
 
-def align(result: dict[str, Any], test, key: str = "scores") -> np.ndarray:
-    """result[key] (per sample of a score_checkpoint result) in the order of `test.samples`;
-    NaN for images the result does not contain."""
-    position = {name: i for i, name in enumerate(result["names"])}
-    values = np.asarray(result[key], np.float64)
+def align(result: MethodScores, test) -> np.ndarray:
+    """A score_checkpoint result's image scores in the order of `test.samples`; NaN for
+    images the result does not contain."""
+    position = {name: i for i, name in enumerate(result.names)}
+    values = np.asarray(result.image_scores, np.float64)
     return np.array([values[position[s.name]] if s.name in position else np.nan for s in test.samples])
 
 
@@ -261,8 +262,9 @@ def _subset_maps(fingerprint: tuple[str, int, int], data_key: tuple, indices: tu
     scoring = core.scoring
     images = test_set(_run, _data_root).subset(list(indices))
     result = scoring.score_image_set(model(_run, _epoch), images, method)
-    core.finite.require_finite_scores(
-        {"method": method, "epoch": _epoch, "scores": result.scores, "maps": result.maps}, _run.path)
+    core.finite.require_finite(result.scores, f"{method} image scores", _epoch, _run.path)
+    if result.maps is not None:
+        core.finite.require_finite(result.maps, f"{method} anomaly-map values", _epoch, _run.path)
     return np.asarray(result.scores, np.float64), np.asarray(result.maps, np.float32)
 
 
@@ -278,14 +280,14 @@ def subset_maps(run: Run, epoch: int, data_root: Path, indices: Sequence[int], m
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _scores(fingerprint: tuple[str, int, int], data_root: str, method: str, split: str,
-            calibration: str, _run: Run, _epoch: int) -> dict[str, Any]:
+            calibration: str, _run: Run, _epoch: int) -> MethodScores:
     scoring = core.scoring
     return scoring.score_checkpoint(_run, _epoch, data_root, method, split=split,
                                     calibration=calibration)
 
 
 def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "test",
-           calibration: str = "none") -> dict[str, Any]:
+           calibration: str = "none") -> MethodScores:
     """core.scoring.score_checkpoint, held in memory too (its disk cache is the slow path).
     calibration "normals": per-category calibrated scores (test split), "none": raw."""
     try:

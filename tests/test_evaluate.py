@@ -20,6 +20,7 @@ from core.evaluate import (
     with_floor,
 )
 from core.scoring import score_checkpoint
+from core.scoring.results import MethodScores
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,8 @@ def test_report_is_strict_json(report):
 def test_image_auroc_agrees_with_sklearn(report, tiny_run, demo_root):
     for method in report["methods"]:
         scores = score_checkpoint(tiny_run, 2, demo_root, method)
-        labels, values = np.asarray(scores["labels"]), np.asarray(scores["scores"])
-        cats = np.asarray(scores["categories"])
+        labels, values = np.asarray(scores.labels), np.asarray(scores.image_scores)
+        cats = np.asarray(scores.categories)
         row = report["image_auroc"][method]
         per_category = []
         for category in ("bottle", "carpet", "pill"):
@@ -75,16 +76,18 @@ def test_routing_is_reported_when_categories_are_known(report):
     assert 0.0 <= report["routing"]["features"]["accuracy"] <= 1.0
 
 
+def _scores(values: np.ndarray, labels: np.ndarray) -> MethodScores:
+    n = len(values)
+    return MethodScores("pixel", 1, "test", values, None, [str(i) for i in range(n)], [""] * n,
+                        labels, ["a"] * n, [""] * n, np.zeros(n, bool))
+
+
 def test_threshold_reports_on_hand_made_scores():
     """Normals at 0..0.29 in steps of 0.01, anomalies far above: jump and F1 split them exactly."""
     normal = np.round(np.arange(30) * 0.01, 2)
     anomalous = np.array([1.0, 1.1, 1.2])
-    test = {
-        "labels": np.r_[np.zeros(30), np.ones(3)].astype(int),
-        "scores": np.r_[normal, anomalous],
-        "categories": ["a"] * 33,
-    }
-    val = {"scores": np.linspace(0.0, 0.1, 11), "categories": ["a"] * 11}
+    test = _scores(np.r_[normal, anomalous], np.r_[np.zeros(30), np.ones(3)].astype(int))
+    val = _scores(np.linspace(0.0, 0.1, 11), np.zeros(11, int))
     reports = threshold_reports(test, val)
     a = reports["a"]
     assert a["jump"] == pytest.approx((0.29 + 1.0) / 2)
@@ -97,9 +100,9 @@ def test_threshold_reports_on_hand_made_scores():
 
 def test_thresholds_use_the_held_out_validation_normals(report, tiny_run, demo_root):
     val = score_checkpoint(tiny_run, 2, demo_root, "pixel", split="val")
-    cats = np.asarray(val["categories"])
+    cats = np.asarray(val.categories)
     for category in ("bottle", "carpet", "pill"):
-        expected = np.percentile(np.asarray(val["scores"])[cats == category], 99)
+        expected = np.percentile(np.asarray(val.image_scores)[cats == category], 99)
         assert report["thresholds"]["pixel"][category]["percentile_99"] == pytest.approx(expected)
 
 

@@ -76,9 +76,9 @@ def test_submission_csv_format(tiny_run, kaggle_folder, tmp_path):
     assert [r[0] for r in rows[1:]] == [p.stem for p in images]  # one row per image, ids = stems
     # calibrated by default; the tiny run holds out one normal per category, too few to
     # measure a spread, so the scores stay raw and the card says why
-    scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn", calibration="normals")["scores"]
+    scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn", calibration="normals").image_scores
     np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], scores)  # full precision
-    np.testing.assert_array_equal(scores, score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn")["scores"])
+    np.testing.assert_array_equal(scores, score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn").image_scores)
     assert card_calibration(written).startswith("none (raw scores): calibration needs at least 2")
     assert all(len(r) == 2 for r in rows)
     card = json.loads(written["card"].read_text())

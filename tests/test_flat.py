@@ -37,8 +37,8 @@ def test_every_method_scores_the_flat_set_without_route(flat_run, flat_data):
     root, _ = flat_data
     for method in ("pixel", "knn", "rawknn"):
         result = score_checkpoint(flat_run, "last", root, method)
-        assert len(result["scores"]) == 27 and np.isfinite(result["scores"]).all()
-        assert set(result["categories"]) == {"carpet", "bottle", "pill"}
+        assert len(result.image_scores) == 27 and np.isfinite(result.image_scores).all()
+        assert set(result.categories) == {"carpet", "bottle", "pill"}
 
 
 def test_submission_is_calibrated_and_pools_fairly(flat_run, flat_data, tmp_path):
@@ -73,7 +73,7 @@ def test_flat_set_without_category_csv_is_one_category(demo_root, tmp_path):
     assert set(test.categories) == {"all"} and set(test.category_source) == {"single"}
     assert not test.routed.any()
     result = score_checkpoint(run, 1, root, "pixel", calibration="normals")
-    assert np.isfinite(result["scores"]).all()
+    assert np.isfinite(result.image_scores).all()
 
 
 def test_labels_from_a_csv_give_real_auroc(flat_run, flat_data, tmp_path):
@@ -111,4 +111,4 @@ def test_pseudo_categories_recover_the_objects_of_a_flat_train_folder(demo_root,
     pairs = set(zip(truth, test.categories, strict=True))
     assert len(pairs) == 3, pairs  # each object maps to exactly one group
     result = score_checkpoint(run, 1, root, "rawknn", calibration="normals")
-    assert np.isfinite(result["scores"]).all()
+    assert np.isfinite(result.image_scores).all()

@@ -132,10 +132,10 @@ def test_seg_and_patchz_score_a_checkpoint(seg_run):
     data = seg_run.config().data
     for method in ("seg", "patchz"):
         result = score_checkpoint(seg_run, "last", data, method)
-        n = len(result["scores"])
-        assert np.all(np.isfinite(result["scores"])) and result["maps"].shape[0] == n
+        n = len(result.image_scores)
+        assert np.all(np.isfinite(result.image_scores)) and result.anomaly_maps.shape[0] == n
     seg = score_checkpoint(seg_run, "last", data, "seg")
-    assert 0.0 <= seg["maps"].min() and seg["maps"].max() <= 1.0  # smoothed probabilities
+    assert 0.0 <= seg.anomaly_maps.min() and seg.anomaly_maps.max() <= 1.0  # smoothed probabilities
 
 
 def test_evaluate_all_shows_both_floors_and_seg_only_where_it_exists(seg_run, tiny_run, demo_root):

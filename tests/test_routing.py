@@ -91,13 +91,13 @@ def test_bare_folder_is_routed_for_knn(tiny_run, unlabeled_folder):
     folder, truth = unlabeled_folder
     for method in ("knn", "rawknn"):
         result = score_checkpoint(tiny_run, 2, folder, method)
-        assert np.all(np.asarray(result["labels"]) == -1)
-        assert np.asarray(result["routed"]).all()
-        assert result["info"]["routing"] == "thumbnail"
-        expected = [truth[p.split("/")[-1]] for p in result["paths"]]
-        assert result["categories"] == expected
-        assert result["bank_categories"] == expected
-        confidence = np.asarray(result["routing_confidence"])
+        assert np.all(np.asarray(result.labels) == -1)
+        assert np.asarray(result.routed).all()
+        assert result.info["routing"] == "thumbnail"
+        expected = [truth[p.split("/")[-1]] for p in result.paths]
+        assert result.categories == expected
+        assert result.bank_categories == expected
+        confidence = np.asarray(result.routing_confidence)
         assert ((confidence >= 0) & (confidence <= 1)).all()
 
 

@@ -272,8 +272,8 @@ MIN_AUROC = {"pixel": 0.8, "ssim": 0.75, "feature": 0.55, "knn": 0.8, "rawknn": 
 @pytest.mark.parametrize("method", PLAIN_METHODS)
 def test_planted_defects_score_above_normals(trained_run, method):
     result = score_checkpoint(trained_run, "last", trained_run.config().data, method)
-    labels, scores = np.asarray(result["labels"]), np.asarray(result["scores"])
-    cats = np.asarray(result["categories"])
+    labels, scores = np.asarray(result.labels), np.asarray(result.image_scores)
+    cats = np.asarray(result.categories)
     per_category = [image_auroc(labels[cats == c], scores[cats == c]) for c in sorted(set(cats))]
     assert np.mean(per_category) > MIN_AUROC[method], (method, per_category)
     assert np.median(scores[labels == 1]) > np.median(scores[labels == 0])
@@ -285,14 +285,14 @@ def test_planted_defects_score_above_normals(trained_run, method):
 def test_score_checkpoint_contract_and_cache(tiny_run, demo_root, monkeypatch):
     first = score_checkpoint(tiny_run, 2, demo_root, "knn")
     config, test, _ = _sets(tiny_run)
-    assert first["names"] == [s.name for s in test.samples]
-    assert first["categories"] == test.categories and first["defects"] == [
+    assert first.names == [s.name for s in test.samples]
+    assert first.categories == test.categories and first.defects == [
         s.defect for s in test.samples
     ]
-    np.testing.assert_array_equal(first["labels"], test.labels)
-    np.testing.assert_array_equal(first["has_mask"], test.has_mask)
-    assert first["maps"].shape == (len(test), config.image_size, config.image_size)
-    assert first["maps"].dtype == np.float32
+    np.testing.assert_array_equal(first.labels, test.labels)
+    np.testing.assert_array_equal(first.has_mask, test.has_mask)
+    assert first.anomaly_maps.shape == (len(test), config.image_size, config.image_size)
+    assert first.anomaly_maps.dtype == np.float32
     assert list(tiny_run.cache_dir.glob("epoch_002/bank-*.npz")), (
         "the knn bank is stored per checkpoint"
     )
@@ -300,19 +300,19 @@ def test_score_checkpoint_contract_and_cache(tiny_run, demo_root, monkeypatch):
     def no_recompute(*args, **kwargs):
         raise AssertionError("a cached result was recomputed")
 
-    monkeypatch.setattr(checkpoint_module, "score_image_set", no_recompute)
+    monkeypatch.setattr(checkpoint_module, "score_image_set_methods", no_recompute)
     again = score_checkpoint(tiny_run, 2, str(demo_root), "knn")
-    np.testing.assert_array_equal(again["scores"], first["scores"])
-    np.testing.assert_array_equal(again["maps"], first["maps"])
-    assert again["names"] == first["names"]
+    np.testing.assert_array_equal(again.image_scores, first.image_scores)
+    np.testing.assert_array_equal(again.anomaly_maps, first.anomaly_maps)
+    assert again.names == first.names
 
 
 def test_score_checkpoint_validation_split_is_held_out(tiny_run, demo_root):
     val = score_checkpoint(tiny_run, "last", demo_root, "rawknn", split="val")
     config = tiny_run.config()
     expected = reference_samples(config.data, "val", config)
-    assert val["names"] == [s.name for s in expected] and len(expected) > 0
-    assert np.all(np.asarray(val["scores"]) > 0)  # validation normals are not in the bank
+    assert val.names == [s.name for s in expected] and len(expected) > 0
+    assert np.all(np.asarray(val.image_scores) > 0)  # validation normals are not in the bank
 
 
 # --------------------------------------------------------------------------- bad input
@@ -332,7 +332,7 @@ def test_categories_the_run_never_saw(tiny_run, tmp_path):
         ),
     )
     only_carpet = score_checkpoint(tiny_run, 2, root, "pixel")  # the categories it knows
-    assert set(only_carpet["categories"]) == {"carpet"}
+    assert set(only_carpet.categories) == {"carpet"}
     unseen = tmp_path / "unseen"
     generate_demo_dataset(
         unseen, DemoSpec(size=32, n_train=2, n_test_good=1, n_test_per_defect=1, categories=("screw",))
@@ -340,9 +340,9 @@ def test_categories_the_run_never_saw(tiny_run, tmp_path):
     with pytest.raises(UnseenCategoryError, match=r"categories screw were never seen by this run .*--route"):
         score_checkpoint(tiny_run, 2, unseen, "pixel")
     routed = score_checkpoint(tiny_run, 2, root, "knn", unknown_categories="route")
-    cats = np.asarray(routed["categories"])
-    assert np.asarray(routed["routed"])[cats == "screw"].all()
-    assert not np.asarray(routed["routed"])[cats == "carpet"].any()
+    cats = np.asarray(routed.categories)
+    assert np.asarray(routed.routed)[cats == "screw"].all()
+    assert not np.asarray(routed.routed)[cats == "carpet"].any()
 
 
 def test_empty_test_folder_is_named(tiny_run, tmp_path):
@@ -375,4 +375,4 @@ def test_a_run_on_some_categories_scores_only_those(demo_root, tmp_path):
     run_dir = tmp_path / "pill_only"
     train_one(tiny_config(demo_root, run_dir, epochs=1, categories=["pill"]), progress=False, log=lambda _: None)
     result = score_checkpoint(Run(run_dir), 1, demo_root, "pixel")
-    assert set(result["categories"]) == {"pill"} and len(result["scores"]) > 0
+    assert set(result.categories) == {"pill"} and len(result.image_scores) > 0

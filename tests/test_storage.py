@@ -40,7 +40,7 @@ def test_five_epochs_hold_optimizer_state_in_the_last_only(five, demo_root):
         payload = load_checkpoint(five.checkpoint_path(epoch))
         assert payload["epoch"] == epoch and payload["metrics"]["epoch"] == epoch
         model_from_checkpoint(payload)
-        scores = score_checkpoint(five, epoch, demo_root, "pixel")["scores"]
+        scores = score_checkpoint(five, epoch, demo_root, "pixel").image_scores
         assert len(scores) and np.isfinite(scores).all()
 
 

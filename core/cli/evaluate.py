@@ -24,7 +24,10 @@ SCORING_FLAGS: dict[str, tuple[str, Any, str]] = {
     "levels": ("levels", str, "encoder levels for feature/knn: auto, all, bottleneck or 1,2"),
     "k": ("k", int, "knn/rawknn: mean distance to the k nearest (default 1)"),
     "bank_scope": ("bank_scope", str, f"knn/rawknn bank: {', '.join(BANK_SCOPES)} (default auto)"),
-    "max_bank": ("max_bank", int, "entries kept per category bank (default 16384)"),
+    "neighbours": (
+        "neighbours", int, "knn: nearest normal images whose patches are searched (default 5)"
+    ),
+    "max_bank": ("max_bank", int, "entries kept per category bank (default 262144)"),
     "thumb_size": ("thumb_size", int, "rawknn thumbnail side in px (default 32)"),
     "routing": (
         "routing",

@@ -60,13 +60,13 @@ def main(args) -> int:
         calibration=args.calibration,
         **scoring_options(args),
     )
-    compared = result.get("bank_categories") or [""] * len(result["names"])
+    compared = result.bank_categories or [""] * len(result.names)
     rows = list(
         zip(
-            result["names"],
-            result["categories"],
-            list(result["labels"]),
-            list(result["scores"]),
+            result.names,
+            result.categories,
+            list(result.labels),
+            list(result.image_scores),
             compared,
             strict=True,
         )
@@ -81,14 +81,15 @@ def main(args) -> int:
             "categories",
             "labels",
             "defects",
-            "scores",
+            "image_scores",
             "raw_scores",
             "calibration",
             "bank_categories",
             "info",
             "seconds",
         )
-        atomic_write_json(Path(args.json), jsonable({k: result[k] for k in keep if k in result}))
+        fields = {k: getattr(result, k) for k in keep}
+        atomic_write_json(Path(args.json), jsonable({k: v for k, v in fields.items() if v is not None}))
         print(f"wrote {len(rows)} scores to {args.json}", file=sys.stderr)
         return 0
     writer = csv.writer(sys.stdout, lineterminator="\n")

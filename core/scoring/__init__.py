@@ -1,10 +1,14 @@
 """Scoring: every anomaly score of issue #3 for any checkpoint, side by side.
 
     score_image_set(model, images, method, train=None, device="cpu", **options)   pure
+    score_image_set_methods(model, images, methods, ...)      pure, one model pass for all
     score_checkpoint(run, epoch, data_root, method, split="test", **options)      cached
+    score_checkpoint_methods(run, epoch, data_root, methods, ...)   cached, one model pass
 
-Modules, one job each: options (the knobs), maps (reconstruction-based maps), features
-(encoder vectors), knn (banks and the search), methods (the five methods), data (what is
+Modules, one job each: options (the knobs), maps (reconstruction-based maps), model_pass (one
+forward pass per batch for every method), features (encoder vectors), knn (banks and the
+search), patchbank (knn's image-first patch memory bank, SPADE), methods (the methods),
+results (MethodScores, the typed result), data (what is
 scored, decoded once), testset (the one test set: categories, routing), calibration
 (per-category z-scores), routing, checkpoint (runs, epochs and the on-disk cache).
 """
@@ -17,6 +21,8 @@ from core.lazy import lazy_exports
 
 _EXPORTS = {
     "FeatureBank": "core.scoring.knn",
+    "MethodScores": "core.scoring.results",
+    "PatchBank": "core.scoring.patchbank",
     "MAP_METHODS": "core.scoring.options",
     "METHODS": "core.scoring.options",
     "ScoreOptions": "core.scoring.options",
@@ -27,7 +33,9 @@ _EXPORTS = {
     "load_checkpoint_model": "core.scoring.checkpoint",
     "parse_methods": "core.scoring.options",
     "score_checkpoint": "core.scoring.checkpoint",
+    "score_checkpoint_methods": "core.scoring.checkpoint",
     "score_image_set": "core.scoring.methods",
+    "score_image_set_methods": "core.scoring.methods",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -9,6 +9,7 @@ against that checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.cache import cached, load_cached
+from core.cache import cached, load_cached, store_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.finite import require_finite_scores
@@ -31,16 +32,15 @@ from core.scoring.data import (
     reference_samples,
 )
 from core.scoring.knn import FeatureBank
-from core.scoring.methods import build_feature_bank, score_image_set
+from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import ROUTED_METHODS, ScoreOptions, check_method
+from core.scoring.patchbank import PatchBank
+from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 from core.scoring.testset import TestSet, build_test_set
 
-# Maps are stored at half precision (scores are computed before, at full precision): a
-# 1000-image test set at 128 px is 33 MB per method and epoch instead of 66 MB.
-MAP_STORAGE_DTYPE = np.float16
 # Part of every cache key written here: bump it when a change to scoring code changes results,
 # so results cached by older code are recomputed instead of served.
-SCORING_VERSION = 1
+SCORING_VERSION = 2  # 2: typed records, image-first patch knn (core.scoring.patchbank)
 
 
 def load_checkpoint_model(
@@ -87,8 +87,9 @@ def checkpoint_bank(
     data_root: str | Path,
     options: ScoreOptions,
     device,
-) -> FeatureBank:
-    """The knn bank of this checkpoint, built once and stored in the run's cache."""
+) -> FeatureBank | PatchBank:
+    """The knn bank of this checkpoint, built once and stored in the run's cache (a PatchBank
+    keeps float16 vectors: 24 KB per 64 px training image at the default width)."""
     root = reference_root(config, data_root)
     samples = reference_samples(root, "train", config)
     params = {
@@ -105,11 +106,12 @@ def checkpoint_bank(
         train = load_samples(samples, config.image_size)
         return build_feature_bank(model, train, options, device).to_record()
 
-    return FeatureBank.from_record(cached(run, epoch, "bank", params, compute))
+    record = cached(run, epoch, "bank", params, compute)
+    return (PatchBank if record["kind"] == "patches" else FeatureBank).from_record(record)
 
 
 def _needs_reference(
-    method: str, categories: list[str], bank: FeatureBank | None, options: ScoreOptions
+    method: str, categories: list[str], bank: FeatureBank | PatchBank | None, options: ScoreOptions
 ) -> bool:
     """rawknn and patchz build their banks from the training images; knn needs them only to
     route."""
@@ -126,52 +128,59 @@ def _compute(
     run: Run,
     epoch: int,
     data_root,
-    method: str,
+    methods: tuple[str, ...],
     split: str,
     options: ScoreOptions,
     device,
     images: ImageSet,
-) -> dict[str, Any]:
+) -> dict[str, MethodScores]:
+    """Every method of `methods` on `images`, one model pass for all (score_image_set_methods)."""
     started = time.perf_counter()
     model, config, _ = load_checkpoint_model(run, epoch, device)
-    bank = None
-    if method == "knn":
-        bank = checkpoint_bank(run, epoch, model, config, data_root, options, device)
+    banks = {}
+    if "knn" in methods:
+        banks["knn"] = checkpoint_bank(run, epoch, model, config, data_root, options, device)
     train = (
         reference_set(config, data_root)
-        if _needs_reference(method, images.categories, bank, options)
+        if any(_needs_reference(m, images.categories, banks.get(m), options) for m in methods)
         else None
     )
-    result = score_image_set(
-        model, images, method, train=train, device=device, bank=bank, **_as_kwargs(options)
+    results = score_image_set_methods(
+        model, images, methods, train=train, device=device, banks=banks, **_as_kwargs(options)
     )
-    record: dict[str, Any] = {
-        "method": method,
-        "epoch": epoch,
-        "split": split,
-        "scores": np.asarray(result.scores, np.float64),
-        "names": [s.name for s in images.samples],
-        "paths": [str(s.path) for s in images.samples],
-        "labels": images.labels,
-        "categories": images.categories,
-        "defects": [s.defect for s in images.samples],
-        "has_mask": images.has_mask.astype(bool),
-        "bank_categories": result.bank_categories,
-        "info": result.info,
-        "skipped": [[str(p), why] for p, why in images.skipped],
-        "seconds": float(time.perf_counter() - started),
-    }
+    seconds = float(time.perf_counter() - started)
+    return {m: _scores(images, r, epoch, split, seconds) for m, r in results.items()}
+
+
+def _scores(images: ImageSet, result, epoch: int, split: str, seconds: float) -> MethodScores:
+    scores = MethodScores(
+        method=result.method,
+        epoch=epoch,
+        split=split,
+        image_scores=np.asarray(result.scores, np.float64),
+        anomaly_maps=None
+        if result.maps is None
+        else np.asarray(np.asarray(result.maps, MAP_STORAGE_DTYPE), np.float32),
+        names=[s.name for s in images.samples],
+        paths=[str(s.path) for s in images.samples],
+        labels=np.asarray(images.labels),
+        categories=list(images.categories),
+        defects=[s.defect for s in images.samples],
+        has_mask=images.has_mask.astype(bool),
+        bank_categories=result.bank_categories,
+        info=dict(result.info),
+        skipped=[[str(p), why] for p, why in images.skipped],
+        seconds=seconds,
+    )
     if isinstance(images, TestSet):  # categories were decided once, by the test set
-        record["routed"] = images.routed
-        record["routing_confidence"] = np.asarray(images.routing_confidence, np.float64)
-        record["category_source"] = list(images.category_source)
+        scores.routed = np.asarray(images.routed, bool)
+        scores.routing_confidence = np.asarray(images.routing_confidence, np.float64)
+        scores.category_source = list(images.category_source)
         if images.routed.any():
-            record["info"] = {**record["info"], "routing": "thumbnail"}
+            scores.info = {**scores.info, "routing": "thumbnail"}
     elif result.routed is not None:
-        record["routed"] = np.asarray(result.routed, bool)
-    if result.maps is not None:
-        record["maps"] = np.asarray(result.maps, MAP_STORAGE_DTYPE)
-    return record
+        scores.routed = np.asarray(result.routed, bool)
+    return scores
 
 
 def _as_kwargs(options: ScoreOptions) -> dict[str, Any]:
@@ -188,25 +197,44 @@ def score_checkpoint(
     calibration: str = "none",
     cached_only: bool = False,
     **options,
-) -> dict[str, Any] | None:
-    """Scores of one checkpoint on a dataset, cached per checkpoint (cached_only: None on a
-    cache miss instead of computing, for views that show what was already evaluated).
+) -> MethodScores | None:
+    """Scores of one checkpoint on a dataset by one method, cached per checkpoint
+    (score_checkpoint_methods for several methods in one pass; same cache).
 
-    calibration (test split only): "none" = raw scores; "normals" = per-category z-scores
-    against the category's held-out validation normals (core.scoring.calibration), so one
-    ranking over mixed categories is fair. Then "scores" are calibrated, "raw_scores" keeps
-    the raw ones and "calibration" says how; when calibration is impossible (too few held-out
-    normals) "scores" stay raw, there is no "raw_scores", and "calibration" says why.
+    cached_only: None on a cache miss instead of computing, for views that show what was
+    already evaluated. calibration (test split only): "none" = raw scores; "normals" =
+    per-category z-scores against the category's held-out validation normals
+    (core.scoring.calibration), so one ranking over mixed categories is fair; then
+    image_scores are calibrated and raw_scores keeps the raw ones. When calibration is
+    impossible (too few held-out normals) image_scores stay raw and `calibration` says why.
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
-    are decoded at the checkpoint's image_size. Returns {"scores" (N,), "maps" (N, S, S)
-    when the method has them, "names" (Sample.name), "paths", "labels" (N,), "categories",
-    "defects", "has_mask" (N,), "bank_categories", "routed" (N,) for knn/rawknn, "info",
-    "epoch", "method", "split", "seconds"}. Maps carry float16 precision (see MAP_STORAGE_DTYPE),
-    identical whether computed now or read from the cache.
+    are decoded at the checkpoint's image_size. Returns a MethodScores (core.scoring.results);
+    maps carry float16 precision, identical whether computed now or read from the cache.
     """
-    check_method(method)
+    return score_checkpoint_methods(
+        run, epoch, data_root, (method,), split, device, calibration, cached_only, **options
+    )[method]
+
+
+def score_checkpoint_methods(
+    run: Run,
+    epoch: int | str,
+    data_root: str | Path,
+    methods: tuple[str, ...] | list[str],
+    split: str = "test",
+    device: torch.device | str = "cpu",
+    calibration: str = "none",
+    cached_only: bool = False,
+    **options,
+) -> dict[str, MethodScores | None]:
+    """score_checkpoint for several methods: cached ones are read, the others computed
+    together in one model pass per batch, each stored under its own cache entry.
+    Returns {method: MethodScores} (None for a miss when cached_only)."""
+    methods = tuple(dict.fromkeys(check_method(m) for m in methods))
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     opts = ScoreOptions.from_kwargs(options)
     config, resolved = _checkpoint_header(run, epoch)
     if split == "test":
@@ -215,6 +243,29 @@ def score_checkpoint(
     else:
         samples = scoring_samples(config, data_root, split)
         images = None
+    keys = {m: _cache_params(m, split, samples, config, data_root, opts) for m in methods}
+    results: dict[str, MethodScores | None] = {}
+    for m in methods:
+        record = load_cached(run, resolved, f"scores-{m}", keys[m])
+        results[m] = None if record is None else MethodScores.from_record(record)
+    missing = tuple(m for m in methods if results[m] is None)
+    if missing and not cached_only:
+        if images is None:
+            images = load_samples(samples, config.image_size)
+        computed = _compute(run, resolved, data_root, missing, split, opts, device, images)
+        for m, scores in computed.items():
+            store_cached(run, resolved, f"scores-{m}", keys[m], scores.to_record())
+            results[m] = scores
+    for m, scores in results.items():
+        if scores is None:
+            continue
+        require_finite_scores(scores, run.path)  # a diverged epoch is refused, never shown
+        if calibration == "normals" and split == "test":
+            results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
+    return results
+
+
+def _cache_params(method, split, samples, config, data_root, opts: ScoreOptions) -> dict:
     params = {
         "v": SCORING_VERSION,
         "method": method,
@@ -226,49 +277,34 @@ def score_checkpoint(
     if method in ROUTED_METHODS:
         reference = reference_samples(reference_root(config, data_root), "train", config)
         params["reference"] = fingerprint(reference)
-    if cached_only:
-        result = load_cached(run, resolved, f"scores-{method}", params)
-        if result is None:
-            return None
-    else:
-        result = cached(
-            run,
-            resolved,
-            f"scores-{method}",
-            params,
-            lambda: _compute(
-                run, resolved, data_root, method, split, opts, device,
-                images if images is not None else load_samples(samples, config.image_size),
-            ),
-        )
-    if "maps" in result:
-        result["maps"] = np.asarray(result["maps"], np.float32)
-    require_finite_scores(result, run.path)  # a diverged epoch is refused, never shown as numbers
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
-    if calibration == "normals" and split == "test":
-        held_out = scoring_samples(config, data_root, "val")
-        val = (
-            score_checkpoint(run, resolved, data_root, method, "val", device, **options)
-            if held_out
-            else {"scores": [], "categories": []}  # calibrate_result then says why it is raw
-        )
-        result = calibrate_result(result, val)
-    return result
+    return params
 
 
-def calibrate_result(test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a test result with per-category calibrated "scores" (see score_checkpoint)."""
-    out = dict(test)
+def _calibrated(run, epoch, data_root, config, scores: MethodScores, device, options):
+    held_out = scoring_samples(config, data_root, "val")
+    val = (
+        score_checkpoint(run, epoch, data_root, scores.method, "val", device, **options)
+        if held_out
+        else None  # calibrate_result then says why it is raw
+    )
+    return calibrate_result(scores, val)
+
+
+def calibrate_result(test: MethodScores, val: MethodScores | None) -> MethodScores:
+    """A copy of a test result with per-category calibrated image_scores against the held-out
+    normals `val` (None: there are none, and the copy says why it stays raw)."""
     try:
-        fitted = fit_calibration(val["scores"], val["categories"])
-        out["scores"] = fitted.apply(test["scores"], test["categories"])
+        fitted = (
+            fit_calibration([], []) if val is None else fit_calibration(val.image_scores, val.categories)
+        )
     except CalibrationError as err:
-        out["calibration"] = f"none (raw scores): {err}"
-        return out
-    out["raw_scores"] = np.asarray(test["scores"], np.float64)
-    out["calibration"] = fitted.describe()
-    return out
+        return dataclasses.replace(test, calibration=f"none (raw scores): {err}")
+    return dataclasses.replace(
+        test,
+        image_scores=fitted.apply(test.image_scores, test.categories),
+        raw_scores=np.asarray(test.image_scores, np.float64),
+        calibration=fitted.describe(),
+    )
 
 
 _CONFIGS: dict[tuple[str, int, int], TrainConfig] = {}  # (path, size, mtime) -> its config

@@ -89,6 +89,14 @@ def patch_vectors(features: Sequence[torch.Tensor], grid: int) -> torch.Tensor:
     return stacked.flatten(2).transpose(1, 2).contiguous()
 
 
+def level_vectors(
+    encoded: Sequence[torch.Tensor], levels: Sequence[int], patch: bool, size: int
+) -> torch.Tensor:
+    """model.encode's output -> (B, g*g, D) patch vectors or (B, D) pooled ones of `levels`."""
+    chosen = [encoded[level].float() for level in levels]
+    return patch_vectors(chosen, patch_grid(size, levels)) if patch else pooled_vectors(chosen)
+
+
 @torch.no_grad()
 def encoder_vectors(
     model: torch.nn.Module,
@@ -109,9 +117,7 @@ def encoder_vectors(
     chunks = []
     for start in range(0, len(images), batch_size):
         encoded = model.encode(to_tensor(images[start : start + batch_size], device))
-        chosen = [encoded[level].float() for level in levels]
-        vectors = patch_vectors(chosen, grid) if patch else pooled_vectors(chosen)
-        chunks.append(vectors.cpu())
+        chunks.append(level_vectors(encoded, levels, patch, size).cpu())
     if not chunks:
         dim = sum(_level_width(model, level) for level in levels)
         shape = (0, grid * grid, dim) if patch else (0, dim)

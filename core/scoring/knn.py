@@ -5,6 +5,7 @@ distance of an image's encoder features to those of normal training images separ
 from defective. The same search over raw-pixel thumbnails is the no-learning floor (rawknn)
 every learned score must beat.
 
+(knn with patches uses core.scoring.patchbank, which searches image-first.)
 A bank holds one set of vectors per training category; each is capped at `max_bank` entries by
 a seeded subsample (seed and category name fix it), so banks are deterministic and a search
 costs at most (queries x max_bank) distances. The search is one chunked `torch.cdist` plus

@@ -1,8 +1,8 @@
 """Anomaly maps from a reconstruction: pixel error, 1 - SSIM, encoder-feature distance.
 
-All three run the model once per batch, produce a (B, S, S) map at input resolution, smooth
-it with a Gaussian (a defect is a region, single noisy pixels are not), and reduce it to one
-score per image. Reduction "max" is the default: on the demo data the mean of the map lets a
+Each is a (B, S, S) map at input resolution (computed in one model pass per batch by
+core.scoring.model_pass), smoothed with a Gaussian (a defect is a region, single noisy pixels
+are not), and reduced to one score per image. Reduction "max" is the default: on the demo data the mean of the map lets a
 small defect drown in the error of everything the autoencoder reproduces imperfectly.
 """
 
@@ -13,10 +13,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from core.losses import ssim_error_map
-from core.segmentation import segmentation_maps
-from core.tensors import to_tensor
 
 
 def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -84,42 +80,3 @@ def feature_distance(
             d = (a - b).pow(2).mean(dim=1)
         maps.append(upsample(d, size))
     return torch.stack(maps).mean(dim=0)
-
-
-@torch.no_grad()
-def reconstruction_maps(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    method: str,
-    *,
-    sigma: float,
-    error: str = "l2",
-    levels: tuple[int, ...] = (),
-    distance: str = "cosine",
-    device: torch.device | str = "cpu",
-    batch_size: int = 32,
-) -> np.ndarray:
-    """uint8 (N, S, S, 3) -> float32 (N, S, S) smoothed anomaly maps for pixel, ssim, feature
-    or seg."""
-    model.eval()
-    size = images.shape[1]
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = to_tensor(images[start : start + batch_size], device)
-        if method == "seg":  # the segmentation network's mask probabilities (core.segmentation)
-            out.append(gaussian_smooth(segmentation_maps(model, x).float(), sigma).cpu())
-            continue
-        encoded = model.encode(x)
-        y = model.decode(encoded)
-        if method == "pixel":
-            raw = pixel_error(x, y, error)
-        elif method == "ssim":
-            raw = ssim_error_map(x, y)
-        elif method == "feature":
-            raw = feature_distance(encoded, model.encode(y), levels, size, distance)
-        else:
-            raise ValueError(f"'{method}' is not a reconstruction method")
-        out.append(gaussian_smooth(raw.float(), sigma).cpu())
-    if not out:
-        return np.zeros((0, size, size), np.float32)
-    return torch.cat(out).numpy().astype(np.float32, copy=False)

@@ -31,8 +31,10 @@ import torch
 from core.data.samples import ImageSet
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
 from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
-from core.scoring.maps import gaussian_smooth, reconstruction_maps, reduce_maps, upsample
+from core.scoring.maps import gaussian_smooth, reduce_maps, upsample
+from core.scoring.model_pass import PassRequest, model_pass
 from core.scoring.options import MAP_METHODS, ScoreOptions, check_method
+from core.scoring.patchbank import PatchBank, patch_knn
 from core.scoring.patchz import PatchStats, patchz_scores
 from core.scoring.routing import route_images
 
@@ -76,14 +78,23 @@ def _require_train(train: ImageSet | None, why: str) -> ImageSet:
     return train
 
 
+def knn_levels(model: torch.nn.Module, options: ScoreOptions) -> tuple[int, ...]:
+    return parse_levels(options.levels, model.config.depth, KNN_DEFAULT_LEVELS)
+
+
 def build_feature_bank(
     model: torch.nn.Module,
     train: ImageSet,
     options: ScoreOptions,
     device: torch.device | str = "cpu",
-) -> FeatureBank:
-    """Encoder vectors of every training normal, per category, capped at options.max_bank."""
-    levels = parse_levels(options.levels, model.config.depth, KNN_DEFAULT_LEVELS)
+) -> FeatureBank | PatchBank:
+    """knn's memory bank: the encoder vectors of every training normal, per category.
+
+    With options.patch (default) a PatchBank (per-image patch vectors, float16, searched
+    image-first; capped at options.max_bank patches per category by whole images); without, a
+    FeatureBank of pooled vectors capped at options.max_bank images per category.
+    """
+    levels = knn_levels(model, options)
     vectors = encoder_vectors(
         model, train.images, levels, options.patch, device, options.batch_size
     )
@@ -94,6 +105,8 @@ def build_feature_bank(
         "image_size": size,
         "grid": patch_grid(size, levels) if options.patch else None,
     }
+    if options.patch:
+        return PatchBank.build(vectors, train.categories, options.max_bank, options.seed, info)
     return FeatureBank.build(
         vectors, train.categories, options.max_bank, options.seed, "features", info
     )
@@ -172,7 +185,7 @@ def resolve_groups(
     return groups, needs, routed.method
 
 
-def _check_bank_size(bank: FeatureBank, images: ImageSet) -> None:
+def _check_bank_size(bank: FeatureBank | PatchBank, images: ImageSet) -> None:
     built_at = bank.info.get("image_size")
     if built_at is not None and int(built_at) != images.images.shape[1]:
         raise ValueError(
@@ -181,19 +194,25 @@ def _check_bank_size(bank: FeatureBank, images: ImageSet) -> None:
         )
 
 
-def _knn(model, images: ImageSet, train, options: ScoreOptions, device, bank) -> ScoreResult:
+def _knn(
+    model, images: ImageSet, train, options: ScoreOptions, device, bank, queries=None
+) -> ScoreResult:
+    """queries: the images' knn vectors when a model pass already computed them."""
     model = _require_model(model, "knn")
     if bank is None:
         bank = build_feature_bank(model, _require_train(train, "knn"), options, device)
     _check_bank_size(bank, images)
     levels = tuple(bank.info["levels"])
     patch = bool(bank.info["patch"])
-    queries = encoder_vectors(model, images.images, levels, patch, device, options.batch_size)
+    if queries is None:
+        queries = encoder_vectors(model, images.images, levels, patch, device, options.batch_size)
     groups, routed, how = resolve_groups(images, bank, options, model, train, device)
-    distances, _ = grouped_knn(queries, groups, bank, options.k)
     info = {"levels": list(levels), "patch": patch, "bank_sizes": bank.sizes(), "routing": how}
     if not patch:
+        distances, _ = grouped_knn(queries, groups, bank, options.k)
         return ScoreResult("knn", distances.astype(np.float64), None, groups, routed, info)
+    distances = patch_knn(queries, groups, bank, options.k, options.neighbours)
+    info["neighbours"] = int(options.neighbours)
     size, grid = images.images.shape[1], int(bank.info["grid"])
     grid_maps = torch.from_numpy(distances.reshape(len(images), grid, grid))
     maps = gaussian_smooth(upsample(grid_maps, size), options.sigma_for(size)).numpy()
@@ -236,7 +255,7 @@ def score_image_set(
     train: ImageSet | None = None,
     device: torch.device | str = "cpu",
     *,
-    bank: FeatureBank | None = None,
+    bank: FeatureBank | PatchBank | None = None,
     **options,
 ) -> ScoreResult:
     """Scores every image of `images` with `method`; pure (no cache, no files).
@@ -247,35 +266,79 @@ def score_image_set(
     (unless `bank` is given) and to route images without a known category. options: see
     ScoreOptions. Returns a ScoreResult with scores (N,) and maps (N, S, S) or None.
     """
-    check_method(method)
+    banks = {method: bank} if bank is not None else None
+    return score_image_set_methods(model, images, (method,), train, device, banks=banks,
+                                   **options)[method]
+
+
+def score_image_set_methods(
+    model: torch.nn.Module | None,
+    images: ImageSet,
+    methods: Sequence[str],
+    train: ImageSet | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    banks: dict[str, FeatureBank | PatchBank] | None = None,
+    **options,
+) -> dict[str, ScoreResult]:
+    """score_image_set for several methods at once: one model pass per batch serves every
+    method that needs the model (core.scoring.model_pass). banks: {method: bank} for knn and
+    rawknn, built from `train` where missing. Returns {method: ScoreResult}."""
+    for method in methods:
+        check_method(method)
     opts = ScoreOptions.from_kwargs(options)
+    banks = dict(banks or {})
+    for method, bank in banks.items():
+        if bank is not None and bank.kind not in _BANK_KINDS[method]:
+            raise ValueError(f"a bank of {bank.kind} cannot be used for method '{method}'")
     if model is not None:
         model = model.to(device).eval()
-    if method in MAP_METHODS:
-        model = _require_model(model, method)
+    outputs = _shared_pass(model, images, methods, opts, banks, device)
+    results = {}
+    for method in methods:
+        if method in MAP_METHODS:
+            maps = outputs.maps[method]
+            info = {"levels": list(outputs.feature_levels)} if method == "feature" else {}
+            results[method] = ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
+        elif method == "patchz":
+            results[method] = _patchz(model, images, train, opts, device)
+        elif method == "knn":
+            results[method] = _knn(model, images, train, opts, device, banks.get("knn"),
+                                   queries=outputs.vectors)
+        else:
+            results[method] = _rawknn(model, images, train, opts, device, banks.get("rawknn"))
+    return results
+
+
+_BANK_KINDS = {"knn": ("features", "patches"), "rawknn": ("thumbnails",)}
+
+
+@dataclass
+class _Shared:
+    maps: dict[str, np.ndarray]
+    vectors: np.ndarray | None
+    feature_levels: tuple[int, ...]
+
+
+def _shared_pass(model, images: ImageSet, methods, opts: ScoreOptions, banks, device) -> _Shared:
+    """The one model pass for every requested method that needs the model."""
+    wanted = tuple(m for m in methods if m in MAP_METHODS)
+    if wanted:
+        model = _require_model(model, wanted[0])
+    feature_levels: tuple[int, ...] = ()
+    if "feature" in wanted:
         depth = model.config.depth
-        levels = (
-            parse_levels(opts.levels, depth, feature_default_levels(depth))
-            if method == "feature"
-            else ()
-        )
-        size = images.images.shape[1]
-        maps = reconstruction_maps(
-            model,
-            images.images,
-            method,
-            sigma=opts.sigma_for(size),
-            error=opts.error,
-            levels=levels,
-            distance=opts.distance,
-            device=device,
-            batch_size=opts.batch_size,
-        )
-        info = {"levels": list(levels)} if levels else {}
-        return ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
-    if method == "patchz":
-        return _patchz(model, images, train, opts, device)
-    if bank is not None and bank.kind != ("features" if method == "knn" else "thumbnails"):
-        raise ValueError(f"a bank of {bank.kind} cannot be used for method '{method}'")
-    scorer = _knn if method == "knn" else _rawknn
-    return scorer(model, images, train, opts, device, bank)
+        feature_levels = parse_levels(opts.levels, depth, feature_default_levels(depth))
+    knn_vectors: tuple[int, ...] = ()
+    patch = opts.patch
+    if "knn" in methods and model is not None:
+        bank = banks.get("knn")
+        knn_vectors = tuple(bank.info["levels"]) if bank is not None else knn_levels(model, opts)
+        patch = bool(bank.info["patch"]) if bank is not None else opts.patch
+    if not wanted and not knn_vectors:
+        return _Shared({}, None, ())
+    size = images.images.shape[1]
+    request = PassRequest(wanted, opts.sigma_for(size), opts.error, feature_levels,
+                          opts.distance, knn_vectors, patch)
+    out = model_pass(model, images.images, request, device, opts.batch_size)
+    return _Shared(out.maps, out.vectors, feature_levels)

@@ -74,7 +74,7 @@ def _images_by_name(root: str, config_json: str, names: tuple[str, ...]):
 def scores_for(run: Run, epoch: int, data_root: Path, names: list[str], method: str) -> np.ndarray:
     """Test-image scores by name from core.scoring; NaN for training images (not scored)."""
     result = state.scores(run, epoch, data_root, method)
-    by_name = dict(zip(result["names"], np.asarray(result["scores"], np.float64), strict=True))
+    by_name = dict(zip(result.names, np.asarray(result.image_scores, np.float64), strict=True))
     return np.array([by_name.get(n, np.nan) for n in names])
 
 

@@ -4,7 +4,6 @@ threshold and the confusion counts it gives, and the per-category AUROC table.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ from core import metrics, visual
 from core.runs import Run
 from core.scoring.checkpoint import calibrate_result
 from core.scoring.options import DEFAULT_METHOD
+from core.scoring.results import MethodScores
 from dashboard import state, widgets
 
 RULES = ("F1-max (uses labels)", "percentile of held-out normals", "jump in sorted scores (no labels)")
@@ -31,8 +31,8 @@ def _aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: 
     return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False, routing=False)
 
 
-def selected(result: dict[str, Any], category: str) -> np.ndarray:
-    cats = np.asarray(result["categories"], dtype=object)
+def selected(result: MethodScores, category: str) -> np.ndarray:
+    cats = np.asarray(result.categories, dtype=object)
     return np.ones(len(cats), bool) if category == "all" else cats == category
 
 
@@ -103,26 +103,28 @@ def histogram(scores: np.ndarray, labels: np.ndarray, threshold: float | None, m
 # --------------------------------------------------------------------------- ranking
 
 
-def ranked_table(result: dict[str, Any], sel: np.ndarray, test, top: int) -> pd.DataFrame:
+def ranked_table(result: MethodScores, sel: np.ndarray, test, top: int) -> pd.DataFrame:
     index_of = {s.name: i for i, s in enumerate(test.samples)}
     idx = np.flatnonzero(sel)
-    scores = np.asarray(result["scores"], np.float64)[idx]
+    scores = np.asarray(result.image_scores, np.float64)[idx]
     order = idx[np.argsort(-scores, kind="stable")][:top]
-    routed = np.asarray(result.get("routed", np.zeros(len(result["names"]), bool)), bool)
-    confidence = np.asarray(result.get("routing_confidence", np.ones(len(result["names"]))))
+    n = len(result.names)
+    routed = np.zeros(n, bool) if result.routed is None else np.asarray(result.routed, bool)
+    confidence = (np.ones(n) if result.routing_confidence is None
+                  else np.asarray(result.routing_confidence))
     rows = []
     for rank, i in enumerate(order, start=1):
-        name = result["names"][i]
+        name = result.names[i]
         image = test.images[index_of[name]] if name in index_of else np.zeros((8, 8, 3), np.uint8)
         rows.append({"rank": rank, "image": widgets.png_data_uri(visual.upscale(image, 64)),
-                     "score": float(result["scores"][i]), "category": result["categories"][i],
+                     "score": float(result.image_scores[i]), "category": result.categories[i],
                      "category from": f"routed ({confidence[i]:.2f} sure)" if routed[i] else "dataset",
-                     "defect": result["defects"][i] or "–", "label": kind_of(int(result["labels"][i])),
-                     "file": Path(result["paths"][i]).name})
+                     "defect": result.defects[i] or "–", "label": kind_of(int(result.labels[i])),
+                     "file": Path(result.paths[i]).name})
     return pd.DataFrame(rows)
 
 
-def draw_ranking(result: dict[str, Any], sel: np.ndarray, test) -> None:
+def draw_ranking(result: MethodScores, sel: np.ndarray, test) -> None:
     left, right = st.columns([3, 1])
     top = right.selectbox("Show", (25, 50, 100, 500), index=1, key="scores_top", persist_state="session",
                           format_func=lambda n: f"top {n}")
@@ -187,25 +189,25 @@ def main() -> None:
         with st.spinner(f"Scoring the test set with {method} (once per epoch; cached on disk)…"):
             result = state.scores(run, epoch, data_root, method, calibration=calibration)
         st.caption(state.test_set(run, data_root).summary() + ". Scores: "
-                   + (result.get("calibration") or "raw") + ".")
-        categories = ["all"] + sorted(set(result["categories"]))
+                   + (result.calibration or "raw") + ".")
+        categories = ["all"] + sorted(set(result.categories))
         category = c2.selectbox("Category", categories, key="scores_category", persist_state="session")
         labelled = state.test_set(run, data_root).has_labels
         rule = c3.selectbox("Threshold rule", RULES, index=0 if labelled else 1, key="scores_rule",
                             persist_state="session")
         q = c4.number_input("Percentile", 50.0, 100.0, 99.0, 0.5, key="scores_q", disabled=rule != RULES[1])
         mask = selected(result, category)
-        scores = np.asarray(result["scores"], np.float64)[mask]
-        labels = np.asarray(result["labels"])[mask]
+        scores = np.asarray(result.image_scores, np.float64)[mask]
+        labels = np.asarray(result.labels)[mask]
         val_normals = None
         if rule == RULES[1]:
             val = state.scores(run, epoch, data_root, method, split="val")
-            if "raw_scores" in result:  # the normals on the same (calibrated) scale as the test
+            if result.calibrated:  # the normals on the same (calibrated) scale as the test
                 val = calibrate_result(val, val)
             vmask = selected(val, category)
-            val_normals = np.asarray(val["scores"], np.float64)[vmask]
+            val_normals = np.asarray(val.image_scores, np.float64)[vmask]
         threshold, note = threshold_for(rule, labels, scores, val_normals, q)
-        axis = f"{method}, calibrated" if "raw_scores" in result and calibrated else method
+        axis = f"{method}, calibrated" if result.calibrated and calibrated else method
         st.plotly_chart(histogram(scores, labels, threshold, axis), config=widgets.PLOT_CONFIG,
                         key="scores_hist")
         draw_threshold(labels, threshold, note, scores)
