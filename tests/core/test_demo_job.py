@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from conftest import write_run
-
 from core.demo_job import (
     DEMO_EPOCHS,
     DEMO_SPEC,
@@ -17,6 +15,7 @@ from core.demo_job import (
 )
 from core.jobs import stop_training, wait_for
 from core.runs import Run
+from tests.conftest import write_run
 
 
 def test_launch_draws_the_data_once_and_leaves_busy_or_finished_runs_alone(tmp_path):
