@@ -124,10 +124,10 @@ def bench_features(work: Path, points: int) -> dict[str, float]:
 
 def bench_demo(work: Path) -> dict[str, float]:
     from core.data.demo import generate_demo_dataset
+    from core.demo_job import DEMO_SPEC, demo_config
     from core.diagnostics import reconstruction_health
     from core.jobs import start_training, wait_for
     from core.runs import Run
-    from dashboard import state
 
     data, run_dir = work / "demo-first-start" / "data", work / "demo-first-start" / "runs" / "demo"
     if run_dir.exists():
@@ -135,9 +135,9 @@ def bench_demo(work: Path) -> dict[str, float]:
 
         shutil.rmtree(run_dir.parent)
     started = time.perf_counter()
-    generate_demo_dataset(data, state.demo_spec())
+    generate_demo_dataset(data, DEMO_SPEC)
     out: dict[str, float] = {"demo data written s": time.perf_counter() - started}
-    start_training(state.demo_config(data, run_dir))
+    start_training(demo_config(data, run_dir))
     run, seen, first_ok = Run(run_dir), set(), None
     while True:
         for epoch in run.epochs():

@@ -33,7 +33,7 @@ from core.data.augment import build_augmentation
 from core.data.batches import AugmentedBatches
 from core.data.dataset import TrainingData, load_training_data
 from core.data.demo import DemoSpec, generate_demo_dataset
-from core.jobs import demo_config
+from core.demo_job import demo_config
 from core.losses import ReconstructionLoss
 from core.model import UNetAutoencoder, count_parameters, resolve_device
 from core.runs import Run

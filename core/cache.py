@@ -16,16 +16,31 @@ from typing import Any
 
 import numpy as np
 
-from core.runs import Run, atomic_write_bytes
+from core.runs import Run, RunError, atomic_write_bytes
 
 CACHE_VERSION = 1
 
 
+def checkpoint_stamp(path: Path) -> tuple[str, int, int]:
+    """(path, size, mtime_ns): which version of a checkpoint file this is, the one stamp every
+    cache of per-checkpoint things keys on (the dashboard's memory, checkpoint configs, and,
+    through checkpoint_fingerprint, this module's disk cache). Raises RunError naming the
+    file when it is gone."""
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise RunError(f"{path}: checkpoint is gone (deleted or renamed while open)") from err
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def checkpoint_fingerprint(path: Path) -> str:
-    """Name and mtime, not size: dropping the optimizer state (core.storage) rewrites a file
-    with the same weights and mtime, and its cached results must stay valid. A retrained or
-    resumed epoch is a new file with a new mtime (its size alone never told them apart)."""
-    return f"{path.name}:{path.stat().st_mtime_ns}"
+    """"name:mtime_ns", the checkpoint part of a disk-cache key: checkpoint_stamp without the
+    folder (results live inside the run) and without the size: dropping the optimizer state
+    (core.storage) rewrites a file with the same weights and mtime, and its cached results
+    must stay valid. A retrained or resumed epoch is a new file with a new mtime (its size
+    alone never told them apart)."""
+    _, _, mtime_ns = checkpoint_stamp(path)
+    return f"{path.name}:{mtime_ns}"
 
 
 def cache_key(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.samples import UNLABELED
 from core.runs import Run, RunError
 
 FLOOR = "rawknn"  # the no-learning baseline: shown, never what makes a run "best"
@@ -190,7 +191,7 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
             return out  # data missing or unusable: no real AUROC for this run
         if result is None:
             continue
-        named = [c or "unlabeled" for c in result.categories]
+        named = [c or UNLABELED for c in result.categories]
         table = evaluation_table(named, result.labels, {method: result.image_scores})
         value = table.loc[method, "mean"]
         if _finite(value):

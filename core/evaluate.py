@@ -19,16 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.samples import NORMAL
+from core.data.samples import NORMAL, UNLABELED
 from core.metric_notes import evaluation_notes
 from core.metrics import (
     auroc_undefined_reason,
-    confusion_at,
     evaluation_table,
     f1_max,
     image_auroc,
-    jump_threshold,
-    percentile_threshold,
     pixel_metrics,
 )
 from core.runs import Run, jsonable
@@ -46,9 +43,7 @@ from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
 from core.segmentation import SEG_KEY
-
-PERCENTILE = 99.0
-UNLABELED = "unlabeled"  # the category name reports use for images without one
+from core.thresholds import threshold_reports
 
 
 def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
@@ -64,51 +59,6 @@ def available_methods(run: Run, epoch: int, methods: Sequence[str]) -> tuple[str
     if "seg" not in methods or methods != METHODS or SEG_KEY in run.load(epoch):
         return methods
     return tuple(m for m in methods if m not in SEGMENTER_METHODS)
-
-
-def _threshold_report(
-    labels: np.ndarray, scores: np.ndarray, normal_val: np.ndarray
-) -> dict[str, Any]:
-    """F1-max, jump and percentile-of-validation-normals thresholds for one score vector."""
-    f1, f1_threshold = f1_max(labels, scores)
-    jump = jump_threshold(scores)
-    percentile = percentile_threshold(normal_val, PERCENTILE)
-    report = {
-        "f1_max": f1,
-        "f1_threshold": f1_threshold,
-        "jump": jump,
-        f"percentile_{PERCENTILE:g}": percentile,
-        "n_val_normals": int(len(normal_val)),
-    }
-    if math.isfinite(percentile):
-        report["at_percentile"] = confusion_at(labels, scores, percentile)
-    if jump is not None:
-        report["at_jump"] = confusion_at(labels, scores, jump)
-    return report
-
-
-def threshold_reports(test: MethodScores, val: MethodScores | None) -> dict[str, Any]:
-    """Per category and overall: F1-max, jump threshold and the 99th percentile of the
-    category's held-out validation normals, with the confusion counts each would give."""
-    labels = np.asarray(test.labels)
-    scores = np.asarray(test.image_scores, np.float64)
-    cats = np.asarray(test.categories, dtype=object)
-    val_scores = np.zeros(0) if val is None else np.asarray(val.image_scores, np.float64)
-    val_cats = np.asarray([] if val is None else val.categories, dtype=object)
-    reports = {"overall": _threshold_report(labels, scores, val_scores)}
-    calibrated = calibrate_result(test, val)
-    if calibrated.calibrated:
-        # one threshold for every category only makes sense on calibrated scores
-        val_calibrated = calibrate_result(val, val).image_scores
-        reports["overall (calibrated)"] = _threshold_report(
-            labels, np.asarray(calibrated.image_scores), np.asarray(val_calibrated)
-        )
-    for category in sorted(set(cats.tolist())):
-        sel = cats == category
-        reports[category or UNLABELED] = _threshold_report(
-            labels[sel], scores[sel], val_scores[val_cats == category]
-        )
-    return reports
 
 
 def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:

@@ -17,43 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig
-from core.data.demo import DemoSpec
-from core.locking import is_locked
-from core.runs import Run, RunError, is_alive
+from core.locking import refuse_busy_run
+from core.runs import Run, is_alive
 
 # Launched jobs by pid: holding the Popen lets this process reap its own children (no zombies,
 # no ResourceWarning); jobs started by an earlier dashboard process are watched through their pid.
 _CHILDREN: dict[int, subprocess.Popen] = {}
-
-DEMO_DATA = "data/demo"
-DEMO_RUN = "checkpoints/demo"
-# The first-start demo, sized for 2 CPU cores: measured, the first clean reconstructions
-# appear about 50 s after launch and all epochs finish in under 2 minutes.
-DEMO_SPEC = DemoSpec(size=64, n_train=24)
-DEMO_EPOCHS = 8
-
-
-def demo_data_ready(folder: str | Path) -> bool:
-    """True when `folder` holds demo data written with DEMO_SPEC's size (else it is redrawn)."""
-    from core.data.demo import README_MARKER
-
-    readme = Path(folder) / "README.txt"
-    if not readme.is_file():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    return text.startswith(README_MARKER) and f"size={DEMO_SPEC.size}" in text
-
-
-def demo_config(data: str | Path = DEMO_DATA, run: str | Path = DEMO_RUN) -> TrainConfig:
-    """The demo run: one small U-Net for all six demo categories (the GPU when there is one).
-
-    It keeps the plain reconstruct objective with BatchNorm and every skip on purpose: a run
-    whose skips copy defects is what the dashboard's diagnostics are there to show.
-    """
-    return TrainConfig(data=str(data), run=str(run), image_size=DEMO_SPEC.size, epochs=DEMO_EPOCHS,
-                       batch_size=16, device="auto", objective="reconstruct").with_overrides(
-        {"model.base_width": 16, "model.depth": 3, "model.norm": "batch"})
-
 
 def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str] | None = None,
                    processes: int | None = None) -> int:
@@ -62,12 +31,7 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     such a job runs as one process). `processes` None = one per visible GPU (torchrun when
     several), else that many ranks."""
     run = Run(Path(config.run).expanduser())
-    if run.path.is_dir() and run.is_training():
-        raise RunError(f"{run.path}: already training (pid {run.status().get('pid')}); stop it first")
-    if is_locked(run.path):  # a job started elsewhere (a terminal) whose status is not yet written
-        raise RunError(f"{run.path}: another process is training this run; wait for it or stop it")
-    if run.epochs() and not resume:
-        raise RunError(f"{run.path}: run already has epochs; resume it or choose another name")
+    refuse_busy_run(run, resume, probe_lock=True)  # also a job started elsewhere (a terminal)
     run.path.mkdir(parents=True, exist_ok=True)
     job_config = run.path / "job_config.json"
     config.save(job_config)
@@ -78,15 +42,24 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     command = training_command(job_config, run.path, resume, processes)
     run.write_status(state="starting", pid=None, epoch=len(run.epochs()), epochs=config.epochs,
                      message="starting", started=time.time())
+    process = launch_detached(command, run.path / "train.log", env)
+    run.write_status(pid=process.pid)  # the job writes the same pid itself once it runs
+    return process.pid
+
+
+def launch_detached(command: list[str], log_path: Path, env: dict[str, str] | None = None
+                    ) -> subprocess.Popen:
+    """Starts `command` in its own process session, so it survives page reloads and the
+    launching process; stdout and stderr are appended to `log_path` after a `$ command` line.
+    `env`: extra environment variables. The process is held here for reaping (no zombies)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1", **(env or {}))
-    with (run.path / "train.log").open("a") as log:
+    with log_path.open("a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True, cwd=os.getcwd())
-    _CHILDREN[process.pid] = process
-    run.write_status(pid=process.pid)  # the job writes the same pid itself once it runs
-    return process.pid
+    track_child(process)
+    return process
 
 
 def processes_for(config: TrainConfig) -> int:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.runs import RunError
+from core.runs import Run, RunError
 
 LOCK_NAME = "train.lock"
 
@@ -70,3 +70,25 @@ def _read_holder(path: Path) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def refuse_busy_run(run: Run, resume: bool, own_pid: int | None = None,
+                    probe_lock: bool = False) -> None:
+    """The one "may this run be trained now?" rule, for the training loop and the launcher.
+
+    Raises RunError with a sentence when a job is training the run (its status says so; with
+    `own_pid`, the job calling this, a status carrying that pid or none yet is this job), when
+    `probe_lock` and another process holds the run's lock (a job started elsewhere whose status
+    is not written yet), or when the run already has epochs and `resume` is off.
+    """
+    if run.path.is_dir() and run.is_training():
+        pid = run.status().get("pid")
+        if own_pid is None or pid not in (None, own_pid):
+            raise RunError(f"{run.path}: already training (pid {pid}); stop it first or choose "
+                           "another run name")
+    if probe_lock and is_locked(run.path):
+        raise RunError(f"{run.path}: another process is training this run; wait for it or stop it")
+    epochs = run.epochs()
+    if epochs and not resume:
+        raise RunError(f"{run.path}: run already has epochs {epochs[0]}..{epochs[-1]}; resume it "
+                       "(--resume) or choose another run name")

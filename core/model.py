@@ -8,30 +8,52 @@ most readily, and `skips="none"` is a plain autoencoder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from core.config import ModelConfig
 
 
+def parse_levels(spec: str | int | Sequence[int], depth: int, *, lowest: int = 0,
+                 words: Sequence[str] = ("all", "bottleneck"), default: Sequence[int] = (),
+                 what: str = "levels") -> tuple[int, ...]:
+    """Encoder levels named by `spec`, sorted and unique: the one parser of level choices
+    (skips, scoring features, diagnostics features).
+
+    Levels follow this module: 0 is the full-resolution stem, `depth` the bottleneck; valid
+    ones run from `lowest` to `depth`. spec: levels (an int, a list, or text like "1,2") or
+    one of `words`: "all" (lowest..depth), "none" or "" (no level), "bottleneck" ((depth,)),
+    "auto" (`default` without the levels this model lacks, else the bottleneck).
+    Raises ValueError naming `what` and what to write instead.
+    """
+    if isinstance(spec, (list, tuple)):
+        chosen = tuple(int(v) for v in spec)
+    elif isinstance(spec, int):
+        chosen = (spec,)
+    else:
+        text = str(spec).strip().lower()
+        named = {"all": tuple(range(lowest, depth + 1)), "none": (), "bottleneck": (depth,),
+                 "auto": tuple(v for v in default if v <= depth) or (depth,)}
+        text = "none" if text == "" and "none" in words else text
+        if text in words:
+            chosen = named[text]
+        else:
+            try:
+                chosen = tuple(int(part) for part in text.split(","))
+            except ValueError as err:
+                raise ValueError(f"{what} '{spec}': use {', '.join(words)} or levels like 1,2") from err
+    bad = [v for v in chosen if not lowest <= v <= depth]
+    if bad or (not chosen and "none" not in words):
+        raise ValueError(f"{what} {', '.join(map(str, bad)) or '(none)'} out of range: this model has "
+                         f"levels {lowest}..{depth}")
+    return tuple(sorted(set(chosen)))
+
+
 def parse_skips(skips: str | list[int] | tuple[int, ...], depth: int) -> tuple[int, ...]:
     """"all" -> (1..depth), "none" -> (), "1,2" -> (1, 2); levels outside 1..depth are an error."""
-    if isinstance(skips, (list, tuple)):
-        levels = tuple(int(s) for s in skips)
-    else:
-        text = str(skips).strip().lower()
-        if text == "all":
-            return tuple(range(1, depth + 1))
-        if text in ("none", ""):
-            return ()
-        try:
-            levels = tuple(int(part) for part in text.split(","))
-        except ValueError as err:
-            raise ValueError(f"skips '{skips}': use all, none or levels like 1,2") from err
-    bad = [lv for lv in levels if not 1 <= lv <= depth]
-    if bad:
-        raise ValueError(f"skips {bad} out of range: levels run from 1 (top) to depth={depth}")
-    return tuple(sorted(set(levels)))
+    return parse_levels(skips, depth, lowest=1, words=("all", "none"), what="skips")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -274,9 +274,9 @@ def progress_table(plan: SweepPlan) -> list[dict[str, Any]]:
 
 
 def _flag_table() -> dict[str, str]:
-    from core.cli.train import FLAGS
+    from core.cli.flags import TRAIN_FLAGS
 
-    return {key: "--" + flag.replace("_", "-") for flag, (key, _) in FLAGS.items()}
+    return {key: "--" + flag.replace("_", "-") for flag, (key, _) in TRAIN_FLAGS.items()}
 
 
 def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -452,15 +452,9 @@ def start_sweep(plan: SweepPlan) -> int:
     check_data(plan)
     plan.save()
     command = [sys.executable, "-m", "core", "sweep", "--folder", str(plan.folder)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1")
-    with (plan.folder / LOG_FILE).open("a") as out:
-        out.write(f"\n$ {' '.join(command)}\n")
-        out.flush()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, start_new_session=True, cwd=os.getcwd())
-    from core.jobs import track_child
+    from core.jobs import launch_detached
 
-    track_child(process)  # reaped by stop_sweep or, once it ended, by sweep_status
+    process = launch_detached(command, plan.folder / LOG_FILE)  # reaped by stop_sweep or sweep_status
     write_sweep_status(plan, state="running", pid=process.pid, started=time.time(), message="starting")
     return process.pid
 

@@ -33,7 +33,7 @@ from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
 from core.finite import training_diverged
-from core.locking import run_lock
+from core.locking import refuse_busy_run, run_lock
 from core.losses import ReconstructionLoss
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters, resolve_device
@@ -78,14 +78,8 @@ def conv_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] | None]:
     """Creates or reopens the run folder; refuses to overwrite or to double-train a run."""
     run = Run(Path(config.run).expanduser())
-    if run.path.is_dir() and run.is_training() and run.status().get("pid") not in (None, distributed.job_pid()):
-        raise RunError(f"{run.path}: a training job is already running (pid {run.status().get('pid')}); "
-                       "stop it first or choose another --run")
-    epochs = run.epochs()
-    if epochs and not resume:
-        raise RunError(f"{run.path}: run already has epochs {epochs[0]}..{epochs[-1]}; "
-                       "pass --resume to continue it or choose another --run name")
-    payload = resume_payload(run) if (resume and epochs) else None  # refuses a pruned latest epoch
+    refuse_busy_run(run, resume, own_pid=distributed.job_pid())  # this job holds the lock
+    payload = resume_payload(run) if (resume and run.epochs()) else None  # refuses a pruned latest
     run.path.mkdir(parents=True, exist_ok=True)
     config.save(run.path / "config.json")
     return run, payload

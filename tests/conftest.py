@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-# no background evaluation beside the many tiny training runs (tests/test_follow.py runs it)
+# no background evaluation beside the many tiny training runs (tests/core/test_follow.py runs it)
 os.environ.setdefault("RECONSCOPE_NO_FOLLOW", "1")
 # decoded image sets go to a folder of this session, never to the user's ~/.cache
 import tempfile  # noqa: E402

@@ -12,7 +12,7 @@ The two-run form `--run-a A --run-b B` still prints per-layer weight std at the 
 
 from __future__ import annotations
 
-from core.cli.diagnose import open_run, write_json
+from core.cli.flags import open_run, write_json
 
 VERB = "compare"
 HELP = "compare runs or a sweep: losses, AUROC, health, weight std, purity, the best run"

@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-from pathlib import Path
-
-from core.data.demo import generate_demo_dataset
-from core.jobs import DEMO_DATA, DEMO_RUN, DEMO_SPEC, demo_config, demo_data_ready, start_training
-from core.runs import Run
+from core.demo_job import DEMO_DATA, DEMO_RUN, launch_demo
 
 VERB = "demo"
 HELP = "make the demo data (if missing) and start the demo training job in the background"
@@ -18,22 +14,17 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    if not demo_data_ready(args.data):
-        summary = generate_demo_dataset(args.data, DEMO_SPEC)
-        print(f"demo data: {len(summary)} categories written to {args.data}")
-    run = Run(Path(args.run))
-    if run.is_training():
-        print(f"demo run {run.path} is already training (pid {run.status().get('pid')})")
+    launch = launch_demo(args.data, args.run, args.epochs)
+    run = launch.run
+    if launch.categories_written:
+        print(f"demo data: {launch.categories_written} categories written to {args.data}")
+    if launch.state == "training":
+        print(f"demo run {run.path} is already training (pid {launch.pid})")
         return 0
-    config = demo_config(args.data, args.run)
-    if args.epochs:
-        config = config.with_overrides({"epochs": args.epochs})
-    done = run.epochs()
-    if done and done[-1] >= config.epochs:
-        print(f"demo run {run.path} already has {done[-1]} epochs; open the dashboard to look at it")
+    if launch.state == "done":
+        print(f"demo run {run.path} already has {run.epochs()[-1]} epochs; open the dashboard to look at it")
         return 0
-    pid = start_training(config, resume=bool(done))
-    print(f"demo training started (pid {pid}); log: {run.path / 'train.log'}")
+    print(f"demo training started (pid {launch.pid}); log: {run.path / 'train.log'}")
     if args.wait:
         from core.jobs import wait_for
 

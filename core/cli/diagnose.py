@@ -7,10 +7,9 @@ with its reasons, and a layer x epoch weight-std table. --json writes everything
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
+
+from core.cli.flags import open_run, write_json
 
 VERB = "diagnose"
 HELP = "health flags, weight statistics, clustering purity and a best-epoch suggestion for a run"
@@ -28,15 +27,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-points", type=int, default=20000, help="images to cluster at most (default 20000)")
     parser.add_argument("--evaluate", action="store_true",
                         help="with several epochs: add real test AUROC to the suggestion (slow; uses test labels)")
-
-
-def open_run(text: str):
-    from core.runs import Run
-
-    path = Path(text).expanduser()
-    if not path.is_dir() and not path.is_absolute() and (Path("checkpoints") / text).is_dir():
-        path = Path("checkpoints") / text
-    return Run.open(path)
 
 
 def parse_epochs(run, text: str) -> tuple[list[int], bool]:
@@ -152,14 +142,6 @@ def readable_epochs(run, epochs: list[int]) -> list[int]:
             continue
         readable.append(epoch)
     return readable
-
-
-def write_json(target: str, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    if target == "-":
-        print(text, end="")
-    else:
-        Path(target).write_text(text)
 
 
 def main(args) -> int:

@@ -1,83 +1,15 @@
-"""`python -m core evaluate`: method x category AUROC for one epoch, or the epoch table.
-
-Also home of the scoring flags the export and score verbs share (add_scoring_arguments).
-"""
+"""`python -m core evaluate`: method x category AUROC for one epoch, or the epoch table."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from core.scoring.options import BANK_SCOPES, REDUCTIONS
+from core.cli.flags import add_scoring_arguments, device_of, scoring_options
 
 VERB = "evaluate"
 HELP = "score a run's checkpoints with every method and print AUROC per method and category"
-
-# Scoring flags shared by the evaluate, export and score verbs. Every flag defaults to None,
-# so only what the user typed reaches ScoreOptions and the cache key of a default call stays
-# the same whichever verb made it. flag -> (ScoreOptions field, type, help).
-SCORING_FLAGS: dict[str, tuple[str, Any, str]] = {
-    "reduce": ("reduce", str, f"image score from the map: {' or '.join(REDUCTIONS)} (default max)"),
-    "sigma": ("sigma", float, "map smoothing in px; negative = image_size/64 (default), 0 = off"),
-    "levels": ("levels", str, "encoder levels for feature/knn: auto, all, bottleneck or 1,2"),
-    "k": ("k", int, "knn/rawknn: mean distance to the k nearest (default 1)"),
-    "bank_scope": ("bank_scope", str, f"knn/rawknn bank: {', '.join(BANK_SCOPES)} (default auto)"),
-    "neighbours": (
-        "neighbours", int, "knn: nearest normal images whose patches are searched (default 5)"
-    ),
-    "max_bank": ("max_bank", int, "entries kept per category bank (default 262144)"),
-    "thumb_size": ("thumb_size", int, "rawknn thumbnail side in px (default 32)"),
-    "routing": (
-        "routing",
-        str,
-        "how images without a category are routed: auto, features or thumbnail",
-    ),
-}
-
-
-def add_scoring_arguments(parser) -> None:
-    group = parser.add_argument_group("scoring options")
-    for flag, (_, kind, text) in SCORING_FLAGS.items():
-        group.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
-    group.add_argument(
-        "--no-patch", action="store_true", help="knn: one pooled vector per image, no map"
-    )
-    group.add_argument(
-        "--route",
-        action="store_true",
-        help="score categories the run never trained on against the nearest trained one",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default"
-    )
-
-
-def scoring_options(args) -> dict[str, Any]:
-    options = {
-        field: getattr(args, flag)
-        for flag, (field, _, _) in SCORING_FLAGS.items()
-        if getattr(args, flag) is not None
-    }
-    if args.no_patch:
-        options["patch"] = False
-    if args.route:
-        options["unknown_categories"] = "route"
-    return options
-
-
-def device_of(args) -> str:
-    """The device to score on; also applies --threads, which every scoring verb has."""
-    import torch
-
-    from core.model import resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return str(resolve_device(args.device))
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder, e.g. checkpoints/demo")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.cli.evaluate import add_scoring_arguments, device_of, scoring_options
+from core.cli.flags import add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.options import DEFAULT_METHOD
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.cli.diagnose import open_run
+from core.cli.flags import open_run
 
 VERB = "prune"
 HELP = "show (and with --apply free) the optimizer state that older epochs no longer need"

@@ -14,7 +14,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from core.cli import train as train_cli
+from core.cli.flags import add_train_arguments, config_from_args
 
 VERB = "sweep"
 HELP = "train one run per combination of --grid values (resumable; --print-commands for a cluster)"
@@ -31,7 +31,7 @@ def add_arguments(parser) -> None:
                         help="print one python -m core train line per member still to train; train nothing")
     parser.add_argument("--gpus", help="comma-separated GPU indices to use (default: every visible GPU)")
     group = parser.add_argument_group("train flags (base config of every member)")
-    train_cli.add_arguments(group)
+    add_train_arguments(group)
 
 
 def _folder(args) -> Path:
@@ -49,7 +49,7 @@ def _base_config(args):
         raise ValueError("--run is not used by a sweep: members go to ROOT/NAME/<member>; give --name")
     args.resume = False
     args.run = "sweep"
-    return train_cli.config_from_args(args)
+    return config_from_args(args)
 
 
 def main(args: argparse.Namespace) -> int:

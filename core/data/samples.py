@@ -14,6 +14,7 @@ import numpy as np
 NORMAL = 0
 ANOMALOUS = 1
 UNKNOWN = -1
+UNLABELED = "unlabeled"  # the category name reports use for images without one
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from core.data.samples import Sample
 from core.diagnostics.clustering import ClusterResult, cluster_features, embed_2d
 from core.diagnostics.probe import resolve_data_root
 from core.finite import require_finite
+from core.model import parse_levels
 from core.runs import Run
-from core.tensors import to_tensor
+from core.scoring.features import encoder_vectors
 
 MAX_POINTS = 20_000
 LOAD_CHUNK = 256  # images decoded at a time: 20,000 MVTec images never sit in memory at once
@@ -54,32 +55,17 @@ class FeatureResult:
 
 
 def level_indices(level: str | int, depth: int) -> list[int]:
-    """Which encoder levels to pool: "bottleneck" -> [depth], "all" -> [0..depth], int -> [int]."""
-    if level == "bottleneck":
-        return [depth]
-    if level == "all":
-        return list(range(depth + 1))
-    try:
-        index = int(level)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"level '{level}': use bottleneck, all or a level number 0..{depth}") from err
-    if not 0 <= index <= depth:
-        raise ValueError(f"level {index} out of range: the encoder has levels 0 (full resolution) .. {depth}")
-    return [index]
+    """Which encoder levels to pool: "bottleneck" -> [depth], "all" -> [0..depth], int -> [int]
+    (core.model.parse_levels with the words diagnostics accept)."""
+    return list(parse_levels(level, depth, words=("bottleneck", "all"), what="level"))
 
 
-@torch.no_grad()
 def pooled_features(model: torch.nn.Module, images: np.ndarray, levels: Sequence[int],
                     batch_size: int = 64) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, sum of the levels' widths) float32 channel means, levels in order."""
-    model.eval()
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        features = model.encode(to_tensor(images[start:start + batch_size]))
-        chunks.append(torch.cat([features[i].mean(dim=(2, 3)) for i in levels], dim=1).float().numpy())
-    if not chunks:
-        return np.zeros((0, 0), np.float32)
-    return np.concatenate(chunks)
+    """(N, H, W, 3) uint8 -> (N, sum of the levels' widths) float32 channel means, levels in
+    order (core.scoring.features.encoder_vectors, pooled and not normalised)."""
+    return encoder_vectors(model, images, levels, patch=False, batch_size=batch_size,
+                           normalise=False)
 
 
 def balanced_quota(counts: dict[str, int], cap: int) -> dict[str, int]:

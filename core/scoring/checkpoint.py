@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.cache import cached, load_cached, store_cached
+from core.cache import cached, checkpoint_stamp, load_cached, store_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.finite import require_finite_scores
@@ -307,13 +307,13 @@ def calibrate_result(test: MethodScores, val: MethodScores | None) -> MethodScor
     )
 
 
-_CONFIGS: dict[tuple[str, int, int], TrainConfig] = {}  # (path, size, mtime) -> its config
+_CONFIGS: dict[tuple[str, int, int], TrainConfig] = {}  # checkpoint_stamp -> its config
 
 
 def checkpoint_config(run: Run, epoch: int | str) -> TrainConfig:
     """The config stored inside the checkpoint: the one source of a checkpoint's settings.
-    Remembered per (file, size, mtime), so a page reading cached scores of many methods
-    loads each checkpoint once, and a rewritten checkpoint is read again."""
+    Remembered per checkpoint_stamp (file, size, mtime), so a page reading cached scores of many
+    methods loads each checkpoint once, and a rewritten checkpoint is read again."""
     return _checkpoint_header(run, epoch)[0]
 
 
@@ -321,9 +321,8 @@ def _checkpoint_header(run: Run, epoch: int | str) -> tuple[TrainConfig, int]:
     resolved = run.resolve_epoch(epoch)
     path = run.checkpoint_path(resolved)
     try:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    except OSError:
+        key = checkpoint_stamp(path.resolve())
+    except RunError:
         key = None
     if key is None or key not in _CONFIGS:
         config = _header(run, resolved)[1]

@@ -15,39 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.model import parse_levels as model_levels
 from core.tensors import to_tensor
 
 
 def parse_levels(
     levels: str | Sequence[int], depth: int, default: Sequence[int]
 ) -> tuple[int, ...]:
-    """ "auto" -> default, "all" -> 0..depth, "bottleneck" -> (depth,), "1,2" -> (1, 2).
-
-    Levels follow core.model: 0 is the full-resolution stem, `depth` the bottleneck.
-    """
-    if isinstance(levels, (list, tuple)):
-        chosen = tuple(int(v) for v in levels)
-    else:
-        text = str(levels).strip().lower()
-        if text == "auto":
-            chosen = tuple(v for v in default if v <= depth) or (depth,)
-        elif text == "all":
-            chosen = tuple(range(depth + 1))
-        elif text == "bottleneck":
-            chosen = (depth,)
-        else:
-            try:
-                chosen = tuple(int(part) for part in text.split(","))
-            except ValueError as err:
-                raise ValueError(
-                    f"levels '{levels}': use auto, all, bottleneck or numbers like 1,2"
-                ) from err
-    bad = [v for v in chosen if not 0 <= v <= depth]
-    if bad or not chosen:
-        raise ValueError(
-            f"levels {list(bad) or '(none)'} out of range: this model has levels 0..{depth}"
-        )
-    return tuple(sorted(set(chosen)))
+    """ "auto" -> default, "all" -> 0..depth, "bottleneck" -> (depth,), "1,2" -> (1, 2)
+    (core.model.parse_levels with the words scoring accepts)."""
+    return model_levels(levels, depth, words=("auto", "all", "bottleneck"), default=default)
 
 
 def normalise_levels(features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -61,14 +38,15 @@ def patch_grid(image_size: int, levels: Sequence[int]) -> int:
     return max(1, image_size // 2 ** max(levels))
 
 
-def pooled_vectors(features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """[(B, C_l, h_l, w_l)] -> (B, sum C_l): global average of each level, then normalised.
+def pooled_vectors(features: Sequence[torch.Tensor], normalise: bool = True) -> torch.Tensor:
+    """[(B, C_l, h_l, w_l)] -> (B, sum C_l): global average of each level, then normalised
+    (normalise=False: the plain channel means, levels in order).
 
     Averaging first and normalising after keeps the vector of a uniform image equal to its
     per-location feature, whatever the level's resolution.
     """
     pooled = [f.mean(dim=(2, 3), keepdim=True) for f in features]
-    return torch.cat(normalise_levels(pooled), dim=1).flatten(1)
+    return torch.cat(normalise_levels(pooled) if normalise else pooled, dim=1).flatten(1)
 
 
 def patch_vectors(features: Sequence[torch.Tensor], grid: int) -> torch.Tensor:
@@ -90,11 +68,18 @@ def patch_vectors(features: Sequence[torch.Tensor], grid: int) -> torch.Tensor:
 
 
 def level_vectors(
-    encoded: Sequence[torch.Tensor], levels: Sequence[int], patch: bool, size: int
+    encoded: Sequence[torch.Tensor],
+    levels: Sequence[int],
+    patch: bool,
+    size: int,
+    normalise: bool = True,
 ) -> torch.Tensor:
-    """model.encode's output -> (B, g*g, D) patch vectors or (B, D) pooled ones of `levels`."""
+    """model.encode's output -> (B, g*g, D) patch vectors or (B, D) pooled ones of `levels`
+    (normalise: see pooled_vectors)."""
     chosen = [encoded[level].float() for level in levels]
-    return patch_vectors(chosen, patch_grid(size, levels)) if patch else pooled_vectors(chosen)
+    if patch:
+        return patch_vectors(chosen, patch_grid(size, levels))
+    return pooled_vectors(chosen, normalise)
 
 
 @torch.no_grad()
@@ -105,11 +90,13 @@ def encoder_vectors(
     patch: bool,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
+    normalise: bool = True,
 ) -> np.ndarray:
     """uint8 (N, S, S, 3) -> float32 (N, D) pooled or (N, g*g, D) patch vectors on the CPU.
 
-    Each batch is reduced right after encoding, so peak memory is one batch of feature maps,
-    not the whole set's.
+    normalise=False (pooled only): each level's plain channel means, what diagnostics
+    cluster. Each batch is reduced right after encoding, so peak memory is one batch of
+    feature maps, not the whole set's.
     """
     model.eval()
     size = images.shape[1]
@@ -117,7 +104,7 @@ def encoder_vectors(
     chunks = []
     for start in range(0, len(images), batch_size):
         encoded = model.encode(to_tensor(images[start : start + batch_size], device))
-        chunks.append(level_vectors(encoded, levels, patch, size).cpu())
+        chunks.append(level_vectors(encoded, levels, patch, size, normalise).cpu())
     if not chunks:
         dim = sum(_level_width(model, level) for level in levels)
         shape = (0, grid * grid, dim) if patch else (0, dim)

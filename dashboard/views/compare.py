@@ -25,10 +25,6 @@ KEY_RUNS = "cmp_runs"
 SWEEP_MODE, RUNS_MODE = "A sweep", "Runs"
 
 
-def compare_core():
-    return core.compare
-
-
 def sweeps_under(roots) -> list[Path]:
     """Sweep folders (with a sweep.json) directly under each runs folder."""
     found = []
@@ -55,7 +51,7 @@ def _fingerprints(runs: list[Run]) -> tuple:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _comparison(key: tuple, paths: tuple[str, ...], data_root: str | None, health: bool, cluster: bool):
-    return compare_core().compare_many([Run(Path(p)) for p in paths], data_root=data_root, health=health,
+    return core.compare.compare_many([Run(Path(p)) for p in paths], data_root=data_root, health=health,
                                        cluster=cluster)
 
 
@@ -66,7 +62,7 @@ def comparison_of(runs: list[Run], data_root: str | None, health: bool, cluster:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _tiles(key: tuple, _comparison, data_root: str, name: str):
-    return compare_core().reconstruct_across(_comparison, data_root, name)
+    return core.compare.reconstruct_across(_comparison, data_root, name)
 
 
 # --------------------------------------------------------------------------- picking
@@ -79,7 +75,7 @@ def pick_runs(sel: state.Selection) -> list[Run]:
     if mode == SWEEP_MODE:
         folder = st.selectbox("Sweep", [str(s) for s in sweeps], key=KEY_SWEEP,
                               format_func=lambda p: Path(p).name, help="Folders with a sweep.json (python -m core sweep).")
-        return compare_core().expand_runs([folder])
+        return core.compare.expand_runs([folder])
     by_path = {str(r.path): r for r in sel.runs}
     default = [str(sel.run.path)] if sel.run is not None else []
     chosen = st.multiselect("Runs", list(by_path), default=default, key=KEY_RUNS,
@@ -139,7 +135,7 @@ def features_section(comparison) -> None:
     with c1:
         st.plotly_chart(deep_std_figure(comparison), key="cmp_deep_std")
     rows = [{"run": r.label, "purity": r.purity,
-             "most confused pairs": compare_core().confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
+             "most confused pairs": core.compare.confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
     c2.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_purity")
     c2.caption("K-Means on bottleneck features, k = number of categories; share = how often two categories "
                "land in each other's clusters (0.5: indistinguishable).")
@@ -151,7 +147,7 @@ def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -
     if root is None:
         st.info("No run's data folder exists here; set **Data folder** in the sidebar.")
         return
-    names = compare_core().list_test_images(root)
+    names = core.compare.list_test_images(root)
     if not names:
         st.info(f"`{root}` has no test images.")
         return
@@ -177,10 +173,10 @@ def open_run(path: str, epoch: int | None) -> None:
 
 def best_section(comparison) -> None:
     st.subheader("Best run")
-    criteria = list(compare_core().CRITERIA)
+    criteria = list(core.compare.CRITERIA)
     criterion = st.selectbox("Criterion", criteria, key="cmp_criterion",
                              help="Among runs whose chosen epoch has no health flag, when there are any.")
-    best = compare_core().best_run(comparison, criterion)
+    best = core.compare.best_run(comparison, criterion)
     if best is None:
         st.info(f"No run has a value for {criterion}.")
         return

@@ -24,14 +24,6 @@ COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "s
 # --------------------------------------------------------------------------- data
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _evaluate_epoch(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run,
-                    _epoch: int) -> dict[str, Any]:
-    evaluate = core.evaluate
-    return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False,
-                                   routing=False)
-
-
 def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...]
                      ) -> tuple[list[dict[str, Any]], dict[int, str]]:
     """evaluate_epoch for every epoch (cached on disk and in memory), with a progress bar;
@@ -40,11 +32,9 @@ def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str,
     bar = st.progress(0.0, text="Scoring the test set for every epoch…") if len(epochs) > 1 else None
     for i, epoch in enumerate(epochs):
         try:
-            evaluations.append(_evaluate_epoch(state.checkpoint_fingerprint(run, epoch), str(data_root),
-                                               methods, run, epoch))
+            evaluations.append(state.image_aurocs(run, epoch, data_root, methods))
         except RunError as err:
             failed[epoch] = str(err)
-            state.note_damaged(run, epoch)
         if bar is not None:
             bar.progress((i + 1) / len(epochs), text=f"Scored epoch {epoch} ({i + 1}/{len(epochs)})")
     if bar is not None:

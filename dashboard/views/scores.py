@@ -10,25 +10,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import core.evaluate
-from core import metrics, visual
+from core import metrics, thresholds, visual
 from core.runs import Run
-from core.scoring.checkpoint import calibrate_result
 from core.scoring.options import DEFAULT_METHOD
 from core.scoring.results import MethodScores
 from dashboard import state, widgets
 
-RULES = ("F1-max (uses labels)", "percentile of held-out normals", "jump in sorted scores (no labels)")
+RULES = tuple(thresholds.RULE_NAMES)  # core.thresholds: F1-max, percentile, jump
 KIND_COLORS = {"normal": "#2563eb", "defective": "#dc2626", "unlabeled": "#94a3b8"}
 
 
 # --------------------------------------------------------------------------- data
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run, _epoch: int) -> dict:
-    evaluate = core.evaluate
-    return evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False, thresholds=False, routing=False)
 
 
 def selected(result: MethodScores, category: str) -> np.ndarray:
@@ -41,25 +33,6 @@ def kind_of(label: int) -> str:
 
 
 # --------------------------------------------------------------------------- threshold
-
-
-def threshold_for(rule: str, labels: np.ndarray, scores: np.ndarray, val_normals: np.ndarray | None,
-                  q: float) -> tuple[float | None, str]:
-    """The threshold by core.metrics for the chosen rule, and a sentence saying how it was set."""
-    if rule == RULES[0]:
-        f1, threshold = metrics.f1_max(labels, scores)
-        if not np.isfinite(threshold):
-            return None, "F1-max needs defective images with labels."
-        return threshold, f"best F1 = {f1:.3f}"
-    if rule == RULES[1]:
-        if val_normals is None or len(val_normals) == 0:
-            return None, "no held-out normal images (the run has no validation split)."
-        threshold = metrics.percentile_threshold(val_normals, q)
-        return (threshold if np.isfinite(threshold) else None), f"{q:g}th percentile of {len(val_normals)} held-out normals"
-    threshold = metrics.jump_threshold(scores)
-    if threshold is None:
-        return None, "no clear jump in the sorted scores."
-    return threshold, "midpoint of the first big gap above the lowest scores"
 
 
 def draw_threshold(labels: np.ndarray, threshold: float | None, note: str, scores: np.ndarray) -> None:
@@ -149,7 +122,7 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
     if not chosen:
         return
     with st.spinner("Scoring the test set with each method (cached on disk)…"):
-        result = _aurocs(state.checkpoint_fingerprint(run, epoch), str(data_root), tuple(chosen), run, epoch)
+        result = state.image_aurocs(run, epoch, data_root, chosen)
     if not state.test_set(run, data_root).has_labels:
         st.info("AUROC needs labels, and this test set has none (no normal/defect folders and no "
                 "label CSV). The ranking above still works: put a CSV with file and label columns "
@@ -194,19 +167,19 @@ def main() -> None:
         category = c2.selectbox("Category", categories, key="scores_category", persist_state="session")
         labelled = state.test_set(run, data_root).has_labels
         rule = c3.selectbox("Threshold rule", RULES, index=0 if labelled else 1, key="scores_rule",
-                            persist_state="session")
-        q = c4.number_input("Percentile", 50.0, 100.0, 99.0, 0.5, key="scores_q", disabled=rule != RULES[1])
+                            persist_state="session", format_func=thresholds.RULE_NAMES.get)
+        q = c4.number_input("Percentile", 50.0, 100.0, thresholds.PERCENTILE, 0.5, key="scores_q",
+                            disabled=rule != thresholds.PERCENTILE_RULE)
         mask = selected(result, category)
         scores = np.asarray(result.image_scores, np.float64)[mask]
         labels = np.asarray(result.labels)[mask]
         val_normals = None
-        if rule == RULES[1]:
+        if rule == thresholds.PERCENTILE_RULE:  # the normals on the same scale as the test scores
             val = state.scores(run, epoch, data_root, method, split="val")
-            if result.calibrated:  # the normals on the same (calibrated) scale as the test
-                val = calibrate_result(val, val)
-            vmask = selected(val, category)
-            val_normals = np.asarray(val.image_scores, np.float64)[vmask]
-        threshold, note = threshold_for(rule, labels, scores, val_normals, q)
+            val_normals = thresholds.normal_scores(val, result.calibrated,
+                                                   None if category == "all" else category)
+        chosen = thresholds.choose_threshold(rule, labels, scores, val_normals, q)
+        threshold, note = chosen.value, chosen.note
         axis = f"{method}, calibrated" if result.calibrated and calibrated else method
         st.plotly_chart(histogram(scores, labels, threshold, axis), config=widgets.PLOT_CONFIG,
                         key="scores_hist")

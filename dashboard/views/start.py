@@ -7,35 +7,21 @@ from pathlib import Path
 
 import streamlit as st
 
-import core.jobs
 from core import visual
-from core.jobs import DEMO_EPOCHS, DEMO_SPEC, demo_config, demo_data_ready
+from core.demo_job import DEMO_EPOCHS, DEMO_SPEC, free_run_path, launch_demo
 from core.runs import Run, RunError
 from dashboard import state, widgets
 
 PAGE_DIR = Path(__file__).parent
 
 
-def free_run_path(root: Path) -> Path:
-    path, n = root / "demo", 1
-    while (path / "config.json").exists():
-        n += 1
-        path = root / f"demo-{n}"
-    return path
-
-
 def start_demo(root: Path, data: Path) -> Run:
-    from core.data.demo import generate_demo_dataset
-
-    if not demo_data_ready(data):
-        with st.spinner(f"Drawing the demo images into {data}…"):
-            generate_demo_dataset(data, DEMO_SPEC)
-    config = demo_config(data, free_run_path(root))
-    core.jobs.start_training(config)
-    run = Run(Path(config.run))
-    widgets.wait_until_started(run)
-    st.session_state["rs_run_choice"] = str(run.path)
-    return run
+    """core.demo_job.launch_demo on a new demo run under `root`; waits until it is listed."""
+    with st.spinner(f"Starting the demo (drawing the demo images into {data} the first time)…"):
+        launch = launch_demo(data, free_run_path(root))
+    widgets.wait_until_started(launch.run)
+    st.session_state["rs_run_choice"] = str(launch.run.path)
+    return launch.run
 
 
 def latest_reconstructions(run: Run, data_root: Path) -> None:

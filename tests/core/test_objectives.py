@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from core.config import ModelConfig, TrainConfig
 from core.data.synthetic import panel, perlin_blend
@@ -18,6 +17,7 @@ from core.scoring import METHODS, score_checkpoint, score_image_set
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.patchz import PatchStats, patchz_scores
 from core.segmentation import SEG_KEY, SegmentationNet, segmenter_of
+from tests.conftest import tiny_config
 
 
 def _images(n=6, size=32, seed=0):

@@ -8,7 +8,7 @@ import torch
 
 from core.__main__ import build_parser
 from core.__main__ import main as cli
-from core.cli.train import config_from_args
+from core.cli.flags import config_from_args
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError
 from core.sweep import (

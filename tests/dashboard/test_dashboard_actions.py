@@ -32,7 +32,9 @@ def test_pin_writes_the_run_folder(runs_root, monkeypatch):
     pinned = Run(runs_root / "tiny").pinned()
     assert pinned and pinned["epoch"] == 1 and pinned["reason"] == "sharpest reconstructions"
     at.run()
-    assert "★ pinned" in [s for s in at.sidebar.select_slider if s.label == "Epoch"][0].options[0]
+    slider = [s for s in at.sidebar.select_slider if s.label == "Epoch"][0]
+    labels = dict(zip(Run(runs_root / "tiny").epochs(), slider.options, strict=True))
+    assert "★ pinned" in labels[1] and "★ pinned" not in labels[2]  # by epoch, not by position
 
 
 def test_pin_from_the_overview_suggestion(runs_root, monkeypatch):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from core.diagnostics import (
     cluster_features,
@@ -17,6 +16,7 @@ from core.diagnostics import (
 from core.diagnostics.features import balanced_quota
 from core.model import UNetAutoencoder
 from core.runs import Run, save_checkpoint
+from tests.conftest import tiny_config
 
 
 def blobs(n_per: int, names=("a", "b", "c"), dims: int = 16, seed: int = 0, spread: float = 20.0):

@@ -36,7 +36,7 @@ from core.scoring import score_image_set
 from core.trainability import UntrainableConfigError, untrainable_reason
 from tests.data_support import load_test_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SIZE = 16  # every image's side in px
 
 

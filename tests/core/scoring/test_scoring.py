@@ -39,7 +39,7 @@ from core.tensors import reconstruct
 
 # --------------------------------------------------------------------------- helpers
 
-# seg needs a discriminative checkpoint; tests/test_objectives.py covers it
+# seg needs a discriminative checkpoint; tests/core/test_objectives.py covers it
 PLAIN_METHODS = [m for m in METHODS if m not in SEGMENTER_METHODS]
 
 

@@ -84,7 +84,7 @@ def test_running_job_blocks_a_second_training(demo_root, tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         run.write_status(state="running", pid=sleeper.pid)
-        with pytest.raises(RunError, match="already running"):
+        with pytest.raises(RunError, match="already training"):
             train_one(tiny_config(demo_root, run.path), **QUIET)
     finally:
         sleeper.kill()

@@ -1,0 +1,169 @@
+"""Flags and argument helpers that several `python -m core` verbs share; not a verb itself.
+
+- scoring flags (evaluate, score, export): add_scoring_arguments, scoring_options, device_of
+- train flags (train, sweep; core.sweep writes train commands from them): TRAIN_FLAGS,
+  add_train_arguments, config_from_args
+- a run named on the command line and JSON output (diagnose, compare, prune): open_run, write_json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainConfig, parse_set_items
+from core.scoring.options import BANK_SCOPES, REDUCTIONS
+
+# Scoring flags shared by the evaluate, export and score verbs. Every flag defaults to None,
+# so only what the user typed reaches ScoreOptions and the cache key of a default call stays
+# the same whichever verb made it. flag -> (ScoreOptions field, type, help).
+SCORING_FLAGS: dict[str, tuple[str, Any, str]] = {
+    "reduce": ("reduce", str, f"image score from the map: {' or '.join(REDUCTIONS)} (default max)"),
+    "sigma": ("sigma", float, "map smoothing in px; negative = image_size/64 (default), 0 = off"),
+    "levels": ("levels", str, "encoder levels for feature/knn: auto, all, bottleneck or 1,2"),
+    "k": ("k", int, "knn/rawknn: mean distance to the k nearest (default 1)"),
+    "bank_scope": ("bank_scope", str, f"knn/rawknn bank: {', '.join(BANK_SCOPES)} (default auto)"),
+    "neighbours": (
+        "neighbours", int, "knn: nearest normal images whose patches are searched (default 5)"
+    ),
+    "max_bank": ("max_bank", int, "entries kept per category bank (default 262144)"),
+    "thumb_size": ("thumb_size", int, "rawknn thumbnail side in px (default 32)"),
+    "routing": (
+        "routing",
+        str,
+        "how images without a category are routed: auto, features or thumbnail",
+    ),
+}
+
+
+def add_scoring_arguments(parser) -> None:
+    group = parser.add_argument_group("scoring options")
+    for flag, (_, kind, text) in SCORING_FLAGS.items():
+        group.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
+    group.add_argument(
+        "--no-patch", action="store_true", help="knn: one pooled vector per image, no map"
+    )
+    group.add_argument(
+        "--route",
+        action="store_true",
+        help="score categories the run never trained on against the nearest trained one",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default"
+    )
+
+
+def scoring_options(args) -> dict[str, Any]:
+    options = {
+        field: getattr(args, flag)
+        for flag, (field, _, _) in SCORING_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.no_patch:
+        options["patch"] = False
+    if args.route:
+        options["unknown_categories"] = "route"
+    return options
+
+
+def device_of(args) -> str:
+    """The device to score on; also applies --threads, which every scoring verb has."""
+    import torch
+
+    from core.model import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return str(resolve_device(args.device))
+
+
+def pseudo_k(text: str) -> int:
+    """--pseudo-categories: a number of groups, or auto (-1)."""
+    return -1 if str(text).strip().lower() == "auto" else int(text)
+
+
+# Train flags: flag -> (dotted config key, type); every flag defaults to None, so only what
+# the user typed overrides the config
+TRAIN_FLAGS = {
+    "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
+    "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
+    "lr": ("lr", float), "loss": ("loss", str), "objective": ("objective", str), "device": ("device", str), "seed": ("seed", int),
+    "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
+    "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
+    "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
+    "norm": ("model.norm", str), "activation": ("model.activation", str),
+    "pseudo_categories": ("pseudo_categories", pseudo_k),
+}
+
+
+FLAG_HELP = {
+    "pseudo_categories": "a flat train folder without a category CSV: K-Means groups as categories, "
+                         "K = 2..32 or auto (best silhouette in 2..8); 0 = one category",
+}
+
+
+def add_train_arguments(parser) -> None:
+    """Every `python -m core train` flag (sweep gives them to all its members)."""
+    defaults = TrainConfig()
+    parser.add_argument("--config", help="JSON file with any TrainConfig fields (flags override it)")
+    for flag, (key, kind) in TRAIN_FLAGS.items():
+        default = defaults.to_dict()
+        for part in key.split("."):
+            default = default[part]
+        text = FLAG_HELP.get(flag, "")
+        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
+                            help=f"{text}{'; ' if text else ''}default {default}")
+    parser.add_argument("--run-dir", dest="run", default=None,
+                        help="same as --run; use it under torchrun, whose own parser claims --run")
+    parser.add_argument("--categories", help="comma-separated categories (default: all found)")
+    parser.add_argument("--per-category", action="store_true", default=None, help="one model per category")
+    parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    parser.add_argument("--no-synthetic-val", action="store_true", help="skip synthetic-anomaly AUROC per epoch")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="any config field, e.g. --set augment.rotate_limit=15 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-follow", action="store_true",
+                        help="do not evaluate epochs in the background as they land")
+
+
+def config_from_args(args) -> TrainConfig:
+    """Order: defaults < the run's config.json (on --resume) < --config file < flags."""
+    overrides = {key: getattr(args, flag) for flag, (key, _) in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    base = TrainConfig()
+    run_config = Path(overrides.get("run", base.run)) / "config.json"
+    if args.resume and run_config.is_file():
+        base = TrainConfig.load(run_config)
+    if args.config:
+        base = base.with_overrides(json.loads(Path(args.config).read_text()))
+    if args.categories:
+        overrides["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
+    if args.per_category:
+        overrides["per_category"] = True
+    if args.no_augment:
+        overrides["augment.enabled"] = False
+    if args.no_synthetic_val:
+        overrides["synthetic_val"] = False
+    overrides.update(parse_set_items(args.set))
+    return base.with_overrides(overrides)
+
+
+def open_run(text: str):
+    """The run folder `text`, or the run of that name under checkpoints/ (Run.open's errors)."""
+    from core.runs import Run
+
+    path = Path(text).expanduser()
+    if not path.is_dir() and not path.is_absolute() and (Path("checkpoints") / text).is_dir():
+        path = Path("checkpoints") / text
+    return Run.open(path)
+
+
+def write_json(target: str, payload: dict) -> None:
+    """`payload` as indented JSON to the file `target`, or to stdout for "-" (NaN refused)."""
+    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+    if target == "-":
+        print(text, end="")
+    else:
+        Path(target).write_text(text)

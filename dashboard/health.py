@@ -1,0 +1,98 @@
+"""Health of every epoch (core.diagnostics.diagnose_run) as the sidebar's marks and the pages'
+sentences: pinned, best by validation loss, suggested, unhealthy, damaged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import core.diagnostics
+from core.runs import Run, RunError
+from dashboard.fingerprints import damaged_epochs, run_fingerprint
+
+# run path -> (run fingerprint, diagnose_run result); process-wide like st.cache_data, so the
+# marks appear in every session once any page computed them.
+_DIAGNOSES: dict[str, tuple[tuple, dict[str, Any]]] = {}
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _diagnosis(fingerprint: tuple, data_root: str | None, _run: Run) -> dict[str, Any]:
+    # Without clustering: health flags and the label-free suggestion, a few seconds per epoch
+    # the first time (cached on disk per checkpoint afterwards).
+    return core.diagnostics.diagnose_run(_run, data_root=data_root, cluster=False)
+
+
+def diagnosis(run: Run, data_root: Path | None) -> dict[str, Any]:
+    """core.diagnostics.diagnose_run for every epoch, remembered for the sidebar's marks."""
+    key = run_fingerprint(run)
+    result = _diagnosis(key, str(data_root) if data_root else None, run)
+    if len(_DIAGNOSES) > 64:
+        _DIAGNOSES.clear()
+    _DIAGNOSES[str(run.path)] = (key, result)
+    return result
+
+
+def known_diagnosis(run: Run) -> dict[str, Any] | None:
+    """The diagnosis computed earlier (by any session of this process), if the run has not
+    changed since; the sidebar uses it for its marks without ever waiting for a new one."""
+    entry = _DIAGNOSES.get(str(run.path))
+    if not entry:
+        return None
+    key, result = entry
+    try:
+        return result if key == run_fingerprint(run) else None
+    except RunError:
+        return None
+
+
+def health_by_epoch(diag: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+    """epoch -> its timeline row of a diagnose_run result, with "details": the report's flags
+    (name, severity, sentence, evidence). Empty without a diagnosis."""
+    if not diag:
+        return {}
+    reports = {int(r["epoch"]): r for r in diag.get("reports") or [] if isinstance(r, dict) and "epoch" in r}
+    out = {}
+    for row in diag.get("timeline") or []:
+        if isinstance(row, dict) and "epoch" in row:
+            epoch = int(row["epoch"])
+            out[epoch] = {**row, "details": (reports.get(epoch) or {}).get("flags") or []}
+    return out
+
+
+def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
+                ) -> dict[int, list[str]]:
+    """epoch -> short marks for the picker: pinned, best by validation loss, health, damaged."""
+    marks: dict[int, list[str]] = {e: [] for e in epochs}
+    pinned = (run.pinned() or {}).get("epoch")
+    if pinned in marks:
+        marks[pinned].append("★ pinned")
+    best = run.best_by_val_loss()
+    if best in marks:
+        marks[best].append("✓ best val")
+    suggested = ((diag or {}).get("suggestion") or {}).get("epoch")
+    if suggested in marks and suggested != best:
+        marks[suggested].append("☆ suggested")
+    for epoch, entry in health_by_epoch(diag).items():
+        if epoch in marks and not entry.get("healthy", True):
+            marks[epoch].append("⚠ " + _worst_flag(entry))
+    for epoch in damaged_epochs(run):
+        if epoch in marks:
+            marks[epoch].append("✗ damaged")
+    return marks
+
+
+def _worst_flag(entry: dict[str, Any]) -> str:
+    names = [str(n) for n in (entry.get("errors") or entry.get("flags") or []) if n]
+    return names[0].replace("_", " ") if names else "unhealthy"
+
+
+def flag_sentences(entry: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(name, severity, sentence) of every flag of a health_by_epoch entry."""
+    out = []
+    for flag in entry.get("details") or []:
+        if isinstance(flag, dict):
+            out.append((str(flag.get("name", "")), str(flag.get("severity", "warning")), str(flag.get("sentence", ""))))
+    return out
