@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from core.config import TrainConfig  # noqa: E402
-from core.evaluate import evaluate_epoch  # noqa: E402
+from core.evaluate import EpochEvaluation, evaluate_epoch  # noqa: E402
 from core.model import resolve_device  # noqa: E402
 from core.runs import Run  # noqa: E402
 
@@ -49,9 +49,9 @@ def train_within(config: TrainConfig, minutes: float, max_epochs: int) -> tuple[
     return run, epochs, time.perf_counter() - started
 
 
-def report(name: str, result: dict, epochs: int, seconds: float) -> list[str]:
+def report(name: str, result: EpochEvaluation, epochs: int, seconds: float) -> list[str]:
     """Text rows: one per method, categories then mean and pooled."""
-    image = result["image_auroc"]
+    image = result.image_auroc
     columns = list(next(iter(image.values())))
     lines = [f"\n{name}: {epochs} epochs in {seconds / 60:.1f} min; image AUROC "
              "(mean = mean of categories, overall = all images pooled)",

@@ -11,8 +11,10 @@ Everything returned is JSON-able: undefined metrics (one class only, no masks) a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,46 @@ def _counts(test: MethodScores) -> dict[str, dict[str, int]]:
     }
 
 
+@dataclass
+class EpochEvaluation:
+    """Every metric of one checkpoint on one test set, every method side by side.
+
+    methods: the methods, floors included. counts: {category: {"normal", "anomalous",
+    "unlabeled"}}. image_auroc: {method: {category, "mean" (of categories), "overall" (pooled
+    raw), "overall_calibrated"}}; defect_auroc: {method: {"category/defect": image AUROC}};
+    f1_max: {method: {"f1", "threshold"}}; calibration: {method: how scores were calibrated};
+    seconds: {method: compute time, shared by the methods of one model pass}; test_set: the
+    TestSet summary; pixel: {method: {"pixel_auroc", "aupro", "per_category"}} (methods with
+    anomaly maps) or None when not asked; thresholds: {method: {category: report}}
+    (core.thresholds) or None; routing: routing accuracy by features and thumbnails, or None;
+    notes: a sentence per undefined metric. Undefined metrics are None (JSON null).
+    """
+
+    run: str
+    epoch: int
+    data: str
+    methods: list[str]
+    counts: dict[str, dict[str, int]]
+    image_auroc: dict[str, dict[str, float | None]]
+    defect_auroc: dict[str, dict[str, float | None]]
+    f1_max: dict[str, dict[str, float | None]]
+    calibration: dict[str, str | None]
+    seconds: dict[str, float | None]
+    test_set: str
+    pixel: dict[str, Any] | None = None
+    thresholds: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: what `evaluate --json` writes (None fields left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def mean_auroc(self, method: str) -> float | None:
+        """The mean of the per-category image AUROCs of `method` (None when undefined)."""
+        return self.image_auroc[method]["mean"]
+
+
 def evaluate_epoch(
     run: Run,
     epoch: int | str,
@@ -132,18 +174,15 @@ def evaluate_epoch(
     thresholds: bool = True,
     routing: bool = True,
     **options,
-) -> dict[str, Any]:
+) -> EpochEvaluation:
     """All metrics of one checkpoint on data_root's test split, every method side by side.
 
     rawknn and patchz are always added: a table without the no-learning floors cannot say
     whether the autoencoder learned anything useful. "all" leaves seg out for checkpoints
     without a segmentation network.
 
-    Returns {"run", "epoch", "data", "methods", "counts", "image_auroc": {method: {category,
-    "mean", "overall"}}, "defect_auroc": {method: {"category/defect": auroc}}, "pixel":
-    {method: {"pixel_auroc", "aupro", "per_category"}} (methods with maps, when masks exist),
-    "f1_max": {method: {"f1", "threshold"}}, "thresholds": {method: {category: ...}},
-    "routing": accuracy by features and thumbnails, "seconds": {method: compute time}}.
+    pixel, thresholds, routing: compute those reports too (pixel metrics need masks).
+    Returns an EpochEvaluation.
     """
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
@@ -197,7 +236,7 @@ def evaluate_epoch(
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device, policy)
     out["notes"] = evaluation_notes(out)
-    return jsonable(out)
+    return EpochEvaluation(**jsonable(out))
 
 
 def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:
@@ -223,15 +262,22 @@ def _synthetic(record: dict[str, Any], method: str) -> float | None:
     return None if value is None else float(value)
 
 
-def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def run_table(
+    run: Run, evaluations: Sequence[EpochEvaluation], epochs: Sequence[int] = ()
+) -> pd.DataFrame:
     """One row per evaluated epoch: epoch, train_loss, val_loss, loss_<term> (each term of the
-    training objective: l1, ssim, focal ...), synthetic_auroc_<m> (as logged during training) and real_auroc_<m> (mean of per-category test AUROCs)."""
+    training objective: l1, ssim, focal ...), synthetic_auroc_<m> (as logged during training)
+    and real_auroc_<m> (mean of per-category test AUROCs); plus a row of logged numbers only
+    for each of `epochs` without an evaluation."""
     logged = {int(r.get("epoch", 0)): r for r in run.metrics()}
+    by_epoch = {int(ev.epoch): ev for ev in evaluations}
+    chosen = list(by_epoch) + [int(e) for e in epochs if int(e) not in by_epoch]
     rows = []
-    for ev in evaluations:
-        record = logged.get(int(ev["epoch"]), {})
+    for epoch in chosen:
+        ev = by_epoch.get(epoch)
+        record = logged.get(epoch, {})
         row = {
-            "epoch": int(ev["epoch"]),
+            "epoch": epoch,
             "train_loss": record.get("train_loss"),
             "val_loss": record.get("val_loss"),
         }
@@ -240,8 +286,8 @@ def run_table(run: Run, evaluations: Sequence[dict[str, Any]]) -> pd.DataFrame:
         logged_methods = record.get("synthetic_auroc") or {}
         for method in sorted(logged_methods, key=lambda m: METHODS.index(m) if m in METHODS else 99):
             row[f"synthetic_auroc_{method}"] = _synthetic(record, method)
-        for method in ev["methods"]:
-            row[f"real_auroc_{method}"] = ev["image_auroc"][method]["mean"]
+        for method in [] if ev is None else ev.methods:
+            row[f"real_auroc_{method}"] = ev.mean_auroc(method)
         rows.append(row)
     return (
         pd.DataFrame(rows).astype({"epoch": int}).set_index("epoch", drop=False).rename_axis(None)
@@ -317,31 +363,31 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def format_epoch_table(result: dict[str, Any]) -> str:
+def format_epoch_table(result: EpochEvaluation) -> str:
     """Method x category image AUROC (plus pixel AUROC / AUPRO and F1-max) as text."""
-    methods = result["methods"]
-    first = result["image_auroc"][methods[0]]
+    methods = result.methods
+    first = result.image_auroc[methods[0]]
     columns = list(first)
     extra = ["pixel_auroc", "aupro", "f1_max"]
     header = ["method"] + columns + extra
     rows = []
     for m in methods:
-        px = (result.get("pixel") or {}).get(m, {})
+        px = (result.pixel or {}).get(m, {})
         rows.append(
             [m]
-            + [_fmt(result["image_auroc"][m][c]) for c in columns]
-            + [_fmt(px.get("pixel_auroc")), _fmt(px.get("aupro")), _fmt(result["f1_max"][m]["f1"])]
+            + [_fmt(result.image_auroc[m][c]) for c in columns]
+            + [_fmt(px.get("pixel_auroc")), _fmt(px.get("aupro")), _fmt(result.f1_max[m]["f1"])]
         )
     lines = [
-        f"run {result['run']} epoch {result['epoch']} on {result['data']}: image AUROC per category "
+        f"run {result.run} epoch {result.epoch} on {result.data}: image AUROC per category "
         "(mean = mean of categories, overall = all images pooled, overall_calibrated = pooled "
         "after per-category calibration against held-out normals)",
         _grid(header, rows),
     ]
-    if result.get("test_set"):
-        lines.insert(0, f"test set: {result['test_set']}")
-    lines += [f"note: {note}" for note in result.get("notes", [])]
-    routing = result.get("routing")
+    if result.test_set:
+        lines.insert(0, f"test set: {result.test_set}")
+    lines += [f"note: {note}" for note in result.notes]
+    routing = result.routing
     if routing:
         lines.append(
             "routing accuracy: "
@@ -372,7 +418,7 @@ def format_run_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def format_table(result: dict[str, Any] | pd.DataFrame) -> str:
+def format_table(result: EpochEvaluation | pd.DataFrame) -> str:
     """Text for either an evaluate_epoch result or an evaluate_run table."""
     if isinstance(result, pd.DataFrame):
         return format_run_table(result)

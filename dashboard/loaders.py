@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -145,13 +144,13 @@ def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "tes
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _image_aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run,
-                  _epoch: int) -> dict[str, Any]:
+                  _epoch: int) -> core.evaluate.EpochEvaluation:
     return core.evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False,
                                         thresholds=False, routing=False)
 
 
 def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[str]
-                 ) -> dict[str, Any]:
+                 ) -> core.evaluate.EpochEvaluation:
     """core.evaluate.evaluate_epoch without pixel metrics, thresholds or routing (image AUROC
     per method and category), held in memory too; what the Overview and Scores pages show."""
     return _noting_damage(run, epoch, lambda: _image_aurocs(

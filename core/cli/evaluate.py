@@ -85,21 +85,21 @@ def main(args) -> int:
     if not results:
         raise NonFiniteError(f"{run.path}: every epoch gives NaN/inf scores; retrain with a lower --lr")
     if len(epochs) == 1:
-        payload = results[0]
-        print(format_table(payload))
+        payload = results[0].to_dict()
+        print(format_table(results[0]))
     else:
         table = run_table(run, results)
         best = run.resolve_epoch("best")
         print(format_table(table))
         print()
-        print(format_table(next((r for r in results if r["epoch"] == best), results[-1])))
+        print(format_table(next((r for r in results if r.epoch == best), results[-1])))
         payload = {
             "run": str(run.path),
             "data": str(data),
             "methods": list(methods),
             "table": jsonable(table.to_dict(orient="records")),
             "choices": epoch_choices(table),
-            "epochs": results,
+            "epochs": [r.to_dict() for r in results],
         }
     if args.json:
         atomic_write_json(Path(args.json), payload)

@@ -25,7 +25,7 @@ COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "s
 
 
 def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...]
-                     ) -> tuple[list[dict[str, Any]], dict[int, str]]:
+                     ) -> tuple[list[core.evaluate.EpochEvaluation], dict[int, str]]:
     """evaluate_epoch for every epoch (cached on disk and in memory), with a progress bar;
     a damaged epoch is reported and skipped, the others still count."""
     evaluations, failed = [], {}
@@ -42,14 +42,13 @@ def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str,
     return evaluations, failed
 
 
-def epoch_table(run: Run, epochs: list[int], evaluations: list[dict[str, Any]]) -> pd.DataFrame:
+def epoch_table(run: Run, epochs: list[int], evaluations: list[core.evaluate.EpochEvaluation]
+                ) -> pd.DataFrame:
     """core.evaluate.run_table; epochs without a real evaluation keep their logged numbers."""
     evaluate = core.evaluate
-    done = {int(ev["epoch"]) for ev in evaluations}
-    rows = list(evaluations) + [{"epoch": e, "methods": []} for e in epochs if e not in done]
-    if not rows:
+    if not evaluations and not epochs:
         return pd.DataFrame()
-    table = evaluate.run_table(run, rows)
+    table = evaluate.run_table(run, evaluations, epochs)
     return table.sort_values("epoch")
 
 

@@ -128,14 +128,14 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
                 "label CSV). The ranking above still works: put a CSV with file and label columns "
                 "beside test/ to see AUROC here.")
         return
-    table = pd.DataFrame(result["image_auroc"]).T
+    table = pd.DataFrame(result.image_auroc).T
     table.index.name = "method"
     config = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns}
     st.dataframe(table, width="stretch", column_config=config)
     st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled "
                "(raw scores), overall_calibrated = pooled after per-category calibration against "
                "held-out normals. Empty: the category has only one class.")
-    for note in result.get("notes", []):  # why a metric is undefined, as core words it
+    for note in result.notes:  # why a metric is undefined, as core words it
         st.info(note, icon=":material/info:")
 
 

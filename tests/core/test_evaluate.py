@@ -31,11 +31,11 @@ def report(tiny_run, demo_root):
 def test_both_floors_are_always_in_the_table(report):
     assert with_floor(("pixel",)) == ("pixel", "rawknn", "patchz")
     assert with_floor(("patchz", "knn")) == ("patchz", "knn", "rawknn")
-    assert report["methods"] == ["pixel", "knn", "rawknn", "patchz"]
+    assert report.methods == ["pixel", "knn", "rawknn", "patchz"]
 
 
 def test_report_is_strict_json(report):
-    text = json.dumps(report, allow_nan=False)
+    text = json.dumps(report.to_dict(), allow_nan=False)
     assert json.loads(text)["epoch"] == 2
     assert jsonable({"a": float("nan"), "b": np.float32(0.5), "c": np.arange(2)}) == {
         "a": None,
@@ -45,11 +45,11 @@ def test_report_is_strict_json(report):
 
 
 def test_image_auroc_agrees_with_sklearn(report, tiny_run, demo_root):
-    for method in report["methods"]:
+    for method in report.methods:
         scores = score_checkpoint(tiny_run, 2, demo_root, method)
         labels, values = np.asarray(scores.labels), np.asarray(scores.image_scores)
         cats = np.asarray(scores.categories)
-        row = report["image_auroc"][method]
+        row = report.image_auroc[method]
         per_category = []
         for category in ("bottle", "carpet", "pill"):
             expected = roc_auc_score(labels[cats == category], values[cats == category])
@@ -57,23 +57,23 @@ def test_image_auroc_agrees_with_sklearn(report, tiny_run, demo_root):
             per_category.append(expected)
         assert row["mean"] == pytest.approx(np.mean(per_category))
         assert row["overall"] == pytest.approx(roc_auc_score(labels, values))
-        assert set(report["defect_auroc"][method]) >= {"carpet/hole", "bottle/broken_large"}
+        assert set(report.defect_auroc[method]) >= {"carpet/hole", "bottle/broken_large"}
 
 
 def test_pixel_metrics_only_for_methods_with_maps(tiny_run, demo_root, report):
-    assert set(report["pixel"]) == {"pixel", "knn", "rawknn", "patchz"}
-    for values in report["pixel"].values():
+    assert set(report.pixel) == {"pixel", "knn", "rawknn", "patchz"}
+    for values in report.pixel.values():
         assert 0.0 <= values["pixel_auroc"] <= 1.0 and 0.0 <= values["aupro"] <= 1.0
         assert set(values["per_category"]) == {"bottle", "carpet", "pill"}
     pooled = evaluate_epoch(
         tiny_run, 2, demo_root, ("knn",), patch=False, thresholds=False, routing=False
     )
-    assert "knn" not in pooled["pixel"]  # a pooled vector per image has no map
+    assert "knn" not in pooled.pixel  # a pooled vector per image has no map
 
 
 def test_routing_is_reported_when_categories_are_known(report):
-    assert report["routing"]["thumbnail"]["accuracy"] == 1.0
-    assert 0.0 <= report["routing"]["features"]["accuracy"] <= 1.0
+    assert report.routing["thumbnail"]["accuracy"] == 1.0
+    assert 0.0 <= report.routing["features"]["accuracy"] <= 1.0
 
 
 def _scores(values: np.ndarray, labels: np.ndarray) -> MethodScores:
@@ -103,7 +103,7 @@ def test_thresholds_use_the_held_out_validation_normals(report, tiny_run, demo_r
     cats = np.asarray(val.categories)
     for category in ("bottle", "carpet", "pill"):
         expected = np.percentile(np.asarray(val.image_scores)[cats == category], 99)
-        assert report["thresholds"]["pixel"][category]["percentile_99"] == pytest.approx(expected)
+        assert report.thresholds["pixel"][category]["percentile_99"] == pytest.approx(expected)
 
 
 def test_evaluate_run_table(tiny_run, demo_root):

@@ -141,13 +141,13 @@ def test_seg_and_patchz_score_a_checkpoint(seg_run):
 def test_evaluate_all_shows_both_floors_and_seg_only_where_it_exists(seg_run, tiny_run, demo_root):
     result = evaluate_epoch(seg_run, "last", demo_root, "all", pixel=False, thresholds=False,
                             routing=False)
-    assert set(result["methods"]) == set(METHODS)
+    assert set(result.methods) == set(METHODS)
     plain = evaluate_epoch(tiny_run, "last", demo_root, "pixel", pixel=False, thresholds=False,
                            routing=False)
-    assert plain["methods"] == ["pixel", "rawknn", "patchz"]
+    assert plain.methods == ["pixel", "rawknn", "patchz"]
     everything = evaluate_epoch(tiny_run, "last", demo_root, "all", pixel=False, thresholds=False,
                                 routing=False)
-    assert "seg" not in everything["methods"] and "patchz" in everything["methods"]
+    assert "seg" not in everything.methods and "patchz" in everything.methods
     with pytest.raises(ValueError, match="--objective discriminative"):
         evaluate_epoch(tiny_run, "last", demo_root, "seg", pixel=False, thresholds=False,
                        routing=False)
@@ -190,7 +190,7 @@ def test_epoch_table_and_overview_show_loss_terms_and_seg(seg_run):
     from core.evaluate import run_table
     from dashboard.views.overview import curves_figure
 
-    table = run_table(seg_run, [{"epoch": 1, "methods": []}, {"epoch": 2, "methods": []}])
+    table = run_table(seg_run, [], [1, 2])
     assert {"loss_focal", "loss_ssim", "loss_l1", "synthetic_auroc_seg"} <= set(table.columns)
     np.testing.assert_allclose(table["loss_focal"], [r["loss_terms"]["focal"] for r in seg_run.metrics()])
     names = {trace.name for trace in curves_figure(table, {}, None, None).data}

@@ -83,13 +83,13 @@ def test_labels_from_a_csv_give_real_auroc(flat_run, flat_data, tmp_path):
     shutil.copyfile(answers, labelled / "test_labels.csv")  # file,category,label for test/
     report = evaluate_epoch(flat_run, "last", labelled, ("pixel",), pixel=False, thresholds=True,
                             routing=False)
-    counts = Counter({c: v["anomalous"] for c, v in report["counts"].items()})
+    counts = Counter({c: v["anomalous"] for c, v in report.counts.items()})
     assert sum(counts.values()) > 0 and set(counts) == {"carpet", "bottle", "pill"}
     for method in ("pixel", "rawknn"):
-        row = report["image_auroc"][method]
+        row = report.image_auroc[method]
         assert row["mean"] is not None and row["overall"] is not None
         assert row["overall_calibrated"] is not None
-        assert "overall (calibrated)" in report["thresholds"][method]
+        assert "overall (calibrated)" in report.thresholds[method]
 
 
 def test_pseudo_categories_recover_the_objects_of_a_flat_train_folder(demo_root, tmp_path):
