@@ -173,8 +173,9 @@ def evaluate_epoch(
     pixel: bool = True,
     thresholds: bool = True,
     routing: bool = True,
+    cached_only: bool = False,
     **options,
-) -> EpochEvaluation:
+) -> EpochEvaluation | None:
     """All metrics of one checkpoint on data_root's test split, every method side by side.
 
     rawknn and patchz are always added: a table without the no-learning floors cannot say
@@ -182,20 +183,27 @@ def evaluate_epoch(
     without a segmentation network.
 
     pixel, thresholds, routing: compute those reports too (pixel metrics need masks).
-    Returns an EpochEvaluation.
+    cached_only: None unless every score it needs is in the run's cache already (nothing is
+    computed), for pages that draw what is known at once. Returns an EpochEvaluation.
     """
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
     methods = with_floor(available_methods(run, resolved, parse_methods(methods)))
     # one model pass for every method on the test images, one on the held-out normals (the
     # calibration reference and the percentile threshold's)
-    results = score_checkpoint_methods(run, resolved, data_root, methods, device=device, **options)
+    results = score_checkpoint_methods(
+        run, resolved, data_root, methods, device=device, cached_only=cached_only, **options
+    )
     has_val = _has_validation_normals(run, resolved, data_root)
     vals = (
-        score_checkpoint_methods(run, resolved, data_root, methods, "val", device, **options)
+        score_checkpoint_methods(
+            run, resolved, data_root, methods, "val", device, cached_only=cached_only, **options
+        )
         if has_val
         else dict.fromkeys(methods)
     )
+    if any(r is None for r in results.values()) or (has_val and None in vals.values()):
+        return None  # cached_only, and not everything is cached
     first = results[methods[0]]
     named = [c or UNLABELED for c in first.categories]
     table = evaluation_table(

@@ -149,12 +149,24 @@ def _image_aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], 
                                         thresholds=False, routing=False)
 
 
-def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[str]
-                 ) -> core.evaluate.EpochEvaluation:
+_COMPLETE: set[tuple] = set()  # (fingerprint, data, methods) whose scores are all on disk
+
+
+def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[str],
+                 cached_only: bool = False) -> core.evaluate.EpochEvaluation | None:
     """core.evaluate.evaluate_epoch without pixel metrics, thresholds or routing (image AUROC
-    per method and category), held in memory too; what the Overview and Scores pages show."""
-    return _noting_damage(run, epoch, lambda: _image_aurocs(
-        checkpoint_fingerprint(run, epoch), str(data_root), tuple(methods), run, epoch))
+    per method and category), held in memory too; what the Overview and Scores pages show.
+    cached_only: None instead of computing when the run's cache lacks a score it needs."""
+    key = (checkpoint_fingerprint(run, epoch), str(data_root), tuple(methods))
+    if cached_only and key not in _COMPLETE:
+        found = _noting_damage(run, epoch, lambda: core.evaluate.evaluate_epoch(
+            run, epoch, data_root, methods, pixel=False, thresholds=False, routing=False,
+            cached_only=True))
+        if found is None:
+            return None
+    result = _noting_damage(run, epoch, lambda: _image_aurocs(*key, run, epoch))
+    _COMPLETE.add(key)
+    return result
 
 
 def scoring_methods() -> list[str]:

@@ -24,22 +24,46 @@ COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "s
 # --------------------------------------------------------------------------- data
 
 
-def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...]
-                     ) -> tuple[list[core.evaluate.EpochEvaluation], dict[int, str]]:
-    """evaluate_epoch for every epoch (cached on disk and in memory), with a progress bar;
-    a damaged epoch is reported and skipped, the others still count."""
-    evaluations, failed = [], {}
-    bar = st.progress(0.0, text="Scoring the test set for every epoch…") if len(epochs) > 1 else None
+def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...],
+                     cached_only: bool = False
+                     ) -> tuple[list[core.evaluate.EpochEvaluation], dict[int, str], list[int]]:
+    """evaluate_epoch for every epoch (cached on disk and in memory): (evaluations, failed
+    epochs with why, epochs left to compute). cached_only: what the cache holds, at once;
+    else every epoch is computed, with a progress bar. A damaged epoch is reported and
+    skipped, the others still count."""
+    evaluations, failed, missing = [], {}, []
+    bar = None
+    if not cached_only and len(epochs) > 1:
+        bar = st.progress(0.0, text="Scoring the test set for every epoch…")
     for i, epoch in enumerate(epochs):
         try:
-            evaluations.append(state.image_aurocs(run, epoch, data_root, methods))
+            found = state.image_aurocs(run, epoch, data_root, methods, cached_only=cached_only)
         except RunError as err:
             failed[epoch] = str(err)
+            continue
+        if found is None:
+            missing.append(epoch)
+        else:
+            evaluations.append(found)
         if bar is not None:
             bar.progress((i + 1) / len(epochs), text=f"Scored epoch {epoch} ({i + 1}/{len(epochs)})")
     if bar is not None:
         bar.empty()
-    return evaluations, failed
+    return evaluations, failed, missing
+
+
+def fill_in(run: Run, missing: list[int], data_root, methods: tuple[str, ...], slot) -> None:
+    """Scores the epochs the cache lacked, one by one under a progress bar in `slot` (the page
+    above it is already drawn from the cache), then redraws the page with them."""
+    bar = slot.progress(0.0, text=f"Scoring {len(missing)} epoch(s) not evaluated yet…")
+    for i, epoch in enumerate(missing):
+        try:
+            state.image_aurocs(run, epoch, data_root, methods)
+        except RunError:
+            pass  # reported by the next draw
+        bar.progress((i + 1) / len(missing),
+                     text=f"Scored epoch {epoch} ({i + 1}/{len(missing)}); the table updates next")
+    st.rerun()
 
 
 def epoch_table(run: Run, epochs: list[int], evaluations: list[core.evaluate.EpochEvaluation]
@@ -243,12 +267,14 @@ def main() -> None:
         diag = diagnosis_for(run, sel)
         health = state.health_by_epoch(diag)
         on, methods = real_auroc_controls(state.scoring_methods())
-        evaluations, failed = [], {}
+        evaluations, failed, missing = [], {}, []
+        progress_slot = st.empty()  # where epochs not cached yet are scored, after the draw
         if on and methods:
             with widgets.guard("Real AUROC"):
                 test = state.test_set(run, sel.data_root())
                 if test.has_labels:
-                    evaluations, failed = real_evaluations(run, epochs, sel.data_root(), methods)
+                    evaluations, failed, missing = real_evaluations(
+                        run, epochs, sel.data_root(), methods, cached_only=True)
                 else:
                     st.info(f"Real AUROC needs labels: {test.summary()}. Validation loss, "
                             "synthetic AUROC and the health checks below need none; a CSV with "
@@ -266,6 +292,8 @@ def main() -> None:
         draw_suggestions(run, choices, diag, sel.epoch)
         st.subheader("Epoch × metric")
         draw_table(table, sel.marks, health)
+        if missing:
+            fill_in(run, missing, sel.data_root(), methods, progress_slot)
 
 
 main()

@@ -134,3 +134,26 @@ def test_failed_job_is_explained(tiny_run, tmp_path, monkeypatch):
     assert not at.exception, messages(at)
     assert any("failed" in e.value for e in at.error), "a dead 'running' job must read as failed"
     assert any(b.label in ("Resume", "Train more epochs") for b in at.button)
+
+
+def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path, monkeypatch):
+    """Nothing scored yet: the page draws the logged curves at once, scores the missing
+    epochs under a progress bar, then shows their real AUROC; a run evaluated by the follower
+    is drawn straight from the cache."""
+    from core.evaluate import evaluate_epoch
+    from core.runs import Run
+
+    root = copy_run(tiny_run.path, tmp_path)
+    run = Run(root / tiny_run.path.name)
+    data = run.config().data
+    methods = ("pixel", "ssim", "knn")  # the Overview's defaults
+    assert evaluate_epoch(run, 1, data, methods, pixel=False, thresholds=False, routing=False,
+                          cached_only=True) is None  # nothing is computed when only cache is asked
+    at = open_app(root, monkeypatch)
+    assert not at.exception and not at.error, messages(at)
+    table = at.dataframe[-1].value
+    assert "real_auroc_knn" in table.columns and table["real_auroc_knn"].notna().all()
+    cached = evaluate_epoch(run, 1, data, methods, pixel=False, thresholds=False, routing=False,
+                            cached_only=True)
+    assert cached is not None and cached.mean_auroc("knn") == pytest.approx(
+        table.set_index("epoch").loc[1, "real_auroc_knn"])
