@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from core.metrics import (
 )
 from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods
+from core.scoring.calibration import MIN_NORMALS
 from core.scoring.checkpoint import (
     calibrate_result,
     checkpoint_config,
@@ -39,8 +41,9 @@ from core.scoring.checkpoint import (
     reference_set,
     score_checkpoint_methods,
     scoring_samples,
+    trained_categories,
 )
-from core.scoring.options import FLOOR_METHODS, SEGMENTER_METHODS
+from core.scoring.options import CHECKPOINT_METHODS, FLOOR_METHODS, SEGMENTER_METHODS
 from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
@@ -54,13 +57,29 @@ def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
     return methods + tuple(f for f in FLOOR_METHODS if f not in methods)
 
 
-def available_methods(run: Run, epoch: int, methods: Sequence[str]) -> tuple[str, ...]:
-    """`methods` without seg when the checkpoint has no segmentation network and every method
-    was asked for ("all"); asking for seg by name on such a checkpoint stays an error."""
+def available_methods(
+    run: Run, epoch: int, methods: Sequence[str], data_root: str | Path | None = None
+) -> tuple[str, ...]:
+    """`methods` without what the checkpoint cannot give when every method was asked for
+    ("all"): seg without a segmentation network, ensemble without enough held-out normals
+    to calibrate with (given data_root). Asking for either by name on such a run stays an error that says why."""
     methods = tuple(methods)
-    if "seg" not in methods or methods != METHODS or SEG_KEY in run.load(epoch):
+    if methods != METHODS:
         return methods
-    return tuple(m for m in methods if m not in SEGMENTER_METHODS)
+    if SEG_KEY not in run.load(epoch):
+        methods = tuple(m for m in methods if m not in SEGMENTER_METHODS)
+    if data_root is not None and not _can_calibrate(run, epoch, data_root):
+        methods = tuple(m for m in methods if m not in CHECKPOINT_METHODS)
+    return methods
+
+
+def _can_calibrate(run: Run, epoch: int, data_root) -> bool:
+    """Whether the held-out normals can calibrate scores (core.scoring.calibration): one in
+    every trained category and MIN_NORMALS in at least one."""
+    config = checkpoint_config(run, epoch)
+    counts = Counter(s.category for s in scoring_samples(config, data_root, "val"))
+    trained = trained_categories(config, data_root)
+    return all(counts[c] >= 1 for c in trained) and max(counts.values(), default=0) >= MIN_NORMALS
 
 
 def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
@@ -188,7 +207,7 @@ def evaluate_epoch(
     """
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
-    methods = with_floor(available_methods(run, resolved, parse_methods(methods)))
+    methods = with_floor(available_methods(run, resolved, parse_methods(methods), data_root))
     # one model pass for every method on the test images, one on the held-out normals (the
     # calibration reference and the percentile threshold's)
     results = score_checkpoint_methods(

@@ -76,6 +76,17 @@ class Calibration:
             out[sel] = (raw[sel] - stats.median) / stats.scale
         return out
 
+    def apply_maps(self, maps: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+        """Anomaly maps (N, S, S) on the scale of their image's calibrated score: the same
+        per-category affine map as `apply` (raw maps are on the raw score's scale)."""
+        out = np.empty(maps.shape, np.float32)
+        for i, name in enumerate(categories):
+            if name not in self.categories:
+                raise CalibrationError(f"category '{name}' has no held-out normal scores")
+            stats = self.categories[name]
+            out[i] = (maps[i] - stats.median) / stats.scale
+        return out
+
     def describe(self) -> str:
         parts = [
             f"{c}: median {s.median:.4g}, scale {s.scale:.3g} (n={s.n})"

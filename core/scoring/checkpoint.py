@@ -31,9 +31,10 @@ from core.scoring.data import (
     reference_root,
     reference_samples,
 )
+from core.scoring.ensemble import combine
 from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set_methods
-from core.scoring.options import ROUTED_METHODS, ScoreOptions, check_method
+from core.scoring.options import ROUTED_METHODS, ScoreOptions, check_method, ensemble_members
 from core.scoring.patchbank import PatchBank
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 from core.scoring.testset import TestSet, build_test_set
@@ -236,6 +237,9 @@ def score_checkpoint_methods(
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     opts = ScoreOptions.from_kwargs(options)
+    if "ensemble" in methods:
+        return _with_ensemble(run, epoch, data_root, methods, split, device, calibration,
+                              cached_only, opts, options)
     config, resolved = _checkpoint_header(run, epoch)
     if split == "test":
         images = build_test_set(config, data_root, opts.unknown_categories)
@@ -263,6 +267,33 @@ def score_checkpoint_methods(
         if calibration == "normals" and split == "test":
             results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
     return results
+
+
+def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, cached_only,
+                   opts: ScoreOptions, options) -> dict[str, MethodScores | None]:
+    """score_checkpoint_methods where `methods` holds "ensemble": its members are scored with
+    the rest (one pass) and on the held-out normals, then combined (core.scoring.ensemble)."""
+    members = ensemble_members(opts.members)
+    plain = tuple(m for m in methods if m != "ensemble")
+    wanted = tuple(dict.fromkeys(plain + members))
+    raw = score_checkpoint_methods(run, epoch, data_root, wanted, split, device, "none",
+                                   cached_only, **options)
+    config, resolved = _checkpoint_header(run, epoch)
+    has_val = bool(scoring_samples(config, data_root, "val"))
+    reference = (
+        score_checkpoint_methods(run, epoch, data_root, members, "val", device, "none",
+                                 cached_only, **options)
+        if has_val
+        else dict.fromkeys(members)
+    )
+    results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
+    missing = any(raw[m] is None for m in members) or (has_val and None in reference.values())
+    results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
+    if calibration == "normals" and split == "test":
+        for m, scores in results.items():
+            if scores is not None:
+                results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
+    return {m: results[m] for m in methods}
 
 
 def _cache_params(method, split, samples, config, data_root, opts: ScoreOptions) -> dict:

@@ -33,7 +33,7 @@ from core.scoring.features import encoder_vectors, parse_levels, patch_grid
 from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
 from core.scoring.maps import gaussian_smooth, reduce_maps, upsample
 from core.scoring.model_pass import PassRequest, model_pass
-from core.scoring.options import MAP_METHODS, ScoreOptions, check_method
+from core.scoring.options import CHECKPOINT_METHODS, MAP_METHODS, ScoreOptions, check_method
 from core.scoring.patchbank import PatchBank, patch_knn
 from core.scoring.patchz import PatchStats, patchz_scores
 from core.scoring.routing import route_images
@@ -286,6 +286,11 @@ def score_image_set_methods(
     rawknn, built from `train` where missing. Returns {method: ScoreResult}."""
     for method in methods:
         check_method(method)
+        if method in CHECKPOINT_METHODS:
+            raise ValueError(
+                f"method '{method}' combines other methods' scores calibrated against a run's "
+                "held-out normals; score a checkpoint (score_checkpoint, python -m core score)"
+            )
     opts = ScoreOptions.from_kwargs(options)
     banks = dict(banks or {})
     for method, bank in banks.items():

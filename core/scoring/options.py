@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz")
+METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz", "ensemble")
 MAP_METHODS = ("pixel", "ssim", "feature", "seg")  # maps from the model alone (knn patches and rawknn
 # also give maps, but need the training images)
 REDUCTIONS = ("mean", "max")
@@ -32,6 +32,7 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
     "seg": ("reduce", "sigma"),
     "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
+    "ensemble": ("members",),  # plus each member's own fields (core.scoring.ensemble)
 }
 ROUTED_METHODS = ("knn", "rawknn", "patchz")  # methods that need a category per test image
 # What `score`, `export` and the dashboard's rankings use unless told otherwise: the best
@@ -40,6 +41,9 @@ ROUTED_METHODS = ("knn", "rawknn", "patchz")  # methods that need a category per
 DEFAULT_METHOD = "knn"
 FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
 SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"
+# combine other methods' scores calibrated against a run's held-out normals, so they exist for
+# checkpoints (score_checkpoint), not for bare image sets (score_image_set)
+CHECKPOINT_METHODS = ("ensemble",)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class ScoreOptions:
         on; "route" assigns them to the nearest trained category instead.
     routing: how images without a trained category find one (see core.scoring.routing): "auto"
         (encoder features when a model is given, else thumbnails), "features", "thumbnail".
+    members: ensemble, the methods whose calibrated scores (per-category z-scores against the
+        held-out normals) are averaged, e.g. "knn,patchz".
     seed: bank subsampling. batch_size: images per forward pass.
     """
 
@@ -82,6 +88,7 @@ class ScoreOptions:
     k: int = 1
     patch: bool = True
     neighbours: int = 5
+    members: str = "knn,patchz"
     bank_scope: str = "auto"
     max_bank: int = 262144
     thumb_size: int = 32
@@ -110,6 +117,7 @@ class ScoreOptions:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"scoring option: {message}")
+        ensemble_members(self.members)
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> ScoreOptions:
@@ -133,6 +141,18 @@ class ScoreOptions:
                 unknown_categories=self.unknown_categories, routing=self.routing, seed=self.seed
             )
         return params
+
+
+def ensemble_members(text: str) -> tuple[str, ...]:
+    """'knn,patchz' -> ('knn', 'patchz'): at least two distinct methods, none an ensemble."""
+    names = tuple(dict.fromkeys(p.strip() for p in str(text).split(",") if p.strip()))
+    bad = [n for n in names if n not in METHODS or n in CHECKPOINT_METHODS]
+    if bad or len(names) < 2:
+        raise ValueError(
+            f"scoring option: members '{text}': name two or more of "
+            f"{', '.join(m for m in METHODS if m not in CHECKPOINT_METHODS)}, e.g. knn,patchz"
+        )
+    return names
 
 
 def check_method(method: str) -> str:

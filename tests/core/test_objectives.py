@@ -141,7 +141,8 @@ def test_seg_and_patchz_score_a_checkpoint(seg_run):
 def test_evaluate_all_shows_both_floors_and_seg_only_where_it_exists(seg_run, tiny_run, demo_root):
     result = evaluate_epoch(seg_run, "last", demo_root, "all", pixel=False, thresholds=False,
                             routing=False)
-    assert set(result.methods) == set(METHODS)
+    # 1 held-out normal per category is too few to calibrate, so "all" leaves out ensemble
+    assert set(result.methods) == set(METHODS) - {"ensemble"}
     plain = evaluate_epoch(tiny_run, "last", demo_root, "pixel", pixel=False, thresholds=False,
                            routing=False)
     assert plain.methods == ["pixel", "rawknn", "patchz"]
