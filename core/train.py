@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -105,8 +106,30 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
     and the other is refused with a RunLockedError."""
     # under torchrun rank 0 holds the lock for the job; the other ranks write nothing
     rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else 0
-    with run_lock(config.run) if rank == 0 else contextlib.nullcontext():
-        return _train_locked(config, resume, progress, log)
+    folder = Path(config.run).expanduser()
+    new = not folder.exists()
+    try:
+        with run_lock(config.run) if rank == 0 else contextlib.nullcontext():
+            return _train_locked(config, resume, progress, log)
+    except BaseException:
+        if new and rank == 0:
+            _remove_unborn_run(folder)
+        raise
+
+
+UNBORN_FILES = {"config.json", "status.json", "train.lock"}  # what a run holds before epoch 1
+
+
+def _remove_unborn_run(folder: Path) -> None:
+    """A run folder this call created and that failed before its first epoch (bad data, bad
+    config) is removed, so the runs list shows no empty run; anything else in it (a job's
+    train.log, an epoch) keeps it."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return
+    if names <= UNBORN_FILES:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -> Run:

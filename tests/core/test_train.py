@@ -130,3 +130,18 @@ def test_ctrl_c_marks_the_run_stopped_and_keeps_finished_epochs(demo_root, tmp_p
     monkeypatch.setattr(train_module, "run_epoch", interrupted_at_epoch_2)
     run = train_one(tiny_config(demo_root, tmp_path / "ctrlc", epochs=3, categories=["pill"]), **QUIET)
     assert run.status()["state"] == "stopped" and run.epochs() == [1]
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    run_dir = tmp_path / "runs" / "never"
+    with pytest.raises(ValueError, match="no dataset found"):
+        train_one(tiny_config(empty, run_dir, epochs=1), **QUIET)
+    assert not run_dir.exists(), "a run that never trained must not be listed as a run"
+    kept = tmp_path / "runs" / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="no dataset found"):
+        train_one(tiny_config(empty, kept, epochs=1), **QUIET)
+    assert (kept / "notes.txt").read_text() == "mine", "a folder the user made is left alone"
