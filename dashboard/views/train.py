@@ -37,9 +37,18 @@ def devices() -> list[str]:
 # --------------------------------------------------------------------------- form sections
 
 
+def _suggested_data() -> Path:
+    """The data of the run in view (a new run usually trains on the same images), else the
+    demo data."""
+    try:
+        return state.selection().data_root()
+    except (state.NotReady, state.DataFolderMissing):
+        return state.default_data_root()
+
+
 def data_section(defaults: TrainConfig) -> dict[str, Any]:
     c1, c2 = st.columns([3, 1])
-    data = c1.text_input("Data folder", value=str(state.default_data_root()), key="train_data",
+    data = c1.text_input("Data folder", value=str(_suggested_data()), key="train_data",
                          help="MVTec-style <category>/train/good, or a flat folder with train/ and test/.")
     layout = c2.selectbox("Layout", ("auto", "mvtec", "flat"), key="train_layout")
     try:
