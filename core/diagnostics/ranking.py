@@ -1,0 +1,297 @@
+"""Which epoch, and which score, without test labels; and how far each label-free criterion can
+be trusted, measured on runs whose test set has labels.
+
+Label-free criteria, each a value per (epoch, method), higher = better:
+
+  test_separation   AUROC of the unlabeled test scores against the held-out normal scores of the
+                    same category, averaged over categories (the "AUCp" idea: a test set that
+                    holds anomalies scores above normals the model never trained on, and the more
+                    a method separates them the better it finds those anomalies). Reads no label.
+  synthetic_auroc   AUROC on synthetic defects pasted into held-out normals, as training logged it
+                    (pixel, ssim, feature; a knn bank is not built during training).
+  restoration       1 - the share of pasted synthetic defects that comes back in the reconstruction
+                    (core.diagnostics.evidence): the same for every reconstruction method.
+  val_loss          minus the validation loss on held-out normals: the same for every method.
+
+On a run with labels, each criterion's Spearman rank correlation with the real image AUROC of
+each method across epochs says how well it would have picked epochs there (agreements). The
+suggestion then ranks epochs by the criterion that agreed best for each method; without labels
+it uses DEFAULT_CRITERIA, the order measured on the labelled benchmark runs (README).
+Methods a health flag names unusable at an epoch are never suggested there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from core.metrics import image_auroc
+
+CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
+# Without labels: the criteria in the order they agreed with real AUROC on the labelled runs
+# of benchmarks/bench_diagnosis.py and the ../shared/realdata run (README, "Diagnosis you can
+# trust"); the first one defined for a method is used.
+DEFAULT_CRITERIA = ("test_separation", "synthetic_auroc", "val_loss", "restoration")
+GLOBAL_CRITERIA = ("restoration", "val_loss")  # one value per epoch, shared by the methods
+MIN_EPOCHS = 3  # a rank correlation over fewer epochs says nothing
+DEFAULT_SOURCE = "the order measured on labelled benchmark runs (README)"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_separation(val_scores: Sequence[float], val_categories: Sequence[str],
+                    test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
+    """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
+    has both. Scores (N,) with their categories (N,); no label is read."""
+    val_s, test_s = np.asarray(val_scores, np.float64), np.asarray(test_scores, np.float64)
+    val_c, test_c = np.asarray(val_categories, dtype=object), np.asarray(test_categories, dtype=object)
+    values = []
+    for category in sorted(set(val_c.tolist()) & set(test_c.tolist())):
+        a, b = val_s[val_c == category], test_s[test_c == category]
+        if len(a) and len(b):
+            labels = np.r_[np.zeros(len(a)), np.ones(len(b))]
+            values.append(image_auroc(labels, np.r_[a, b]))
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Spearman rank correlation of a criterion with a method's real AUROC across n_epochs
+    (None when fewer than MIN_EPOCHS or either side is constant)."""
+
+    criterion: str
+    method: str
+    spearman: float | None
+    n_epochs: int
+
+
+def spearman_agreement(criterion: Mapping[int, float], real: Mapping[int, float]) -> tuple[float | None, int]:
+    """(rho, epochs used) over the epochs where both are finite."""
+    epochs = [e for e in criterion if _finite(criterion.get(e)) and _finite(real.get(e))]
+    x = np.array([criterion[e] for e in epochs], np.float64)
+    y = np.array([real[e] for e in epochs], np.float64)
+    if len(epochs) < MIN_EPOCHS or np.ptp(x) < 1e-12 or np.ptp(y) < 1e-12:
+        return None, len(epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = spearmanr(x, y).statistic
+    return (float(rho) if math.isfinite(rho) else None), len(epochs)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The epoch and score method to use, and why.
+
+    criterion: the label-free criterion that ranked the epochs; agreement: its Spearman with real
+    AUROC for that method (None when not measured); agreement_source: "this run's test labels" or
+    "benchmark runs (README)". real_auroc / best_real_auroc: the method's real AUROC at the
+    suggested epoch and at its best epoch, when the run has labels (a check, never an input).
+    """
+
+    epoch: int | None
+    method: str | None
+    criterion: str | None
+    agreement: float | None
+    agreement_source: str
+    reasons: list[str]
+    real_auroc: float | None = None
+    best_real_auroc: float | None = None
+
+
+@dataclass
+class EpochRanking:
+    """Label-free criteria per epoch and method, their agreement with real AUROC, the suggestion.
+
+    values[criterion][method][epoch]; real[method][epoch] (empty without labels);
+    unusable[epoch]: methods a health flag rules out there.
+    """
+
+    epochs: list[int]
+    methods: list[str]
+    values: dict[str, dict[str, dict[int, float]]]
+    real: dict[str, dict[int, float]]
+    agreements: list[Agreement]
+    unusable: dict[int, list[str]]
+    suggestion: Suggestion
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        return any(self.real.values())
+
+    def agreement(self, criterion: str, method: str) -> Agreement | None:
+        return next((a for a in self.agreements if a.criterion == criterion and a.method == method), None)
+
+    def to_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "methods": list(self.methods),
+                "values": {c: {m: {str(e): v for e, v in by_e.items()} for m, by_e in by_m.items()}
+                           for c, by_m in self.values.items()},
+                "real": {m: {str(e): v for e, v in by_e.items()} for m, by_e in self.real.items()},
+                "agreements": [asdict(a) for a in self.agreements],
+                "unusable": {str(e): list(m) for e, m in self.unusable.items()},
+                "suggestion": asdict(self.suggestion), "notes": list(self.notes)}
+
+
+def agreements_of(values: Mapping[str, Mapping[str, Mapping[int, float]]],
+                  real: Mapping[str, Mapping[int, float]]) -> list[Agreement]:
+    """Agreement of every criterion with every method's real AUROC (empty without labels)."""
+    out = []
+    for criterion, by_method in values.items():
+        for method, by_epoch in by_method.items():
+            if real.get(method):
+                rho, n = spearman_agreement(by_epoch, real[method])
+                out.append(Agreement(criterion, method, rho, n))
+    return out
+
+
+def _best_criterion(method: str, values, agreements: list[Agreement]) -> tuple[str | None, Agreement | None]:
+    """The criterion that agreed best with this method's real AUROC, else DEFAULT_CRITERIA's first
+    criterion defined for the method."""
+    measured = [a for a in agreements if a.method == method and a.spearman is not None]
+    if measured:
+        best = max(measured, key=lambda a: (a.spearman, -CRITERIA.index(a.criterion)))
+        return best.criterion, best
+    for criterion in DEFAULT_CRITERIA:
+        if any(_finite(v) for v in values.get(criterion, {}).get(method, {}).values()):
+            return criterion, None
+    return None, None
+
+
+def _pick(by_epoch: Mapping[int, float], epochs: Sequence[int]) -> int | None:
+    """Highest value among epochs; ties to the later epoch."""
+    present = [e for e in epochs if _finite(by_epoch.get(e))]
+    return max(present, key=lambda e: (round(by_epoch[e], 12), e)) if present else None
+
+
+def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreements: list[Agreement],
+            unusable: Mapping[int, Sequence[str]]) -> Suggestion:
+    """Per method, the best usable epoch by its best-agreeing criterion; among those (method,
+    epoch) pairs, the one whose test_separation is highest (synthetic AUROC when separation is
+    undefined): both are label-free AUROCs, comparable between methods."""
+    source = "this run's test labels"
+    picks = []
+    for method in methods:
+        usable = [e for e in epochs if method not in unusable.get(e, ())]
+        criterion, agreement = _best_criterion(method, values, agreements)
+        if not usable or criterion is None:
+            continue
+        epoch = _pick(values[criterion][method], usable)
+        if epoch is None:
+            continue
+        picks.append((method, epoch, criterion, agreement))
+    if not picks:
+        return Suggestion(None, None, None, None, source,
+                          ["no method is usable at any epoch with a label-free criterion: see the flags"])
+
+    def quality(pick) -> tuple[float, float]:
+        method, epoch = pick[0], pick[1]
+        sep = values.get("test_separation", {}).get(method, {}).get(epoch)
+        syn = values.get("synthetic_auroc", {}).get(method, {}).get(epoch)
+        return (sep if _finite(sep) else -1.0, syn if _finite(syn) else -1.0)
+
+    method, epoch, criterion, agreement = max(picks, key=quality)
+    rho = agreement.spearman if agreement is not None else None
+    if agreement is not None:
+        how = f"agreed best on {source}: Spearman {rho:+.2f} with {method}'s real AUROC over {agreement.n_epochs} epochs"
+    else:
+        source = DEFAULT_SOURCE
+        how = f"not measurable on this run (no labels or under {MIN_EPOCHS} epochs): {DEFAULT_SOURCE}"
+    reasons = [f"{method} ranked by {criterion.replace('_', ' ')}: {how}"]
+    ruled_out = sorted({e for e in epochs if method in unusable.get(e, ())})
+    if ruled_out:
+        reasons.append(f"epochs {', '.join(map(str, ruled_out))} left out: a flag makes {method} unusable there")
+    sep = quality((method, epoch))[0]
+    if sep >= 0:
+        reasons.append(f"{method} separates the test set from held-out normals with AUROC {sep:.3f} at epoch "
+                       f"{epoch} (label-free; highest among methods)")
+    real_here = real.get(method, {}).get(epoch)
+    best = max((v for v in real.get(method, {}).values() if _finite(v)), default=None)
+    if _finite(real_here) and best is not None:
+        reasons.append(f"check with labels: real AUROC {real_here:.3f} here, best epoch of {method} {best:.3f}")
+    return Suggestion(int(epoch), method, criterion, rho, source, reasons,
+                      float(real_here) if _finite(real_here) else None, best)
+
+
+def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
+         unusable: Mapping[int, Sequence[str]], notes: Sequence[str] = ()) -> EpochRanking:
+    """EpochRanking from criterion values (pure; see the module docstring)."""
+    agreements = agreements_of(values, real)
+    suggestion = suggest(epochs, methods, values, real, agreements, unusable)
+    return EpochRanking(list(epochs), list(methods), {c: {m: dict(v) for m, v in by.items()} for c, by in values.items()},
+                        {m: dict(v) for m, v in real.items()}, agreements,
+                        {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes))
+
+
+# --------------------------------------------------------------------------- per run
+
+
+def _method_values(run, epoch: int, data_root, method: str) -> tuple[float, float]:
+    """(test_separation, real AUROC or NaN) of one method at one epoch, from core.scoring's cache."""
+    from core.metrics import evaluation_table
+    from core.scoring import score_checkpoint
+
+    test = score_checkpoint(run, epoch, data_root, method)
+    val = score_checkpoint(run, epoch, data_root, method, split="val")
+    separation = test_separation(val["scores"], val["categories"], test["scores"], test["categories"])
+    labels = np.asarray(test["labels"])
+    real = float("nan")
+    if (labels >= 0).any():
+        known = labels >= 0
+        table = evaluation_table(np.asarray(test["categories"], object)[known], labels[known],
+                                 {method: np.asarray(test["scores"])[known]})
+        real = float(table.loc[method, "mean"])
+    return separation, real
+
+
+def _restoration(run, epoch: int, data_root) -> float:
+    from core.diagnostics.evidence import copy_evidence_of
+
+    kept = copy_evidence_of(run, epoch, data_root).kept_share
+    return 1.0 - kept.estimate if kept.defined else float("nan")
+
+
+def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
+             unusable: Mapping[int, Sequence[str]]) -> EpochRanking:
+    """rank() over a run's epochs: scores each method on the test set and the held-out normals
+    (core.scoring, cached per checkpoint: the same entries evaluate and the Overview use), reads
+    the logged validation loss and synthetic AUROC, and the copy evidence. Real AUROC (mean of
+    per-category image AUROCs, as evaluate reports it) only where the test set has labels.
+    An epoch or method that cannot be scored is left out and named in the notes.
+    """
+    from core.runs import RunError
+
+    logged = {int(m.get("epoch", 0)): m for m in run.metrics()}
+    values: dict[str, dict[str, dict[int, float]]] = {c: {m: {} for m in methods} for c in CRITERIA}
+    real: dict[str, dict[int, float]] = {m: {} for m in methods}
+    notes: list[str] = []
+    for epoch in epochs:
+        record = logged.get(int(epoch), {})
+        restoration = _restoration(run, epoch, data_root)
+        for method in methods:
+            try:
+                separation, auroc = _method_values(run, epoch, data_root, method)
+            except (ValueError, RuntimeError, RunError, OSError) as err:
+                notes.append(f"epoch {epoch}, {method}: not scored ({err})")
+                continue
+            values["test_separation"][method][epoch] = separation
+            values["synthetic_auroc"][method][epoch] = (record.get("synthetic_auroc") or {}).get(method, float("nan"))
+            values["val_loss"][method][epoch] = -record["val_loss"] if _finite(record.get("val_loss")) else float("nan")
+            values["restoration"][method][epoch] = restoration if method in _reconstruction_methods() else float("nan")
+            if _finite(auroc):
+                real[method][epoch] = auroc
+    values = {c: {m: {e: float(v) for e, v in by_e.items() if _finite(v)} for m, by_e in by_m.items()}
+              for c, by_m in values.items()}
+    return rank(epochs, methods, values, {m: v for m, v in real.items() if v}, unusable, notes)
+
+
+def _reconstruction_methods() -> tuple[str, ...]:
+    from core.diagnostics.evidence import RECONSTRUCTION_METHODS
+
+    return RECONSTRUCTION_METHODS
