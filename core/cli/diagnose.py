@@ -153,14 +153,15 @@ def format_ranking(ranking: dict | None) -> list[str]:
     if not ranking:
         return []
     methods = ranking["methods"]
+    gaps = ["synthetic_gap (warning) at epoch {epoch}: {sentence}".format(**g) for g in ranking.get("gaps", [])]
     if not ranking["agreements"]:
-        return ["label-free criteria: the test set has no labels here, so their agreement with real AUROC "
+        return gaps + ["label-free criteria: the test set has no labels here, so their agreement with real AUROC "
                 "cannot be measured on this run"]
     rho = {(a["criterion"], a["method"]): a["spearman"] for a in ranking["agreements"]}
     rows = [{"criterion": c, **{m: _fmt(rho.get((c, m)), 2) for m in methods}} for c in ranking["values"]]
     table = pd.DataFrame(rows).to_string(index=False)
-    return (["label-free criteria vs real image AUROC across epochs (Spearman rank correlation; "
-             "- = under 3 epochs or constant):"] + ["  " + line for line in table.splitlines()])
+    return gaps + (["label-free criteria vs real image AUROC across epochs (Spearman rank correlation; "
+                    "- = under 3 epochs or constant):"] + ["  " + line for line in table.splitlines()])
 
 
 def readable_epochs(run, epochs: list[int]) -> list[int]:

@@ -9,6 +9,7 @@ with the reason for its number):
 * identity_copy defects come back in the reconstruction, so nothing stands out in the error
                 map: real defects are not localised by the error (AUC interval below a line)
                 and pasted synthetic defects reappear (core.diagnostics.evidence).
+* defects_missed real defects are not localised by the error although the model does not copy.
 * dead_layers   a layer's weight std or gradient norm fell far below its early value.
 * blurry        the output keeps little of the input's fine detail (a warning: blur is normal
                 early in training and only hurts pixel-level scores).
@@ -182,6 +183,21 @@ def identity_copy_flag(copy: CopyEvidence | None, skips: str = "") -> HealthFlag
                       "reconstruction and stays usable.", evidence, RECONSTRUCTION_METHODS)
 
 
+def defects_missed_flag(copy: CopyEvidence | None) -> HealthFlag | None:
+    """Warning when real defects are not localised by the reconstruction error (whole interval of
+    the localisation AUC below the line) although the model does not copy: too blurry or too
+    noisy an error map. The scores read from the reconstruction cannot find these defects."""
+    if copy is None or copy.copies or not copy.misses_real_defects:
+        return None
+    evidence = {"real_localisation_auc": copy.real_localisation.estimate,
+                "real_localisation_high": copy.real_localisation.high, "kept_share": copy.kept_share.estimate,
+                "n_defect_images": float(copy.real_localisation.n)}
+    return HealthFlag("defects_missed", WARNING,
+                      f"The reconstruction error does not single out real defects: {copy.reason()}. Unusable "
+                      f"here: {', '.join(RECONSTRUCTION_METHODS)}; the knn feature bank stays usable.",
+                      evidence, RECONSTRUCTION_METHODS)
+
+
 def dead_layer_table(stats: pd.DataFrame, reference_std: pd.Series, vanishing: pd.DataFrame) -> pd.DataFrame:
     """Layers that stopped learning, by weight or by gradient.
 
@@ -285,7 +301,7 @@ def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthF
     collapsed = collapsed_flag(numbers)
     found = [collapsed, blurry_flag(numbers)]
     if collapsed is None:
-        found.append(identity_copy_flag(copy, skips))
+        found += [identity_copy_flag(copy, skips), defects_missed_flag(copy)]
     return HealthReport(epoch, [f for f in found if f is not None] + flags, numbers, copy=copy)
 
 

@@ -39,6 +39,11 @@ CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
 DEFAULT_CRITERIA = ("test_separation", "synthetic_auroc", "val_loss", "restoration")
 GLOBAL_CRITERIA = ("restoration", "val_loss")  # one value per epoch, shared by the methods
 MIN_EPOCHS = 3  # a rank correlation over fewer epochs says nothing
+# synthetic_gap: synthetic AUROC above the real one (or, without labels, above the test
+# separation) by more than 0.2 at an epoch. Both are AUROCs of the same method at the same epoch;
+# with the ~20-100 images per side of these sets one AUROC's standard error is ~0.05-0.1
+# (Hanley & McNeil), so 0.2 is two of them: a gap the sampling noise alone rarely makes.
+SYNTHETIC_GAP = 0.2
 DEFAULT_SOURCE = "the order measured on labelled benchmark runs (README)"
 
 
@@ -46,7 +51,7 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def test_separation(val_scores: Sequence[float], val_categories: Sequence[str],
+def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
                     test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
     """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
     has both. Scores (N,) with their categories (N,); no label is read."""
@@ -86,6 +91,39 @@ def spearman_agreement(criterion: Mapping[int, float], real: Mapping[int, float]
 
 
 @dataclass(frozen=True)
+class SyntheticGap:
+    """At one epoch, a method's synthetic AUROC overstates its real one (or, without labels, its
+    test separation): choosing epochs by synthetic AUROC would mislead for that method."""
+
+    epoch: int
+    method: str
+    synthetic: float
+    reference: float
+    reference_name: str  # "real AUROC" | "test separation"
+
+    @property
+    def sentence(self) -> str:
+        return (f"{self.method}: synthetic AUROC {self.synthetic:.3f} vs {self.reference_name} "
+                f"{self.reference:.3f} (gap {self.synthetic - self.reference:+.3f}, flagged above "
+                f"{SYNTHETIC_GAP}): the synthetic defects are easier than the real ones, so synthetic AUROC "
+                "does not say how this epoch finds real defects")
+
+
+def synthetic_gaps(values, real) -> list[SyntheticGap]:
+    """Every (epoch, method) whose synthetic AUROC exceeds its real AUROC (or test separation when
+    the method has no real AUROC at that epoch) by more than SYNTHETIC_GAP."""
+    out = []
+    for method, by_epoch in values.get("synthetic_auroc", {}).items():
+        for epoch, synthetic in sorted(by_epoch.items()):
+            reference, name = real.get(method, {}).get(epoch), "real AUROC"
+            if not _finite(reference):
+                reference, name = values.get("test_separation", {}).get(method, {}).get(epoch), "test separation"
+            if _finite(synthetic) and _finite(reference) and synthetic - reference > SYNTHETIC_GAP:
+                out.append(SyntheticGap(int(epoch), method, float(synthetic), float(reference), name))
+    return out
+
+
+@dataclass(frozen=True)
 class Suggestion:
     """The epoch and score method to use, and why.
 
@@ -121,6 +159,7 @@ class EpochRanking:
     unusable: dict[int, list[str]]
     suggestion: Suggestion
     notes: list[str] = field(default_factory=list)
+    gaps: list[SyntheticGap] = field(default_factory=list)
 
     @property
     def labelled(self) -> bool:
@@ -129,6 +168,25 @@ class EpochRanking:
     def agreement(self, criterion: str, method: str) -> Agreement | None:
         return next((a for a in self.agreements if a.criterion == criterion and a.method == method), None)
 
+    @classmethod
+    def from_dict(cls, record: dict) -> EpochRanking:
+        """The inverse of to_dict (e.g. a diagnose_run result read back from JSON or a cache)."""
+        def by_epoch(d: dict) -> dict[int, float]:
+            return {int(e): float(v) for e, v in d.items() if v is not None}
+
+        return cls([int(e) for e in record["epochs"]], list(record["methods"]),
+                   {c: {m: by_epoch(v) for m, v in by_m.items()} for c, by_m in record["values"].items()},
+                   {m: by_epoch(v) for m, v in record["real"].items()},
+                   [Agreement(**a) for a in record["agreements"]],
+                   {int(e): list(m) for e, m in record["unusable"].items()},
+                   Suggestion(**record["suggestion"]), list(record.get("notes", [])),
+                   [SyntheticGap(**{k: v for k, v in g.items() if k != "sentence"}) for g in record.get("gaps", [])])
+
+    def agreement_table(self) -> dict[str, dict[str, float | None]]:
+        """criterion -> method -> Spearman with real AUROC (None: not measurable)."""
+        return {c: {m: (a.spearman if (a := self.agreement(c, m)) else None) for m in self.methods}
+                for c in self.values}
+
     def to_dict(self) -> dict:
         return {"epochs": list(self.epochs), "methods": list(self.methods),
                 "values": {c: {m: {str(e): v for e, v in by_e.items()} for m, by_e in by_m.items()}
@@ -136,7 +194,8 @@ class EpochRanking:
                 "real": {m: {str(e): v for e, v in by_e.items()} for m, by_e in self.real.items()},
                 "agreements": [asdict(a) for a in self.agreements],
                 "unusable": {str(e): list(m) for e, m in self.unusable.items()},
-                "suggestion": asdict(self.suggestion), "notes": list(self.notes)}
+                "suggestion": asdict(self.suggestion), "notes": list(self.notes),
+                "gaps": [{**asdict(g), "sentence": g.sentence} for g in self.gaps]}
 
 
 def agreements_of(values: Mapping[str, Mapping[str, Mapping[int, float]]],
@@ -226,7 +285,8 @@ def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
     suggestion = suggest(epochs, methods, values, real, agreements, unusable)
     return EpochRanking(list(epochs), list(methods), {c: {m: dict(v) for m, v in by.items()} for c, by in values.items()},
                         {m: dict(v) for m, v in real.items()}, agreements,
-                        {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes))
+                        {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes),
+                        synthetic_gaps(values, real))
 
 
 # --------------------------------------------------------------------------- per run
@@ -239,7 +299,7 @@ def _method_values(run, epoch: int, data_root, method: str) -> tuple[float, floa
 
     test = score_checkpoint(run, epoch, data_root, method)
     val = score_checkpoint(run, epoch, data_root, method, split="val")
-    separation = test_separation(val["scores"], val["categories"], test["scores"], test["categories"])
+    separation = separation_auroc(val["scores"], val["categories"], test["scores"], test["categories"])
     labels = np.asarray(test["labels"])
     real = float("nan")
     if (labels >= 0).any():

@@ -15,8 +15,8 @@ from typing import Any
 
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
-from core.diagnostics.ranking import EpochRanking
 from core.diagnostics.probe import DataMissingError
+from core.diagnostics.ranking import EpochRanking
 from core.diagnostics.weights import weight_stats
 from core.finite import NonFiniteError
 from core.runs import Run, RunError, jsonable
