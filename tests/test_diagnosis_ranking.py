@@ -10,6 +10,7 @@ import pytest
 from core.__main__ import main as cli
 from core.diagnostics import diagnose_run
 from core.diagnostics.ranking import (
+    MEASURED_AGREEMENT,
     EpochRanking,
     rank,
     rank_run,
@@ -65,8 +66,10 @@ def test_without_labels_the_default_order_is_used_and_said():
     ranking = rank([1, 2, 3, 4], ["pixel", "knn"], VALUES, {}, {})
     s = ranking.suggestion
     assert not ranking.labelled and not ranking.agreements
-    assert s.criterion == "test_separation" and s.agreement is None
-    assert "labelled benchmark runs" in s.agreement_source
+    # pixel's best measured criterion is val_loss (MEASURED_AGREEMENT), knn's test_separation
+    assert s.criterion == ("val_loss" if s.method == "pixel" else "test_separation")
+    assert s.agreement == MEASURED_AGREEMENT[s.method][s.criterion]
+    assert "labelled runs" in s.agreement_source and "agreed best on labelled runs" in s.reasons[0]
 
 
 def test_synthetic_gap_against_real_or_separation():

@@ -282,7 +282,11 @@ def test_missing_dataset_names_the_folder_and_falls_back(planted, tmp_path, demo
 
 
 def test_timeline_finds_collapse_and_never_suggests_an_unhealthy_epoch(planted):
-    result = diagnose_run(planted, cluster=False)
+    ranked = diagnose_run(planted, cluster=False)["suggestion"]  # label-free ranking: epoch and method
+    unusable = {r["epoch"]: r["unusable"] for r in diagnose_run(planted, cluster=False)["reports"]}
+    assert ranked["method"] is not None and ranked["method"] not in unusable[ranked["epoch"]]
+    assert ranked["epoch"] != 5  # NaN weights rule out every method
+    result = diagnose_run(planted, cluster=False, rank=False)  # the health-only suggestion
     healthy = {row["epoch"]: row["healthy"] for row in result["timeline"]}
     assert healthy == {1: True, 2: True, 3: False, 4: False, 5: False}
     assert result["collapse_starts"] == 3  # the zeroed bottleneck already makes the output constant
