@@ -222,14 +222,21 @@ def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dic
     return values, "real AUROC from core.evaluate (test labels) is part of the suggestion"
 
 
+def ranked_methods(run: Run) -> tuple[str, ...]:
+    """RANKED_METHODS, plus seg for a run trained with the discriminative objective."""
+    return RANKED_METHODS + (("seg",) if run.config().objective == "discriminative" else ())
+
+
 def epoch_ranking(run: Run, epochs: Sequence[int], data_root, reports: Sequence[HealthReport],
-                  methods: Sequence[str] = RANKED_METHODS) -> tuple[EpochRanking | None, str]:
-    """core.diagnostics.ranking.rank_run over the diagnosed epochs, with each epoch's unusable
-    methods from its flags; (None, why) when the test set cannot be scored."""
+                  methods: Sequence[str] | None = None) -> tuple[EpochRanking | None, str]:
+    """core.diagnostics.ranking.rank_run over the diagnosed epochs (methods: ranked_methods by
+    default), with each epoch's unusable methods from its flags; (None, why) when the test set
+    cannot be scored."""
     from core.diagnostics.ranking import rank_run
     from core.scoring.data import run_data_root
 
     unusable = {r.epoch: r.unusable for r in reports}
+    methods = ranked_methods(run) if methods is None else methods
     try:
         root = run_data_root(run.config(), data_root)
         return rank_run(run, epochs, root, methods, unusable), ""
