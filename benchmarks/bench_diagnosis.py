@@ -10,7 +10,8 @@ On a demo data set (core.data.demo), with every run diagnosed by core.diagnostic
   collapse       the healthy run plus two epochs whose output head was zeroed (uniform grey)
                                                                   truth: collapsed at those epochs
   dead_deep      the healthy run plus an epoch whose bottleneck weights were zeroed and whose
-                 logged gradients there vanished                  truth: dead_layers at that epoch
+                 logged gradients there vanished                  truth: dead_layers at that epoch,
+                 and collapsed (without skips every output passes the zeroed bottleneck)
   ssim_deep      a depth-4 net without skips trained on SSIM alone (the classic case); reported as
                  measured: it has no planted truth
   synthetic_gap  a discriminative run (its seg network learns the synthetic defects) judged on a
@@ -38,11 +39,14 @@ GAP_TRUTH_SYNTHETIC = 0.75
 
 
 def train(data: Path, run: Path, epochs: int, size: int, **overrides):
-    """A real training run on the demo data (one torch thread, seed 0)."""
+    """A real training run on the demo data (one torch thread, seed 0); a finished run already in
+    the --keep folder is reused."""
     from core.config import TrainConfig
     from core.runs import Run
     from core.train import train_one
 
+    if Run(run).epochs() and Run(run).status().get("state") == "finished":
+        return Run(run)
     config = TrainConfig(data=str(data), run=str(run), image_size=size, epochs=epochs, batch_size=4,
                          seed=0, num_threads=1).with_overrides(overrides)
     train_one(config, progress=False, log=lambda _: None)
@@ -54,6 +58,8 @@ def plant(source, target: Path, edits: dict[int, callable]):
     copy of the last checkpoint's weights and its metrics record in place."""
     from core.runs import Run, save_checkpoint
 
+    if target.is_dir():
+        shutil.rmtree(target)
     shutil.copytree(source.path, target, ignore=shutil.ignore_patterns("cache", "*.lock"))
     run = Run(target)
     last = run.epochs()[-1]
@@ -84,6 +90,8 @@ def zero_bottleneck(depth: int):
 
 def no_defects(data: Path, target: Path) -> Path:
     """A copy of the data whose defective test images are normal test images of their category."""
+    if target.is_dir():
+        shutil.rmtree(target)
     shutil.copytree(data, target)
     for category in sorted(p for p in target.iterdir() if (p / "test" / "good").is_dir()):
         goods = sorted((category / "test" / "good").glob("*.png"))
@@ -116,8 +124,8 @@ def truth_of(name: str, result: dict, planted: list[int]) -> dict[int, set[str]]
         for e in planted:
             truth[e].add("collapsed")
     elif name == "dead_deep":
-        for e in planted:
-            truth[e].add("dead_layers")
+        for e in planted:  # without skips every output passes the bottleneck: zeroed, it ignores the input
+            truth[e] |= {"dead_layers", "collapsed"}
     elif name == "synthetic_gap":
         for method, by_epoch in (ranking.get("values", {}).get("synthetic_auroc") or {}).items():
             for e, v in by_epoch.items():
@@ -182,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-diagnosis-"))
     started = time.perf_counter()
     data = work / "demo"
-    generate_demo_dataset(data, DemoSpec(size=64, n_train=40, n_test_good=6, n_test_per_defect=3,
-                                         categories=("carpet", "grid", "bottle", "pill")))
+    if not data.is_dir():
+        generate_demo_dataset(data, DemoSpec(size=64, n_train=40, n_test_good=6, n_test_per_defect=3,
+                                             categories=("carpet", "grid", "bottle", "pill")))
     e, size = args.epochs, args.image_size
     healthy = train(data, work / "healthy", e, size, **{"model.skips": "none", "objective": "denoise"})
     runs = {
