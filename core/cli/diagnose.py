@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
                         help="with several epochs: skip the label-free epoch ranking (it scores the test set "
                              "with pixel, ssim and knn per epoch; cached)")
     parser.add_argument("--evaluate", action="store_true",
-                        help="with several epochs: add real test AUROC to the suggestion (slow; uses test labels)")
+                        help="with several epochs: add real test AUROC columns to the timeline (slow; uses test "
+                             "labels; with --no-rank it also weighs into the health-only suggestion)")
 
 
 def open_run(text: str):

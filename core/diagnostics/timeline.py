@@ -252,7 +252,7 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
     Returns {"run", "timeline": [timeline_row per epoch (+ purity, ari)], "reports": [HealthReport
     dicts], "collapse_starts": epoch | None, "suggestion": {"epoch", "score", "reasons"},
     "notes": [what could not be checked, damaged epochs left out]}. evaluate=True adds real AUROC per epoch from
-    core.evaluate (slow, and it uses test labels to choose).
+    core.evaluate to the timeline (slow; with rank=False it weighs into the health-only suggestion).
     rank=True (default) adds "ranking": EpochRanking.to_dict() (label-free criteria, their agreement
     with real AUROC where the test set has labels) and the suggestion becomes the ranking's: an
     epoch and a method, never a method a flag rules out at that epoch ({"epoch", "method",
