@@ -204,7 +204,7 @@ def _diagnosis(run: Run, data_root: Path | None, health: bool) -> dict[str, Any]
 
     if not health:
         return {"timeline": [], "suggestion": {}, "notes": ["health not checked"]}
-    return diagnose_run(run, data_root=data_root, cluster=False)
+    return diagnose_run(run, data_root=data_root, cluster=False, rank=False)  # health only: cheap per run
 
 
 def _epoch_rows(run: Run, label: str, timeline: list[dict[str, Any]], data_root: Path | None,

@@ -62,6 +62,14 @@ def health_by_epoch(diag: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
     return out
 
 
+def ranking_of(diag: dict[str, Any] | None):
+    """The diagnosis' label-free epoch ranking as a typed core EpochRanking, or None."""
+    from core.diagnostics.ranking import EpochRanking
+
+    record = (diag or {}).get("ranking")
+    return EpochRanking.from_dict(record) if record else None
+
+
 def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
                 ) -> dict[int, list[str]]:
     """epoch -> short marks for the picker: pinned, best by validation loss, health, damaged."""

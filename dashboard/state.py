@@ -24,6 +24,7 @@ from dashboard.health import (
     flag_sentences,
     health_by_epoch,
     known_diagnosis,
+    ranking_of,
 )
 from dashboard.loaders import (
     align,
@@ -61,7 +62,7 @@ __all__ = [
     "DataFolderMissing", "NotReady", "Selection", "align", "checkpoint_fingerprint",
     "chosen_epoch", "damaged_epochs", "default_checkpoints_root", "default_data_root",
     "diagnosis", "discover_runs", "epoch_marks", "epoch_widget_key", "flag_sentences",
-    "go_to_epoch", "health_by_epoch", "image_aurocs", "known_diagnosis", "map_methods", "model",
+    "go_to_epoch", "health_by_epoch", "image_aurocs", "known_diagnosis", "map_methods", "model", "ranking_of",
     "note_damaged", "reconstructions", "remember_epoch", "run_fingerprint", "scores",
     "scoring_methods", "selection", "set_selection", "subset_maps", "test_set",
 ]

@@ -25,8 +25,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--level", default="bottleneck", help="encoder level to cluster: bottleneck, all or 0..depth")
     parser.add_argument("--k", type=int, help="K-Means clusters (default: number of categories)")
     parser.add_argument("--max-points", type=int, default=20000, help="images to cluster at most (default 20000)")
+    parser.add_argument("--no-rank", action="store_true",
+                        help="with several epochs: skip the label-free epoch ranking (it scores the test set "
+                             "with pixel, ssim and knn per epoch; cached)")
     parser.add_argument("--evaluate", action="store_true",
-                        help="with several epochs: add real test AUROC to the suggestion (slow; uses test labels)")
+                        help="with several epochs: add real test AUROC columns to the timeline (slow; uses test "
+                             "labels; with --no-rank it also weighs into the health-only suggestion)")
 
 
 def parse_epochs(run, text: str) -> tuple[list[int], bool]:
@@ -55,6 +59,8 @@ def format_health(health: dict) -> list[str]:
     verdict = "healthy" if health["healthy"] else "UNHEALTHY"
     lines = [f"health: {verdict}" + ("" if health["flags"] else " (no flags)")]
     lines += [f"  [{f['severity']}] {f['name']}: {f['sentence']}" for f in health["flags"]]
+    if health.get("unusable"):
+        lines.append(f"  unusable methods here: {', '.join(health['unusable'])}")
     lines += [f"  note: {note}" for note in health.get("notes", [])]
     numbers = health["numbers"]
     keys = ("image_spread_ratio", "pixel_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
@@ -107,9 +113,10 @@ def _ranges(epochs: list[int]) -> str:
 
 
 def format_timeline(result: dict) -> list[str]:
-    columns = ["epoch", "healthy", "flags", "val_loss", "image_spread_ratio", "hf_ratio", "defect_error_ratio",
-               "bottleneck_std", "purity"]
+    columns = ["epoch", "healthy", "flags", "unusable", "val_loss", "image_spread_ratio", "hf_ratio",
+               "defect_localisation_auc", "pasted_kept_share", "bottleneck_std", "purity"]
     rows = [{**{c: r.get(c) for c in columns}, "flags": ",".join(r["flags"]) or "-",
+             "unusable": ",".join(r.get("unusable") or []) or "-",
              **{k: r[k] for k in r if k.startswith(("synthetic_auroc_", "real_auroc_"))}} for r in result["timeline"]]
     frame = pd.DataFrame(rows).map(lambda v: _fmt(v) if isinstance(v, float) or v is None else v)
     lines = ["timeline:"] + ["  " + line for line in frame.to_string(index=False).splitlines()]
@@ -121,12 +128,31 @@ def format_timeline(result: dict) -> list[str]:
         last = hits[-1]
         lines.append(f"  {name} ({last['severity']}) in epochs {_ranges([h['epoch'] for h in hits])}; "
                      f"epoch {last['epoch']}: {last['sentence']}")
+    lines += format_ranking(result.get("ranking"))
     starts = result["collapse_starts"]
     lines.append(f"collapse starts: {'epoch ' + str(starts) if starts is not None else 'no collapse'}")
     suggestion = result["suggestion"]
-    head = f"suggested epoch: {suggestion['epoch']}" if suggestion["epoch"] is not None else "suggested epoch: none"
+    method = f" with {suggestion['method']}" if suggestion.get("method") else ""
+    head = (f"suggested epoch: {suggestion['epoch']}{method}" if suggestion["epoch"] is not None
+            else "suggested epoch: none")
     return lines + [head] + [f"  - {reason}" for reason in suggestion["reasons"]] + \
         [f"note: {note}" for note in result["notes"]]
+
+
+def format_ranking(ranking: dict | None) -> list[str]:
+    """Label-free criteria against real AUROC: one Spearman per criterion x method."""
+    if not ranking:
+        return []
+    methods = ranking["methods"]
+    gaps = ["synthetic_gap (warning) at epoch {epoch}: {sentence}".format(**g) for g in ranking.get("gaps", [])]
+    if not ranking["agreements"]:
+        return gaps + ["label-free criteria: the test set has no labels here, so their agreement with real AUROC "
+                "cannot be measured on this run"]
+    rho = {(a["criterion"], a["method"]): a["spearman"] for a in ranking["agreements"]}
+    rows = [{"criterion": c, **{m: _fmt(rho.get((c, m)), 2) for m in methods}} for c in ranking["values"]]
+    table = pd.DataFrame(rows).to_string(index=False)
+    return gaps + (["label-free criteria vs real image AUROC across epochs (Spearman rank correlation; "
+                    "- = under 3 epochs or constant):"] + ["  " + line for line in table.splitlines()])
 
 
 def readable_epochs(run, epochs: list[int]) -> list[int]:
@@ -152,7 +178,7 @@ def main(args) -> int:
     options = {"data_root": args.data, "cluster": not args.no_cluster, "level": _level(args.level),
                "max_points": args.max_points}
     if many:
-        result = diagnose_run(run, epochs, evaluate=args.evaluate, **options)
+        result = diagnose_run(run, epochs, evaluate=args.evaluate, rank=not args.no_rank, **options)
         lines = [f"run {run.path}: {len(epochs)} epochs"] + format_timeline(result)
         std_table = weight_std_table(run, [row["epoch"] for row in result["timeline"]])
     else:

@@ -4,7 +4,10 @@ weights        per-layer weight statistics and histograms from checkpoints alone
 gradients      the per-layer gradient norms training logged; vanishing detection
 probe          the fixed probe set (normals + masked defects) every epoch is judged on
 reconstruction pure numbers: output vs input spread, intensity, saturation, detail, defect error
-health         flags (nan, collapsed, identity_copy, dead_layers, blurry) with evidence
+evidence       does the model copy defects? localisation AUC and pasted-defect share, bootstrap intervals
+health         flags (nan, collapsed, identity_copy, defects_missed, dead_layers, blurry) with evidence
+               and the scoring methods each makes unusable
+ranking        label-free epoch criteria, their Spearman agreement with real AUROC, the suggestion
 features       pooled encoder features per image; cached clusters and 2-D maps
 clustering     K-Means purity / ARI / confused pairs; UMAP and PCA maps (pure)
 timeline       one epoch's diagnosis, a run's timeline, the suggested epoch
@@ -21,6 +24,10 @@ from core.lazy import lazy_exports
 
 _EXPORTS = {
     "ClusterResult": "core.diagnostics.clustering",
+    "CopyEvidence": "core.diagnostics.evidence",
+    "EpochRanking": "core.diagnostics.ranking",
+    "copy_evidence_of": "core.diagnostics.evidence",
+    "rank_run": "core.diagnostics.ranking",
     "DataMissingError": "core.diagnostics.probe",
     "FeatureResult": "core.diagnostics.features",
     "HealthFlag": "core.diagnostics.health",

@@ -6,13 +6,18 @@ with the reason for its number):
 * nan           any weight or reconstructed pixel is NaN/inf.
 * collapsed     every input comes out as nearly the same image (uniform grey, black, a mean
                 image): spread across images far below the input's.
-* identity_copy defects are reconstructed as well as normal regions, so nothing stands out in
-                the error map: skip connections copy the input through.
+* identity_copy defects come back in the reconstruction, so nothing stands out in the error
+                map: real defects are not localised by the error (AUC interval below a line)
+                and pasted synthetic defects reappear (core.diagnostics.evidence).
+* defects_missed real defects are not localised by the error although the model does not copy.
 * dead_layers   a layer's weight std or gradient norm fell far below its early value.
 * blurry        the output keeps little of the input's fine detail (a warning: blur is normal
                 early in training and only hurts pixel-level scores).
 
-Error-severity flags make an epoch unhealthy; the best-epoch suggestion never picks one.
+Error-severity flags make an epoch unhealthy. Each flag names the scoring methods it makes
+unusable (`unusable`): copying ruins every score read from the reconstruction (pixel, ssim,
+feature) but not the knn feature bank; the epoch suggestion never uses a method at an epoch
+where a flag rules it out.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 
 from core.cache import cached
 from core.config import TrainConfig
+from core.diagnostics.evidence import RECONSTRUCTION_METHODS, CopyEvidence, copy_evidence_of
 from core.diagnostics.gradients import gradient_table, vanishing_gradients
 from core.diagnostics.probe import PROBE_PER_CATEGORY, probe_set, probe_signature
 from core.diagnostics.reconstruction import reconstruction_numbers
@@ -46,14 +52,7 @@ UNIFORM_PIXEL_RATIO = 0.1
 # blurry: output keeps under 25% of the input's Laplacian energy, i.e. under half the amplitude
 # of edges and texture; pixel-error maps of such a model light up on every normal edge.
 BLURRY_HF_RATIO = 0.25
-# identity_copy: mean error inside defect masks at most 1.1x the error outside them (on the
-# same images). A model that removes defects has errors several times higher inside; 10% is
-# what sensor noise and borders of masks alone can produce.
-IDENTITY_ERROR_RATIO = 1.1
-# ... and only when the model does reconstruct: error outside defects under half the input's
-# own pixel spread (a flat mean-colour output would score ~0.8). Otherwise a model that
-# reconstructs nothing (untrained, collapsed) would be "equally bad" everywhere and misread.
-IDENTITY_MAX_OUTSIDE_ERROR = 0.5
+# identity_copy: decided from measured copy evidence with its interval (core.diagnostics.evidence).
 # dead_layers: weight std below 10% of its early value (max of initialisation and the first
 # checkpoint). Adam updates move a live layer's std by tens of percent, not by 10x downwards;
 # a 10x fall is weight decay winning over a gradient that no longer arrives.
@@ -61,16 +60,19 @@ DEAD_STD_FRACTION = 0.1
 
 ERROR = "error"
 WARNING = "warning"
+LEARNED_METHODS = ("pixel", "ssim", "feature", "knn", "seg")  # every score that reads the model
 
 
 @dataclass
 class HealthFlag:
-    """One detected problem. evidence: the numbers the rule read, by name."""
+    """One detected problem. evidence: the numbers the rule read, by name; unusable: the scoring
+    methods (core.scoring.METHODS) whose scores this problem makes meaningless."""
 
     name: str
     severity: str  # "warning" | "error"
     sentence: str
     evidence: dict[str, float]
+    unusable: tuple[str, ...] = ()
 
 
 @dataclass
@@ -84,6 +86,7 @@ class HealthReport:
     flags: list[HealthFlag]
     numbers: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    copy: CopyEvidence | None = None
 
     @property
     def healthy(self) -> bool:
@@ -92,9 +95,17 @@ class HealthReport:
     def flag(self, name: str) -> HealthFlag | None:
         return next((flag for flag in self.flags if flag.name == name), None)
 
+    @property
+    def unusable(self) -> list[str]:
+        """Methods some flag of this epoch rules out, in core.scoring's order."""
+        named = {m for flag in self.flags for m in flag.unusable}
+        return [m for m in LEARNED_METHODS if m in named] + sorted(named - set(LEARNED_METHODS))
+
     def to_dict(self) -> dict:
-        return {"epoch": self.epoch, "healthy": self.healthy, "flags": [asdict(f) for f in self.flags],
-                "numbers": dict(self.numbers), "notes": list(self.notes)}
+        return {"epoch": self.epoch, "healthy": self.healthy,
+                "flags": [{**asdict(f), "unusable": list(f.unusable)} for f in self.flags],
+                "unusable": self.unusable, "numbers": dict(self.numbers), "notes": list(self.notes),
+                "copy": None if self.copy is None else self.copy.to_dict()}
 
 
 # --------------------------------------------------------------------------- rules (pure)
@@ -111,7 +122,8 @@ def nan_flag(nonfinite_weights: int, nonfinite_outputs: int) -> HealthFlag | Non
                       f"The model contains NaN or infinite values ({nonfinite_weights} weights, "
                       f"{nonfinite_outputs} output values): training diverged; lower the learning rate "
                       "or pick an earlier epoch.",
-                      {"nonfinite_weights": float(nonfinite_weights), "nonfinite_outputs": float(nonfinite_outputs)})
+                      {"nonfinite_weights": float(nonfinite_weights), "nonfinite_outputs": float(nonfinite_outputs)},
+                      LEARNED_METHODS)
 
 
 def _collapse_kind(numbers: dict[str, float]) -> str:
@@ -137,7 +149,8 @@ def collapsed_flag(numbers: dict[str, float]) -> HealthFlag | None:
                       {"output_image_spread": out, "input_image_spread": inp, "image_spread_ratio": ratio,
                        "output_pixel_spread": numbers["output_pixel_spread"],
                        "output_mean": numbers["output_mean"],
-                       "output_saturated_share": numbers["output_saturated_share"]})
+                       "output_saturated_share": numbers["output_saturated_share"]},
+                      RECONSTRUCTION_METHODS)
 
 
 def blurry_flag(numbers: dict[str, float]) -> HealthFlag | None:
@@ -153,20 +166,36 @@ def blurry_flag(numbers: dict[str, float]) -> HealthFlag | None:
                        "input_hf_energy": numbers["input_hf_energy"]})
 
 
-def identity_copy_flag(numbers: dict[str, float], skips: str = "") -> HealthFlag | None:
-    inside, outside = numbers.get("defect_error_inside"), numbers.get("defect_error_outside")
-    ratio, spread = numbers.get("defect_error_ratio"), numbers.get("input_pixel_spread")
-    if not _finite(inside, outside, ratio, spread) or ratio > IDENTITY_ERROR_RATIO:
+def identity_copy_flag(copy: CopyEvidence | None, skips: str = "") -> HealthFlag | None:
+    """Error when the copy evidence says, with its whole interval, that defects come back in the
+    reconstruction (CopyEvidence.copies); the sentence carries the measurements and intervals."""
+    if copy is None or not copy.copies:
         return None
-    if outside > IDENTITY_MAX_OUTSIDE_ERROR * spread:
-        return None  # the model does not reconstruct well anywhere: not a copy
     via = f"through its skip connections (skips={skips})" if skips and skips != "none" else "through"
+    evidence = {"real_localisation_auc": copy.real_localisation.estimate,
+                "real_localisation_high": copy.real_localisation.high,
+                "kept_share": copy.kept_share.estimate, "kept_share_low": copy.kept_share.low,
+                "n_defect_images": float(copy.real_localisation.n), "n_pasted_images": float(copy.kept_share.n)}
     return HealthFlag("identity_copy", ERROR,
-                      f"Defects are reconstructed as well as normal regions (error inside defect masks "
-                      f"{inside:.3f} vs outside {outside:.3f}, ratio {ratio:.2f}): the model copies "
-                      f"anomalies {via}, so they cannot be found in the error map.",
-                      {"defect_error_inside": inside, "defect_error_outside": outside,
-                       "defect_error_ratio": ratio, "n_defect_images": numbers.get("n_defect_images", 0.0)})
+                      f"The model copies anomalies {via}, so they cannot be found by comparing an image with "
+                      f"its reconstruction: {copy.reason()}. Unusable here: "
+                      f"{', '.join(RECONSTRUCTION_METHODS)}; the knn feature bank does not read the "
+                      "reconstruction and stays usable.", evidence, RECONSTRUCTION_METHODS)
+
+
+def defects_missed_flag(copy: CopyEvidence | None) -> HealthFlag | None:
+    """Warning when real defects are not localised by the reconstruction error (whole interval of
+    the localisation AUC below the line) although the model does not copy: too blurry or too
+    noisy an error map. The scores read from the reconstruction cannot find these defects."""
+    if copy is None or copy.copies or not copy.misses_real_defects:
+        return None
+    evidence = {"real_localisation_auc": copy.real_localisation.estimate,
+                "real_localisation_high": copy.real_localisation.high, "kept_share": copy.kept_share.estimate,
+                "n_defect_images": float(copy.real_localisation.n)}
+    return HealthFlag("defects_missed", WARNING,
+                      f"The reconstruction error does not single out real defects: {copy.reason()}. Unusable "
+                      f"here: {', '.join(RECONSTRUCTION_METHODS)}; the knn feature bank stays usable.",
+                      evidence, RECONSTRUCTION_METHODS)
 
 
 def dead_layer_table(stats: pd.DataFrame, reference_std: pd.Series, vanishing: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +236,7 @@ def dead_layers_flag(dead: pd.DataFrame, n_layers: int) -> HealthFlag | None:
     evidence.update({f"{r.evidence}_ratio:{r.layer}": float(r.ratio) for r in dead.itertuples()})
     return HealthFlag("dead_layers", ERROR if severe else WARNING,
                       f"{len(layers)} of {n_layers} layers stopped learning ({details}): they no longer "
-                      "contribute to the reconstruction.", evidence)
+                      "contribute to the reconstruction.", evidence, RECONSTRUCTION_METHODS if severe else ())
 
 
 # --------------------------------------------------------------------------- per checkpoint
@@ -257,8 +286,9 @@ def reconstruction_numbers_of(run: Run, epoch: int, data_root: str | Path | None
     return {k: float(v) for k, v in result.items()}
 
 
-def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthFlag], skips: str) -> HealthReport:
-    """Combines reconstruction numbers and the image-free flags (weight_flags) into one report.
+def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthFlag], skips: str,
+           copy: CopyEvidence | None = None) -> HealthReport:
+    """Combines reconstruction numbers, copy evidence and the image-free flags (weight_flags).
 
     NaN outputs make every output-based rule meaningless, and a collapsed output has uniform
     error that would read as identity copying, so those rules are skipped in those cases.
@@ -267,12 +297,12 @@ def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthF
     nonfinite_weights = int(numbers.get("nonfinite_weights", 0))
     broken = nan_flag(nonfinite_weights, int(numbers.get("nonfinite_outputs", 0)))
     if broken is not None:
-        return HealthReport(epoch, [broken, *flags], numbers)
+        return HealthReport(epoch, [broken, *flags], numbers, copy=copy)
     collapsed = collapsed_flag(numbers)
     found = [collapsed, blurry_flag(numbers)]
     if collapsed is None:
-        found.append(identity_copy_flag(numbers, skips))
-    return HealthReport(epoch, [f for f in found if f is not None] + flags, numbers)
+        found += [identity_copy_flag(copy, skips), defects_missed_flag(copy)]
+    return HealthReport(epoch, [f for f in found if f is not None] + flags, numbers, copy=copy)
 
 
 def reconstruction_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:
@@ -284,7 +314,8 @@ def reconstruction_health(run: Run, epoch: int, data_root: str | Path | None = N
     numbers = reconstruction_numbers_of(run, epoch, data_root)
     image_free_flags, weight_numbers = weight_flags(run, epoch)
     numbers.update(weight_numbers)
-    return assess(epoch, numbers, image_free_flags, run.config().model.skips)
+    copy = copy_evidence_of(run, epoch, data_root) if int(numbers.get("nonfinite_outputs", 0)) == 0 else None
+    return assess(epoch, numbers, image_free_flags, run.config().model.skips, copy)
 
 
 def weight_health(run: Run, epoch: int, note: str = "") -> HealthReport:

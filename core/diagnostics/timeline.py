@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
 from core.diagnostics.probe import DataMissingError
+from core.diagnostics.ranking import EpochRanking
 from core.diagnostics.weights import weight_stats
 from core.finite import NonFiniteError
 from core.runs import Run, RunError, jsonable
@@ -27,6 +29,9 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # Subtracted per warning flag (blurry, dead layers that are not fatal): between two epochs with
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
+# What the label-free ranking scores per epoch: the methods training's follower and the Overview
+# already score (core.follow.OVERVIEW_METHODS), so their cache entries are shared.
+RANKED_METHODS = ("pixel", "ssim", "knn")
 FLOOR_METHODS = ("rawknn", "patchz")  # no-learning baselines: constant across epochs, never a reason
 
 
@@ -96,11 +101,14 @@ def timeline_row(report: HealthReport, record: dict[str, Any], bottleneck_std: f
     """One epoch of the timeline: health verdict, flag names, key numbers and logged metrics."""
     numbers = report.numbers
     row = {"epoch": report.epoch, "healthy": report.healthy,
-           "flags": [f.name for f in report.flags],
+           "flags": [f.name for f in report.flags], "unusable": report.unusable,
            "errors": [f.name for f in report.flags if f.severity == "error"],
            "warnings": [f.name for f in report.flags if f.severity == "warning"]}
     for key in ("image_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean", "normal_error"):
         row[key] = numbers.get(key)
+    if report.copy is not None:
+        row["defect_localisation_auc"] = report.copy.real_localisation.estimate
+        row["pasted_kept_share"] = report.copy.kept_share.estimate
     row["bottleneck_std"] = bottleneck_std
     row["grad_ratio_deep_shallow"] = record.get("grad_ratio_deep_shallow")
     row.update(_metric_columns(record))
@@ -214,15 +222,42 @@ def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dic
     return values, "real AUROC from core.evaluate (test labels) is part of the suggestion"
 
 
+def ranked_methods(run: Run) -> tuple[str, ...]:
+    """RANKED_METHODS, plus seg for a run trained with the discriminative objective."""
+    return RANKED_METHODS + (("seg",) if run.config().objective == "discriminative" else ())
+
+
+def epoch_ranking(run: Run, epochs: Sequence[int], data_root, reports: Sequence[HealthReport],
+                  methods: Sequence[str] | None = None) -> tuple[EpochRanking | None, str]:
+    """core.diagnostics.ranking.rank_run over the diagnosed epochs (methods: ranked_methods by
+    default), with each epoch's unusable methods from its flags; (None, why) when the test set
+    cannot be scored."""
+    from core.diagnostics.ranking import rank_run
+    from core.scoring.data import run_data_root
+
+    unusable = {r.epoch: r.unusable for r in reports}
+    methods = ranked_methods(run) if methods is None else methods
+    try:
+        root = run_data_root(run.config(), data_root)
+        return rank_run(run, epochs, root, methods, unusable), ""
+    except (ValueError, FileNotFoundError, RuntimeError, RunError) as err:
+        return None, f"label-free epoch ranking unavailable: {err}"
+
+
 def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
                  cluster: bool = True, evaluate: bool = False, level: str | int = "bottleneck",
-                 max_points: int = MAX_POINTS) -> dict[str, Any]:
+                 max_points: int = MAX_POINTS, rank: bool = True) -> dict[str, Any]:
     """Health timeline over epochs, where collapse starts, and the suggested epoch.
 
     Returns {"run", "timeline": [timeline_row per epoch (+ purity, ari)], "reports": [HealthReport
     dicts], "collapse_starts": epoch | None, "suggestion": {"epoch", "score", "reasons"},
     "notes": [what could not be checked, damaged epochs left out]}. evaluate=True adds real AUROC per epoch from
-    core.evaluate (slow, and it uses test labels to choose).
+    core.evaluate to the timeline (slow; with rank=False it weighs into the health-only suggestion).
+    rank=True (default) adds "ranking": EpochRanking.to_dict() (label-free criteria, their agreement
+    with real AUROC where the test set has labels) and the suggestion becomes the ranking's: an
+    epoch and a method, never a method a flag rules out at that epoch ({"epoch", "method",
+    "criterion", "agreement", "agreement_source", "reasons", "real_auroc", "best_real_auroc"}).
+    Without a scorable test set the health-only suggestion (suggest_epoch) stays.
     """
     epochs = list(run.epochs() if epochs is None else epochs)
     logged = _logged(run)
@@ -240,7 +275,7 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
             clustering = _clustering(run, epoch, data_root, level, None, max_points)
             row["purity"], row["ari"] = clustering.get("purity"), clustering.get("ari")
         rows.append(row)
-        reports.append(report.to_dict())
+        reports.append(report)
         notes += [n for n in report.notes if n not in notes]
     if evaluate and rows:
         diagnosed = [row["epoch"] for row in rows]
@@ -248,5 +283,14 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
         notes.append(note)
         for row in rows:
             row.update(real.get(row["epoch"], {}))
-    return jsonable({"run": str(run.path), "timeline": rows, "reports": reports,
-                     "collapse_starts": collapse_start(rows), "suggestion": suggest_epoch(rows), "notes": notes})
+    result = {"run": str(run.path), "timeline": rows, "reports": [r.to_dict() for r in reports],
+              "collapse_starts": collapse_start(rows), "suggestion": suggest_epoch(rows), "notes": notes}
+    if rank and rows:
+        ranking, why = epoch_ranking(run, [row["epoch"] for row in rows], data_root, reports)
+        if ranking is None:
+            notes.append(why)
+        else:
+            result["ranking"] = ranking.to_dict()
+            result["suggestion"] = {**asdict(ranking.suggestion), "score": None}
+            notes += [n for n in ranking.notes if n not in notes]
+    return jsonable(result)

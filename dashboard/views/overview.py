@@ -159,8 +159,11 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | N
     with left.container(border=True):
         if suggestion.get("epoch") is not None:
             pick = int(suggestion["epoch"])
-            st.markdown(f"**Suggested: epoch {pick}**")
-            st.caption("Healthy epochs only, weighing synthetic AUROC, validation loss and warnings (no test labels).")
+            method = suggestion.get("method")
+            st.markdown(f"**Suggested: epoch {pick}**" + (f" with **{method}**" if method else ""))
+            st.caption("Label-free criteria only; never a method a health flag rules out at that epoch."
+                       if method else "Healthy epochs only, weighing synthetic AUROC, validation loss and "
+                       "warnings (no test labels).")
             for reason in suggestion.get("reasons") or []:
                 st.markdown(f"- {reason}")
             epoch_buttons(run, pick, epoch, "suggested", "diagnostics' suggestion: "
@@ -186,6 +189,23 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | N
         row = rows[min(chosen, len(rows) - 1)]
         st.caption(f"Row: {row['criterion']}")
         epoch_buttons(run, row["epoch"], epoch, "criterion", f"{row['criterion']}")
+
+
+def draw_agreement(ranking) -> None:
+    """Each label-free criterion's Spearman rank correlation with real AUROC across epochs."""
+    if ranking is None:
+        return
+    st.markdown("**Label-free criteria against real AUROC** (Spearman rank correlation across epochs; "
+                "1 = picks epochs exactly as real AUROC would)")
+    if not ranking.labelled:
+        st.caption("The test set has no labels: agreement cannot be measured on this run; the suggestion "
+                   "uses the order measured on labelled benchmark runs (README).")
+        return
+    table = pd.DataFrame(ranking.agreement_table()).T.rename_axis("criterion").reset_index()
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={m: st.column_config.NumberColumn(m, format="%+.2f") for m in ranking.methods})
+    for gap in ranking.gaps[:5]:
+        st.caption(f"synthetic gap at epoch {gap.epoch}: {gap.sentence}")
 
 
 def epoch_buttons(run: Run, pick: int, epoch: int | None, key: str, reason: str) -> None:
@@ -290,6 +310,7 @@ def main() -> None:
         st.subheader("Which epoch?")
         choices = core.evaluate.epoch_choices(table) if len(table) else {}
         draw_suggestions(run, choices, diag, sel.epoch)
+        draw_agreement(state.ranking_of(diag))
         st.subheader("Epoch × metric")
         draw_table(table, sel.marks, health)
         if missing:

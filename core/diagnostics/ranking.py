@@ -1,0 +1,393 @@
+"""Which epoch, and which score, without test labels; and how far each label-free criterion can
+be trusted, measured on runs whose test set has labels.
+
+Label-free criteria, each a value per (epoch, method), higher = better:
+
+  test_separation   AUROC of the unlabeled test scores against the held-out normal scores of the
+                    same category, averaged over categories (the "AUCp" idea: a test set that
+                    holds anomalies scores above normals the model never trained on, and the more
+                    a method separates them the better it finds those anomalies). Reads no label.
+  synthetic_auroc   AUROC on synthetic defects pasted into held-out normals, as training logged it
+                    (pixel, ssim, feature; a knn bank is not built during training).
+  restoration       1 - the share of pasted synthetic defects that comes back in the reconstruction
+                    (core.diagnostics.evidence): the same for every reconstruction method.
+  val_loss          minus the validation loss on held-out normals: the same for every method.
+
+On a run with labels, each criterion's Spearman rank correlation with the real image AUROC of
+each method across epochs says how well it would have picked epochs there (agreements). The
+suggestion then ranks epochs by the criterion that agreed best for each method; without labels
+it uses the criterion with the best MEASURED_AGREEMENT: mean Spearman on labelled runs (README).
+Methods a health flag names unusable at an epoch are never suggested there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from core.metrics import image_auroc
+
+CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
+# Without labels: each criterion's mean Spearman with real AUROC per method, measured on two
+# labelled runs over ../shared/realdata at 64 px (README, "Diagnosis you can trust"): every skip +
+# reconstruct (10 epochs) and no skips + denoise (6 epochs). A method measured on neither takes
+# the mean over the measured methods.
+MEASURED_AGREEMENT = {
+    "pixel": {"test_separation": 0.41, "synthetic_auroc": 0.75, "restoration": -0.17, "val_loss": 0.77},
+    "ssim": {"test_separation": 0.34, "synthetic_auroc": 0.82, "restoration": -0.56, "val_loss": 0.87},
+    "knn": {"test_separation": 0.23, "val_loss": 0.14},
+}
+MEASURED_RUNS = 2
+GLOBAL_CRITERIA = ("restoration", "val_loss")  # one value per epoch, shared by the methods
+MIN_EPOCHS = 3  # a rank correlation over fewer epochs says nothing
+# synthetic_gap: synthetic AUROC above the real one (or, without labels, above the test
+# separation) by more than 0.2 at an epoch. Both are AUROCs of the same method at the same epoch;
+# with the ~20-100 images per side of these sets one AUROC's standard error is ~0.05-0.1
+# (Hanley & McNeil), so 0.2 is two of them: a gap the sampling noise alone rarely makes.
+SYNTHETIC_GAP = 0.2
+DEFAULT_SOURCE = f"mean over {MEASURED_RUNS} labelled runs on ../shared/realdata (README)"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
+                    test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
+    """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
+    has both. Scores (N,) with their categories (N,); no label is read."""
+    val_s, test_s = np.asarray(val_scores, np.float64), np.asarray(test_scores, np.float64)
+    val_c, test_c = np.asarray(val_categories, dtype=object), np.asarray(test_categories, dtype=object)
+    values = []
+    for category in sorted(set(val_c.tolist()) & set(test_c.tolist())):
+        a, b = val_s[val_c == category], test_s[test_c == category]
+        if len(a) and len(b):
+            labels = np.r_[np.zeros(len(a)), np.ones(len(b))]
+            values.append(image_auroc(labels, np.r_[a, b]))
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Spearman rank correlation of a criterion with a method's real AUROC across n_epochs
+    (None when fewer than MIN_EPOCHS or either side is constant)."""
+
+    criterion: str
+    method: str
+    spearman: float | None
+    n_epochs: int
+
+
+def spearman_agreement(criterion: Mapping[int, float], real: Mapping[int, float]) -> tuple[float | None, int]:
+    """(rho, epochs used) over the epochs where both are finite."""
+    epochs = [e for e in criterion if _finite(criterion.get(e)) and _finite(real.get(e))]
+    x = np.array([criterion[e] for e in epochs], np.float64)
+    y = np.array([real[e] for e in epochs], np.float64)
+    if len(epochs) < MIN_EPOCHS or np.ptp(x) < 1e-12 or np.ptp(y) < 1e-12:
+        return None, len(epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = spearmanr(x, y).statistic
+    return (float(rho) if math.isfinite(rho) else None), len(epochs)
+
+
+@dataclass(frozen=True)
+class SyntheticGap:
+    """At one epoch, a method's synthetic AUROC overstates its real one (or, without labels, its
+    test separation): choosing epochs by synthetic AUROC would mislead for that method."""
+
+    epoch: int
+    method: str
+    synthetic: float
+    reference: float
+    reference_name: str  # "real AUROC" | "test separation"
+
+    @property
+    def sentence(self) -> str:
+        return (f"{self.method}: synthetic AUROC {self.synthetic:.3f} vs {self.reference_name} "
+                f"{self.reference:.3f} (gap {self.synthetic - self.reference:+.3f}, flagged above "
+                f"{SYNTHETIC_GAP}): the synthetic defects are easier than the real ones, so synthetic AUROC "
+                "does not say how this epoch finds real defects")
+
+
+def synthetic_gaps(values, real) -> list[SyntheticGap]:
+    """Every (epoch, method) whose synthetic AUROC exceeds its real AUROC (or test separation when
+    the method has no real AUROC at that epoch) by more than SYNTHETIC_GAP."""
+    out = []
+    for method, by_epoch in values.get("synthetic_auroc", {}).items():
+        for epoch, synthetic in sorted(by_epoch.items()):
+            reference, name = real.get(method, {}).get(epoch), "real AUROC"
+            if not _finite(reference):
+                reference, name = values.get("test_separation", {}).get(method, {}).get(epoch), "test separation"
+            if _finite(synthetic) and _finite(reference) and synthetic - reference > SYNTHETIC_GAP:
+                out.append(SyntheticGap(int(epoch), method, float(synthetic), float(reference), name))
+    return out
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The epoch and score method to use, and why.
+
+    criterion: the label-free criterion that ranked the epochs; agreement: its Spearman with real
+    AUROC for that method (None when not measured); agreement_source: "this run's test labels" or
+    "benchmark runs (README)". real_auroc / best_real_auroc: the method's real AUROC at the
+    suggested epoch and at its best epoch, when the run has labels (a check, never an input).
+    """
+
+    epoch: int | None
+    method: str | None
+    criterion: str | None
+    agreement: float | None
+    agreement_source: str
+    reasons: list[str]
+    real_auroc: float | None = None
+    best_real_auroc: float | None = None
+
+
+@dataclass
+class EpochRanking:
+    """Label-free criteria per epoch and method, their agreement with real AUROC, the suggestion.
+
+    values[criterion][method][epoch]; real[method][epoch] (empty without labels);
+    unusable[epoch]: methods a health flag rules out there.
+    """
+
+    epochs: list[int]
+    methods: list[str]
+    values: dict[str, dict[str, dict[int, float]]]
+    real: dict[str, dict[int, float]]
+    agreements: list[Agreement]
+    unusable: dict[int, list[str]]
+    suggestion: Suggestion
+    notes: list[str] = field(default_factory=list)
+    gaps: list[SyntheticGap] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        return any(self.real.values())
+
+    def agreement(self, criterion: str, method: str) -> Agreement | None:
+        return next((a for a in self.agreements if a.criterion == criterion and a.method == method), None)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> EpochRanking:
+        """The inverse of to_dict (e.g. a diagnose_run result read back from JSON or a cache)."""
+        def by_epoch(d: dict) -> dict[int, float]:
+            return {int(e): float(v) for e, v in d.items() if v is not None}
+
+        return cls([int(e) for e in record["epochs"]], list(record["methods"]),
+                   {c: {m: by_epoch(v) for m, v in by_m.items()} for c, by_m in record["values"].items()},
+                   {m: by_epoch(v) for m, v in record["real"].items()},
+                   [Agreement(**a) for a in record["agreements"]],
+                   {int(e): list(m) for e, m in record["unusable"].items()},
+                   Suggestion(**record["suggestion"]), list(record.get("notes", [])),
+                   [SyntheticGap(**{k: v for k, v in g.items() if k != "sentence"}) for g in record.get("gaps", [])])
+
+    def agreement_table(self) -> dict[str, dict[str, float | None]]:
+        """criterion -> method -> Spearman with real AUROC (None: not measurable)."""
+        return {c: {m: (a.spearman if (a := self.agreement(c, m)) else None) for m in self.methods}
+                for c in self.values}
+
+    def to_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "methods": list(self.methods),
+                "values": {c: {m: {str(e): v for e, v in by_e.items()} for m, by_e in by_m.items()}
+                           for c, by_m in self.values.items()},
+                "real": {m: {str(e): v for e, v in by_e.items()} for m, by_e in self.real.items()},
+                "agreements": [asdict(a) for a in self.agreements],
+                "unusable": {str(e): list(m) for e, m in self.unusable.items()},
+                "suggestion": asdict(self.suggestion), "notes": list(self.notes),
+                "gaps": [{**asdict(g), "sentence": g.sentence} for g in self.gaps]}
+
+
+def agreements_of(values: Mapping[str, Mapping[str, Mapping[int, float]]],
+                  real: Mapping[str, Mapping[int, float]]) -> list[Agreement]:
+    """Agreement of every criterion with every method's real AUROC (empty without labels)."""
+    out = []
+    for criterion, by_method in values.items():
+        for method, by_epoch in by_method.items():
+            if real.get(method):
+                rho, n = spearman_agreement(by_epoch, real[method])
+                out.append(Agreement(criterion, method, rho, n))
+    return out
+
+
+def measured_agreement(method: str, criterion: str) -> float | None:
+    """MEASURED_AGREEMENT for a method, else the mean over the measured methods."""
+    if method in MEASURED_AGREEMENT:
+        return MEASURED_AGREEMENT[method].get(criterion)
+    known = [m[criterion] for m in MEASURED_AGREEMENT.values() if criterion in m]
+    return float(np.mean(known)) if known else None
+
+
+def _best_criterion(method: str, values, agreements: list[Agreement]) -> tuple[str | None, Agreement | None, bool]:
+    """(criterion, its agreement, measured on this run?): the criterion that agreed best with this
+    method's real AUROC on this run, else the one with the best MEASURED_AGREEMENT among those
+    defined for the method here."""
+    measured = [a for a in agreements if a.method == method and a.spearman is not None]
+    if measured:
+        best = max(measured, key=lambda a: (a.spearman, -CRITERIA.index(a.criterion)))
+        return best.criterion, best, True
+    defined = [c for c in CRITERIA if any(_finite(v) for v in values.get(c, {}).get(method, {}).values())]
+    scored = [(measured_agreement(method, c), c) for c in defined]
+    scored = [(rho, c) for rho, c in scored if rho is not None]
+    if not scored:
+        return (defined[0], None, False) if defined else (None, None, False)
+    rho, criterion = max(scored)
+    return criterion, Agreement(criterion, method, rho, 0), False
+
+
+def _pick(by_epoch: Mapping[int, float], epochs: Sequence[int]) -> int | None:
+    """Highest value among epochs; ties to the later epoch."""
+    present = [e for e in epochs if _finite(by_epoch.get(e))]
+    return max(present, key=lambda e: (round(by_epoch[e], 12), e)) if present else None
+
+
+def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreements: list[Agreement],
+            unusable: Mapping[int, Sequence[str]]) -> Suggestion:
+    """Per method, the best usable epoch by its best-agreeing criterion; among those (method,
+    epoch) pairs, the one whose test_separation is highest (synthetic AUROC when separation is
+    undefined): both are label-free AUROCs, comparable between methods."""
+    source = "this run's test labels"
+    picks = []
+    for method in methods:
+        usable = [e for e in epochs if method not in unusable.get(e, ())]
+        criterion, agreement, here = _best_criterion(method, values, agreements)
+        if not usable or criterion is None:
+            continue
+        epoch = _pick(values[criterion][method], usable)
+        if epoch is None:
+            continue
+        picks.append((method, epoch, criterion, agreement, here))
+    if not picks:
+        return Suggestion(None, None, None, None, source,
+                          ["no method is usable at any epoch with a label-free criterion: see the flags"])
+
+    def quality(pick) -> tuple[float, float]:
+        method, epoch = pick[0], pick[1]
+        sep = values.get("test_separation", {}).get(method, {}).get(epoch)
+        syn = values.get("synthetic_auroc", {}).get(method, {}).get(epoch)
+        return (sep if _finite(sep) else -1.0, syn if _finite(syn) else -1.0)
+
+    method, epoch, criterion, agreement, here = max(picks, key=quality)
+    rho = agreement.spearman if agreement is not None else None
+    if here:
+        how = f"agreed best on {source}: Spearman {rho:+.2f} with {method}'s real AUROC over {agreement.n_epochs} epochs"
+    else:
+        source = DEFAULT_SOURCE
+        said = f"Spearman {rho:+.2f} with real AUROC, {source}" if rho is not None else "never measured"
+        how = (f"agreement not measurable on this run (no labels or under {MIN_EPOCHS} epochs); "
+               f"the criterion that agreed best on labelled runs: {said}")
+    reasons = [f"{method} ranked by {criterion.replace('_', ' ')}: {how}"]
+    ruled_out = sorted({e for e in epochs if method in unusable.get(e, ())})
+    if ruled_out:
+        which = f"epoch{'s' if len(ruled_out) > 1 else ''} {', '.join(map(str, ruled_out))}"
+        reasons.append(f"{which} left out: a flag makes {method} unusable there")
+    sep = quality((method, epoch))[0]
+    if sep >= 0:
+        reasons.append(f"{method} separates the test set from held-out normals with AUROC {sep:.3f} at epoch "
+                       f"{epoch} (label-free; highest among methods)")
+    real_here = real.get(method, {}).get(epoch)
+    best = max((v for v in real.get(method, {}).values() if _finite(v)), default=None)
+    if _finite(real_here) and best is not None:
+        reasons.append(f"check with labels: real AUROC {real_here:.3f} here, best epoch of {method} {best:.3f}")
+    return Suggestion(int(epoch), method, criterion, rho, source, reasons,
+                      float(real_here) if _finite(real_here) else None, best)
+
+
+def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
+         unusable: Mapping[int, Sequence[str]], notes: Sequence[str] = ()) -> EpochRanking:
+    """EpochRanking from criterion values (pure; see the module docstring)."""
+    agreements = agreements_of(values, real)
+    suggestion = suggest(epochs, methods, values, real, agreements, unusable)
+    return EpochRanking(list(epochs), list(methods), {c: {m: dict(v) for m, v in by.items()} for c, by in values.items()},
+                        {m: dict(v) for m, v in real.items()}, agreements,
+                        {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes),
+                        synthetic_gaps(values, real))
+
+
+# --------------------------------------------------------------------------- per run
+
+
+def _method_values(run, epoch: int, data_root, method: str) -> tuple[float, float]:
+    """(test_separation, real AUROC or NaN) of one method at one epoch, from core.scoring's cache."""
+    from core.metrics import evaluation_table
+    from core.scoring import score_checkpoint
+
+    test = score_checkpoint(run, epoch, data_root, method)
+    val = score_checkpoint(run, epoch, data_root, method, split="val")
+    separation = separation_auroc(val.image_scores, val.categories, test.image_scores,
+                                  test.categories)
+    labels = np.asarray(test.labels)
+    real = float("nan")
+    if (labels >= 0).any():
+        known = labels >= 0
+        table = evaluation_table(np.asarray(test.categories, object)[known], labels[known],
+                                 {method: np.asarray(test.image_scores)[known]})
+        real = float(table.loc[method, "mean"])
+    return separation, real
+
+
+def _score_together(run, epoch: int, data_root, methods: Sequence[str]) -> None:
+    """Fills the cache for every method in one model pass per split (test, held-out normals),
+    so _method_values reads instead of scoring method by method; a failure is left to it."""
+    from core.runs import RunError
+    from core.scoring.checkpoint import score_checkpoint_methods
+
+    for split in ("test", "val"):
+        try:
+            score_checkpoint_methods(run, epoch, data_root, tuple(methods), split)
+        except (ValueError, RuntimeError, RunError, OSError):
+            return
+
+
+def _restoration(run, epoch: int, data_root) -> float:
+    from core.diagnostics.evidence import copy_evidence_of
+
+    kept = copy_evidence_of(run, epoch, data_root).kept_share
+    return 1.0 - kept.estimate if kept.defined else float("nan")
+
+
+def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
+             unusable: Mapping[int, Sequence[str]]) -> EpochRanking:
+    """rank() over a run's epochs: scores each method on the test set and the held-out normals
+    (core.scoring, cached per checkpoint: the same entries evaluate and the Overview use), reads
+    the logged validation loss and synthetic AUROC, and the copy evidence. Real AUROC (mean of
+    per-category image AUROCs, as evaluate reports it) only where the test set has labels.
+    An epoch or method that cannot be scored is left out and named in the notes.
+    """
+    from core.runs import RunError
+
+    logged = {int(m.get("epoch", 0)): m for m in run.metrics()}
+    values: dict[str, dict[str, dict[int, float]]] = {c: {m: {} for m in methods} for c in CRITERIA}
+    real: dict[str, dict[int, float]] = {m: {} for m in methods}
+    notes: list[str] = []
+    for epoch in epochs:
+        record = logged.get(int(epoch), {})
+        restoration = _restoration(run, epoch, data_root)
+        _score_together(run, epoch, data_root, methods)
+        for method in methods:
+            try:
+                separation, auroc = _method_values(run, epoch, data_root, method)
+            except (ValueError, RuntimeError, RunError, OSError) as err:
+                notes.append(f"epoch {epoch}, {method}: not scored ({err})")
+                continue
+            values["test_separation"][method][epoch] = separation
+            values["synthetic_auroc"][method][epoch] = (record.get("synthetic_auroc") or {}).get(method, float("nan"))
+            values["val_loss"][method][epoch] = -record["val_loss"] if _finite(record.get("val_loss")) else float("nan")
+            values["restoration"][method][epoch] = restoration if method in _reconstruction_methods() else float("nan")
+            if _finite(auroc):
+                real[method][epoch] = auroc
+    values = {c: {m: {e: float(v) for e, v in by_e.items() if _finite(v)} for m, by_e in by_m.items()}
+              for c, by_m in values.items()}
+    return rank(epochs, methods, values, {m: v for m, v in real.items() if v}, unusable, notes)
+
+
+def _reconstruction_methods() -> tuple[str, ...]:
+    from core.diagnostics.evidence import RECONSTRUCTION_METHODS
+
+    return RECONSTRUCTION_METHODS
