@@ -71,6 +71,10 @@ class TrainConfig:
     # denoise beat reconstruct on every learned score on ../shared/realdata (README, "Detection
     # recipes"): with skip connections a plain autoencoder copies defects through
     objective: str = "denoise"  # reconstruct | denoise | discriminative (core.objectives)
+    # each epoch draws its images so every category is seen equally often (with replacement,
+    # weight 1/size of the image's category): a 28-image category beside a 770-image one is
+    # otherwise seen 28 times an epoch (core.train.epoch_order)
+    balance_categories: bool = False
     val_fraction: float = 0.1  # held-out normal training images for validation loss
     synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals
     device: str = "auto"  # auto | cpu | cuda

@@ -117,6 +117,18 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
         raise
 
 
+def epoch_order(rng: np.random.Generator, categories, balance: bool) -> np.ndarray:
+    """The indices of one epoch's training images: a permutation, or with `balance` as many
+    draws with replacement, each category equally likely."""
+    n = len(categories)
+    if not balance:
+        return rng.permutation(n)
+    cats = np.asarray(list(categories), dtype=object)
+    names, inverse, counts = np.unique(cats, return_inverse=True, return_counts=True)
+    weights = 1.0 / (len(names) * counts[inverse])
+    return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+
 UNBORN_FILES = {"config.json", "status.json", "train.lock"}  # what a run holds before epoch 1
 
 
@@ -247,7 +259,7 @@ def run_epoch(model, optimizer, loss_fn, data: TrainingData, probe: ValidationPr
     augment_seed = ctx.augment_seed(config.seed * 100_003 + epoch)  # rank 0: the single-process seed
     torch.manual_seed(augment_seed)
     pipeline = build_augmentation(config.augment, config.image_size, seed=augment_seed)
-    order = rng.permutation(len(data.train))
+    order = epoch_order(rng, data.train.categories, config.balance_categories)
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     smallest = (2 if config.model.norm == "batch" else 1) * ctx.world_size  # BatchNorm needs 2+
     if len(batches) > 1 and len(batches[-1]) < smallest:  # images a batch, each rank 1+

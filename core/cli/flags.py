@@ -28,6 +28,9 @@ SCORING_FLAGS: dict[str, tuple[str, Any, str]] = {
         "neighbours", int, "knn: nearest normal images whose patches are searched (default 5)"
     ),
     "max_bank": ("max_bank", int, "entries kept per category bank (default 262144)"),
+    "members": (
+        "members", str, "ensemble: methods whose calibrated scores are averaged (default knn,patchz)"
+    ),
     "thumb_size": ("thumb_size", int, "rawknn thumbnail side in px (default 32)"),
     "routing": (
         "routing",
