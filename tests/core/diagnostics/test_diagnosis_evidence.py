@@ -76,9 +76,8 @@ def test_flags_bite_where_the_whole_interval_crosses_the_line():
 @pytest.fixture(scope="module")
 def output_equals_input(tmp_path_factory, demo_root) -> Run:
     """A depth-1 U-Net whose output is its input through the skip (see test_diagnostics_health)."""
-    from tests.test_diagnostics_health import COPY_KNOTS, copy_state
-
     from core.model import UNetAutoencoder
+    from tests.core.diagnostics.test_diagnostics_health import COPY_KNOTS, copy_state
 
     config = tiny_config(demo_root, "unused", **{"model.depth": 1, "model.skips": "1", "model.norm": "none",
                                                  "model.base_width": 3 * len(COPY_KNOTS)})
