@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,14 @@ from core.metrics import (
 )
 from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods
-from core.scoring.calibration import MIN_NORMALS
 from core.scoring.checkpoint import (
     calibrate_result,
+    can_calibrate,
     checkpoint_config,
     load_checkpoint_model,
     reference_set,
     score_checkpoint_methods,
     scoring_samples,
-    trained_categories,
 )
 from core.scoring.options import CHECKPOINT_METHODS, FLOOR_METHODS, SEGMENTER_METHODS
 from core.scoring.results import MethodScores
@@ -74,12 +72,7 @@ def available_methods(
 
 
 def _can_calibrate(run: Run, epoch: int, data_root) -> bool:
-    """Whether the held-out normals can calibrate scores (core.scoring.calibration): one in
-    every trained category and MIN_NORMALS in at least one."""
-    config = checkpoint_config(run, epoch)
-    counts = Counter(s.category for s in scoring_samples(config, data_root, "val"))
-    trained = trained_categories(config, data_root)
-    return all(counts[c] >= 1 for c in trained) and max(counts.values(), default=0) >= MIN_NORMALS
+    return can_calibrate(checkpoint_config(run, epoch), data_root)
 
 
 def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:

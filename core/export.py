@@ -39,8 +39,9 @@ from core.runs import (
 )
 from core.scoring import score_checkpoint
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.checkpoint import load_checkpoint_model
-from core.scoring.options import DEFAULT_METHOD, ScoreOptions, check_method
+from core.scoring.checkpoint import load_checkpoint_model, resolve_method
+from core.scoring.data import run_data_root
+from core.scoring.options import FALLBACK_METHOD, ScoreOptions, check_method
 from core.scoring.results import MethodScores
 from core.segmentation import SEG_KEY
 
@@ -49,6 +50,16 @@ EXPORT_FILES = ("model.pt", "config.json", "card.json", "submission.csv")
 
 class ExportExistsError(ValueError):
     """The output folder already holds an export; the message names it and the way out."""
+
+
+def _method_for(method, run: Run, epoch: int, config, test_dir) -> tuple[str, str | None]:
+    """resolve_method against the data the scores will come from; the fallback method when
+    that data cannot be read (the scoring itself then says why)."""
+    try:
+        data = test_dir if test_dir is not None else run_data_root(config, None)
+        return resolve_method(method, run, epoch, data)
+    except (ValueError, OSError):
+        return method or FALLBACK_METHOD, None
 
 
 def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
@@ -98,7 +109,7 @@ def export_epoch(
     epoch: int | str,
     out_dir: str | Path,
     test_dir: str | Path | None = None,
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     calibration: str = "normals",
     reason: str = "",
     id_column: str = "id",
@@ -110,19 +121,23 @@ def export_epoch(
     """Writes model.pt, config.json, card.json and (given test_dir) submission.csv.
 
     epoch: a number, "best" or "last". test_dir: a folder of images, or a dataset whose test
-    split is scored. method/options: how the submission is scored (see core.scoring).
+    split is scored. method/options: how the submission is scored (see core.scoring); None =
+    the default (core.scoring.checkpoint.resolve_method: ensemble, or knn where the run holds
+    out too few normals, which the card then says).
     calibration: "normals" (default) writes per-category calibrated scores, so the pooled
     ranking a judge computes over mixed categories is fair; "none" writes raw scores.
     overwrite: replace an export already in out_dir (its files not written again are removed,
     so the folder never mixes two exports); otherwise ExportExistsError.
     Returns {file kind: path written}.
     """
-    check_method(method)
+    if method is not None:
+        check_method(method)
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     check_export_target(out_dir, overwrite)
     opts = ScoreOptions.from_kwargs(options)
     model, config, resolved = load_checkpoint_model(run, epoch)  # validates the architecture
+    method, fallback = _method_for(method, run, resolved, config, test_dir)
     scored = None
     if test_dir is not None:  # score first: a bad test folder must not leave a half export
         scored = score_checkpoint(
@@ -154,6 +169,8 @@ def export_epoch(
             "calibration": calibration if scored is None else scored.calibration,
         },
     }
+    if fallback:
+        card["scoring"]["note"] = fallback
     if scored is not None:
         written["submission"] = out / "submission.csv"
         card["submission"] = write_submission(

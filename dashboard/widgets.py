@@ -23,6 +23,7 @@ import core.export
 import core.jobs
 from core import visual
 from core.runs import Run, RunError
+from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
 from dashboard import state
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
@@ -171,13 +172,18 @@ def pin_control(run: Run, epoch: int, key: str = "pin") -> None:
                 st.rerun()
 
 
+DEFAULT_CHOICE = f"default ({DEFAULT_METHOD}; {FALLBACK_METHOD} if too few held-out normals)"
+
+
 def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") -> None:
     """Export the epoch through core.export (model.pt, config, card, submission.csv) and offer
     the files as downloads."""
     with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
         target = core.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
         st.caption(f"Writes to `{target}` (a new folder: earlier exports are kept)")
-        method = st.selectbox("Score the submission with", _methods(), key=f"{key}_method")
+        choice = st.selectbox("Score the submission with", [DEFAULT_CHOICE] + _methods(),
+                              key=f"{key}_method")
+        method = None if choice == DEFAULT_CHOICE else choice  # None: core's default
         test_dir = st.text_input("Images for submission.csv (empty: no CSV)", value=data_folder, key=f"{key}_test",
                                  help="A folder of test images, or a dataset whose test split is scored.")
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.cli.flags import add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.options import DEFAULT_METHOD
+from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
 
 VERB = "export"
 HELP = (
@@ -26,8 +26,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--method",
-        default=DEFAULT_METHOD,
-        help=f"scoring method for the submission (default {DEFAULT_METHOD})",
+        default=None,
+        help=f"scoring method for the submission (default {DEFAULT_METHOD}; {FALLBACK_METHOD} "
+        "when the run holds out too few normals to calibrate it)",
     )
     parser.add_argument(
         "--calibration",
@@ -74,4 +75,6 @@ def main(args) -> int:
 
         card = json.loads(written["card"].read_text())
         print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
+        if card["scoring"].get("note"):
+            print(f"note       {card['scoring']['note']}")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.cli.flags import add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.options import DEFAULT_METHOD, METHODS
+from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD, METHODS
 
 VERB = "score"
 HELP = (
@@ -22,8 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
     parser.add_argument(
         "--method",
-        default=DEFAULT_METHOD,
-        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD})",
+        default=None,
+        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD}; {FALLBACK_METHOD} when the run "
+        "holds out too few normals to calibrate it)",
     )
     parser.add_argument(
         "--calibration",
@@ -46,15 +47,19 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from core.runs import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
+    from core.scoring.checkpoint import resolve_method
     from core.scoring.data import run_data_root
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
+    method, why = resolve_method(args.method, run, args.epoch, data)
+    if why:
+        print(f"note: {why}", file=sys.stderr)
     result = score_checkpoint(
         run,
         args.epoch,
         data,
-        args.method,
+        method,
         split=args.split,
         device=device_of(args),
         calibration=args.calibration,

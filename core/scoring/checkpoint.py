@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,12 @@ from core.data.samples import ImageSet, Sample
 from core.finite import require_finite_scores
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError, model_from_checkpoint
-from core.scoring.calibration import CALIBRATIONS, CalibrationError, fit_calibration
+from core.scoring.calibration import (
+    CALIBRATIONS,
+    MIN_NORMALS,
+    CalibrationError,
+    fit_calibration,
+)
 from core.scoring.data import (
     SPLITS,
     fingerprint,
@@ -34,7 +40,14 @@ from core.scoring.data import (
 from core.scoring.ensemble import combine
 from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set_methods
-from core.scoring.options import ROUTED_METHODS, ScoreOptions, check_method, ensemble_members
+from core.scoring.options import (
+    DEFAULT_METHOD,
+    FALLBACK_METHOD,
+    ROUTED_METHODS,
+    ScoreOptions,
+    check_method,
+    ensemble_members,
+)
 from core.scoring.patchbank import PatchBank
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 from core.scoring.testset import TestSet, build_test_set
@@ -294,6 +307,32 @@ def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, c
             if scores is not None:
                 results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
     return {m: results[m] for m in methods}
+
+
+def can_calibrate(config: TrainConfig, data_root: str | Path) -> bool:
+    """Whether the run's held-out normals can calibrate scores (core.scoring.calibration): one
+    in every trained category and MIN_NORMALS in at least one."""
+    counts = Counter(s.category for s in scoring_samples(config, data_root, "val"))
+    trained = trained_categories(config, data_root)
+    return all(counts[c] >= 1 for c in trained) and max(counts.values(), default=0) >= MIN_NORMALS
+
+
+def resolve_method(
+    method: str | None, run: Run, epoch: int | str, data_root: str | Path
+) -> tuple[str, str | None]:
+    """(the method to score with, a sentence when the default could not be used).
+
+    `method` when given; else DEFAULT_METHOD (ensemble), or FALLBACK_METHOD (knn) when the
+    run's held-out normals are too few to calibrate the ensemble's members."""
+    if method:
+        return check_method(method), None
+    if can_calibrate(checkpoint_config(run, epoch), data_root):
+        return DEFAULT_METHOD, None
+    return FALLBACK_METHOD, (
+        f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
+        f"against held-out normals and this run has too few (train with --val-fraction 0.2 or "
+        f"a val/good folder for it)"
+    )
 
 
 def _cache_params(method, split, samples, config, data_root, opts: ScoreOptions) -> dict:

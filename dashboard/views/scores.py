@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import metrics, thresholds, visual
 from core.runs import Run
-from core.scoring.options import DEFAULT_METHOD
+from core.scoring.checkpoint import resolve_method
 from core.scoring.results import MethodScores
 from dashboard import state, widgets
 
@@ -152,8 +152,8 @@ def main() -> None:
         methods = state.scoring_methods()
         c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
         with c1:
-            method = widgets.method_picker("Method", methods, key="scores_method",
-                                           default=DEFAULT_METHOD)
+            default, _ = resolve_method(None, run, epoch, data_root)  # ensemble, else knn
+            method = widgets.method_picker("Method", methods, key="scores_method", default=default)
         calibrated = st.toggle(
             "Calibrated scores", value=True, key="scores_calibrated",
             help="Each score as a z-score against its category's held-out normal scores, so one "
