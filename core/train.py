@@ -118,15 +118,24 @@ def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, 
 
 
 def epoch_order(rng: np.random.Generator, categories, balance: bool) -> np.ndarray:
-    """The indices of one epoch's training images: a permutation, or with `balance` as many
-    draws with replacement, each category equally likely."""
+    """The indices of one epoch's training images, shuffled.
+
+    Without `balance` every image once. With it, the epoch keeps its length but each category
+    fills an equal share of it: a large category contributes a random subset of its images
+    (each at most once), a small one all of its images, repeated in fresh orders until its
+    share is full. Equal-sized categories thus still see every image exactly once."""
     n = len(categories)
-    if not balance:
-        return rng.permutation(n)
     cats = np.asarray(list(categories), dtype=object)
-    names, inverse, counts = np.unique(cats, return_inverse=True, return_counts=True)
-    weights = 1.0 / (len(names) * counts[inverse])
-    return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+    names = sorted(set(cats.tolist()))
+    if not balance or len(names) < 2:
+        return rng.permutation(n)
+    shares = [n // len(names) + (i < n % len(names)) for i in range(len(names))]
+    parts = []
+    for name, share in zip(names, shares, strict=True):
+        own = np.flatnonzero(cats == name)
+        rounds = -(-share // len(own))  # ceil
+        parts.append(np.concatenate([rng.permutation(own) for _ in range(rounds)])[:share])
+    return rng.permutation(np.concatenate(parts))
 
 
 UNBORN_FILES = {"config.json", "status.json", "train.lock"}  # what a run holds before epoch 1

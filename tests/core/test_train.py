@@ -6,7 +6,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +147,20 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="no dataset found"):
         train_one(tiny_config(empty, kept, epochs=1), **QUIET)
     assert (kept / "notes.txt").read_text() == "mine", "a folder the user made is left alone"
+
+
+def test_balanced_epochs_give_every_category_an_equal_share():
+    from core.train import epoch_order
+
+    rng = np.random.default_rng(0)
+    cats = ["tile"] * 77 + ["cookie"] * 3 + ["bottle"] * 20
+    order = epoch_order(rng, cats, balance=True)
+    assert len(order) == len(cats)
+    counts = Counter(cats[i] for i in order)
+    assert max(counts.values()) - min(counts.values()) <= 1  # 34 / 33 / 33
+    assert {i for i in order if cats[i] == "cookie"} == {77, 78, 79}  # the small one: every image
+    tiles = [i for i in order if cats[i] == "tile"]
+    assert len(set(tiles)) == len(tiles)  # the large one: a subset, none twice
+    equal = ["a"] * 6 + ["b"] * 6
+    assert sorted(epoch_order(rng, equal, balance=True)) == list(range(12))  # all, once each
+    assert sorted(epoch_order(rng, cats, balance=False)) == list(range(100))
