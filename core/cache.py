@@ -54,7 +54,10 @@ def _paths(run: Run, epoch: int, key: str) -> tuple[Path, Path]:
     return folder / f"{key}.json", folder / f"{key}.npz"
 
 
-def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None,
+                skip: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The stored result, or None; arrays named in `skip` are not read (a page that needs a
+    result's scores but not its maps reads a tenth of the bytes)."""
     json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
     if not json_path.is_file():
         return None
@@ -62,7 +65,7 @@ def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None =
         result = json.loads(json_path.read_text())
         if npz_path.is_file():
             with np.load(npz_path, allow_pickle=False) as arrays:
-                result.update({name: arrays[name] for name in arrays.files})
+                result.update({name: arrays[name] for name in arrays.files if name not in skip})
     except (OSError, ValueError):
         return None  # a damaged cache entry is recomputed, never trusted
     return result

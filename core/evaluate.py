@@ -204,12 +204,14 @@ def evaluate_epoch(
     # one model pass for every method on the test images, one on the held-out normals (the
     # calibration reference and the percentile threshold's)
     results = score_checkpoint_methods(
-        run, resolved, data_root, methods, device=device, cached_only=cached_only, **options
+        run, resolved, data_root, methods, device=device, cached_only=cached_only, maps=pixel,
+        **options
     )
     has_val = _has_validation_normals(run, resolved, data_root)
     vals = (
         score_checkpoint_methods(
-            run, resolved, data_root, methods, "val", device, cached_only=cached_only, **options
+            run, resolved, data_root, methods, "val", device, cached_only=cached_only,
+            maps=False, **options
         )
         if has_val
         else dict.fromkeys(methods)

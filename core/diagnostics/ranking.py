@@ -313,13 +313,11 @@ def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
 # --------------------------------------------------------------------------- per run
 
 
-def _method_values(run, epoch: int, data_root, method: str) -> tuple[float, float]:
-    """(test_separation, real AUROC or NaN) of one method at one epoch, from core.scoring's cache."""
+def _method_values(test, val, method: str) -> tuple[float, float]:
+    """(test_separation, real AUROC or NaN) of one method at one epoch from its scores on the
+    test set and on the held-out normals (MethodScores)."""
     from core.metrics import evaluation_table
-    from core.scoring import score_checkpoint
 
-    test = score_checkpoint(run, epoch, data_root, method)
-    val = score_checkpoint(run, epoch, data_root, method, split="val")
     separation = separation_auroc(val.image_scores, val.categories, test.image_scores,
                                   test.categories)
     labels = np.asarray(test.labels)
@@ -332,17 +330,25 @@ def _method_values(run, epoch: int, data_root, method: str) -> tuple[float, floa
     return separation, real
 
 
-def _score_together(run, epoch: int, data_root, methods: Sequence[str]) -> None:
-    """Fills the cache for every method in one model pass per split (test, held-out normals),
-    so _method_values reads instead of scoring method by method; a failure is left to it."""
+def _scores_of(run, epoch: int, data_root, methods: Sequence[str], split: str):
+    """{method: MethodScores} of one split, every method in one model pass (cached per
+    checkpoint: the entries evaluate and the Overview read); a method that cannot be scored
+    maps to the sentence why."""
     from core.runs import RunError
     from core.scoring.checkpoint import score_checkpoint_methods
 
-    for split in ("test", "val"):
+    try:
+        return score_checkpoint_methods(run, epoch, data_root, tuple(methods), split, maps=False)
+    except (ValueError, RuntimeError, RunError, OSError):
+        pass  # one method at a time, so the others still count
+    out = {}
+    for method in methods:
         try:
-            score_checkpoint_methods(run, epoch, data_root, tuple(methods), split)
-        except (ValueError, RuntimeError, RunError, OSError):
-            return
+            out[method] = score_checkpoint_methods(run, epoch, data_root, (method,), split,
+                                                   maps=False)[method]
+        except (ValueError, RuntimeError, RunError, OSError) as err:
+            out[method] = str(err)
+    return out
 
 
 def _restoration(run, epoch: int, data_root) -> float:
@@ -369,10 +375,15 @@ def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
     for epoch in epochs:
         record = logged.get(int(epoch), {})
         restoration = _restoration(run, epoch, data_root)
-        _score_together(run, epoch, data_root, methods)
+        tests = _scores_of(run, epoch, data_root, methods, "test")
+        vals = _scores_of(run, epoch, data_root, methods, "val")
         for method in methods:
+            test, val = tests[method], vals[method]
+            if isinstance(test, str) or isinstance(val, str):
+                notes.append(f"epoch {epoch}, {method}: not scored ({test if isinstance(test, str) else val})")
+                continue
             try:
-                separation, auroc = _method_values(run, epoch, data_root, method)
+                separation, auroc = _method_values(test, val, method)
             except (ValueError, RuntimeError, RunError, OSError) as err:
                 notes.append(f"epoch {epoch}, {method}: not scored ({err})")
                 continue

@@ -241,18 +241,20 @@ def score_checkpoint_methods(
     device: torch.device | str = "cpu",
     calibration: str = "none",
     cached_only: bool = False,
+    maps: bool = True,
     **options,
 ) -> dict[str, MethodScores | None]:
     """score_checkpoint for several methods: cached ones are read, the others computed
     together in one model pass per batch, each stored under its own cache entry.
-    Returns {method: MethodScores} (None for a miss when cached_only)."""
+    maps=False: results read from the cache come without anomaly maps (AUROC tables need
+    none). Returns {method: MethodScores} (None for a miss when cached_only)."""
     methods = tuple(dict.fromkeys(check_method(m) for m in methods))
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     opts = ScoreOptions.from_kwargs(options)
     if "ensemble" in methods:
         return _with_ensemble(run, epoch, data_root, methods, split, device, calibration,
-                              cached_only, opts, options)
+                              cached_only, opts, options, maps)
     config, resolved = _checkpoint_header(run, epoch)
     if split == "test":
         images = build_test_set(config, data_root, opts.unknown_categories)
@@ -260,10 +262,12 @@ def score_checkpoint_methods(
     else:
         samples = scoring_samples(config, data_root, split)
         images = None
-    keys = {m: _cache_params(m, split, samples, config, data_root, opts) for m in methods}
+    stamps = _DataStamps(samples, config, data_root)
+    keys = {m: _cache_params(m, split, stamps, config, opts) for m in methods}
     results: dict[str, MethodScores | None] = {}
     for m in methods:
-        record = load_cached(run, resolved, f"scores-{m}", keys[m])
+        record = load_cached(run, resolved, f"scores-{m}", keys[m],
+                             skip=() if maps else ("anomaly_maps",))
         results[m] = None if record is None else MethodScores.from_record(record)
     missing = tuple(m for m in methods if results[m] is None)
     if missing and not cached_only:
@@ -283,19 +287,20 @@ def score_checkpoint_methods(
 
 
 def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, cached_only,
-                   opts: ScoreOptions, options) -> dict[str, MethodScores | None]:
+                   opts: ScoreOptions, options, maps: bool = True
+                   ) -> dict[str, MethodScores | None]:
     """score_checkpoint_methods where `methods` holds "ensemble": its members are scored with
     the rest (one pass) and on the held-out normals, then combined (core.scoring.ensemble)."""
     members = ensemble_members(opts.members)
     plain = tuple(m for m in methods if m != "ensemble")
     wanted = tuple(dict.fromkeys(plain + members))
     raw = score_checkpoint_methods(run, epoch, data_root, wanted, split, device, "none",
-                                   cached_only, **options)
+                                   cached_only, maps, **options)
     config, resolved = _checkpoint_header(run, epoch)
     has_val = bool(scoring_samples(config, data_root, "val"))
     reference = (
         score_checkpoint_methods(run, epoch, data_root, members, "val", device, "none",
-                                 cached_only, **options)
+                                 cached_only, False, **options)
         if has_val
         else dict.fromkeys(members)
     )
@@ -335,18 +340,40 @@ def resolve_method(
     )
 
 
-def _cache_params(method, split, samples, config, data_root, opts: ScoreOptions) -> dict:
+class _DataStamps:
+    """Fingerprints of the scored images and of the training normals, each taken once per
+    call (a fingerprint stats every file) however many methods share it."""
+
+    def __init__(self, samples, config: TrainConfig, data_root) -> None:
+        self.samples, self.config, self.data_root = samples, config, data_root
+        self._data: str | None = None
+        self._reference: str | None = None
+
+    @property
+    def data(self) -> str:
+        if self._data is None:
+            self._data = fingerprint(self.samples)
+        return self._data
+
+    @property
+    def reference(self) -> str:
+        if self._reference is None:
+            root = reference_root(self.config, self.data_root)
+            self._reference = fingerprint(reference_samples(root, "train", self.config))
+        return self._reference
+
+
+def _cache_params(method, split, stamps: _DataStamps, config, opts: ScoreOptions) -> dict:
     params = {
         "v": SCORING_VERSION,
         "method": method,
         "split": split,
-        "data": fingerprint(samples),
+        "data": stamps.data,
         "size": config.image_size,
         "options": opts.cache_params(method),
     }
     if method in ROUTED_METHODS:
-        reference = reference_samples(reference_root(config, data_root), "train", config)
-        params["reference"] = fingerprint(reference)
+        params["reference"] = stamps.reference
     return params
 
 

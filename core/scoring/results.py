@@ -86,6 +86,7 @@ class MethodScores:
         for name in _ARRAYS:
             if values.get(name) is not None:
                 values[name] = np.asarray(values[name])
+        values.setdefault("anomaly_maps", None)  # methods without maps, or read without them
         values["image_scores"] = np.asarray(values["image_scores"], np.float64)
         if values.get("anomaly_maps") is not None:
             values["anomaly_maps"] = np.asarray(values["anomaly_maps"], np.float32)
