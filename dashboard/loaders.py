@@ -165,6 +165,8 @@ def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[
         if found is None:
             return None
     result = _noting_damage(run, epoch, lambda: _image_aurocs(*key, run, epoch))
+    if len(_COMPLETE) > 4096:  # bounded like the other process-wide memos
+        _COMPLETE.clear()
     _COMPLETE.add(key)
     return result
 

@@ -11,7 +11,6 @@ depend on what else is computed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,10 +19,9 @@ import torch
 from core.losses import ssim_error_map
 from core.scoring.features import encoder_vectors, level_vectors
 from core.scoring.maps import feature_distance, gaussian_smooth, pixel_error
+from core.scoring.options import MAP_METHODS
 from core.segmentation import segmentation_maps
 from core.tensors import to_tensor
-
-RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature", "seg")  # maps from the model alone
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class PassRequest:
     patch: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.maps if m not in RECONSTRUCTION_METHODS]
+        unknown = [m for m in self.maps if m not in MAP_METHODS]
         if unknown:
             raise ValueError(f"'{unknown[0]}' is not a reconstruction method")
 
@@ -75,7 +73,7 @@ def model_pass(
     size = images.shape[1]
     maps: dict[str, list[torch.Tensor]] = {m: [] for m in request.maps}
     vectors: list[torch.Tensor] = []
-    decode = any(m in request.maps for m in ("pixel", "ssim", "feature", "seg"))
+    decode = bool(request.maps)  # every map method compares the input with its reconstruction
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start : start + batch_size], device)
         encoded = model.encode(x)
@@ -110,21 +108,3 @@ def _raw_map(method, model, x, y, encoded, request: PassRequest, size: int) -> t
         return feature_distance(encoded, model.encode(y), request.feature_levels, size,
                                 request.distance)
     return segmentation_maps(model, x, y)  # seg: the segmentation network's probabilities
-
-
-def reconstruction_maps(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    method: str,
-    *,
-    sigma: float,
-    error: str = "l2",
-    levels: Sequence[int] = (),
-    distance: str = "cosine",
-    device: torch.device | str = "cpu",
-    batch_size: int = 32,
-) -> np.ndarray:
-    """uint8 (N, S, S, 3) -> float32 (N, S, S) smoothed anomaly maps of one method (pixel,
-    ssim, feature or seg); model_pass for several at once."""
-    request = PassRequest((method,), sigma, error, tuple(levels), distance)
-    return model_pass(model, images, request, device, batch_size).maps[method]

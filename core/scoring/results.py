@@ -92,19 +92,3 @@ class MethodScores:
             values["anomaly_maps"] = np.asarray(values["anomaly_maps"], np.float32)
         values["has_mask"] = np.asarray(values["has_mask"], bool)
         return cls(**values)
-
-    def select(self, keep: np.ndarray) -> MethodScores:
-        """The same result for the images where `keep` (N,) bool is True."""
-        idx = np.flatnonzero(np.asarray(keep, bool))
-
-        def take(value):
-            if value is None:
-                return None
-            if isinstance(value, np.ndarray):
-                return value[idx]
-            return [value[i] for i in idx]
-
-        per_image = ("image_scores", "anomaly_maps", "names", "paths", "labels", "categories",
-                     "defects", "has_mask", "bank_categories", "routed", "routing_confidence",
-                     "category_source", "raw_scores")
-        return dataclasses.replace(self, **{name: take(getattr(self, name)) for name in per_image})
