@@ -1,4 +1,5 @@
-"""Speed settings for the training step: bf16 autocast and channels_last memory layout.
+"""Speed settings: bf16 autocast and channels_last layout for the training step, and the
+layout models are scored in (`for_inference`).
 
 Both are config fields with "auto" as default, which switches them on for CUDA only: on a GPU
 with bf16 tensor cores (Ampere and later) convolutions run in bf16 and NHWC layout avoids
@@ -52,3 +53,13 @@ def device_memory(device: torch.device) -> dict[str, float]:
     peak = torch.cuda.max_memory_allocated(device) / 2**20
     torch.cuda.reset_peak_memory_stats(device)
     return {"gpu_peak_mib": round(peak, 1)}
+
+
+def for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """The same model (in place) with its 4-D weights in channels_last layout, for scoring.
+
+    Unlike training, inference gains from NHWC on the CPU too: forward passes of the default
+    U-Net at 64 px ran 25-45% faster on a 2-core CPU (benchmarks/bench_evaluation.py), and on
+    CUDA it is the layout cuDNN prefers. Inputs may stay NCHW (convolutions follow the weights);
+    outputs equal the NCHW ones up to float rounding (~1e-5)."""
+    return model.to(memory_format=torch.channels_last)

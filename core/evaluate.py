@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.cache import cached
 from core.data.samples import NORMAL, UNLABELED
 from core.metric_notes import evaluation_notes
 from core.metrics import (
@@ -33,6 +34,7 @@ from core.metrics import (
 from core.runs import Run, jsonable
 from core.scoring import METHODS, parse_methods
 from core.scoring.checkpoint import (
+    SCORING_VERSION,
     calibrate_result,
     can_calibrate,
     checkpoint_config,
@@ -41,7 +43,13 @@ from core.scoring.checkpoint import (
     score_checkpoint_methods,
     scoring_samples,
 )
-from core.scoring.options import CHECKPOINT_METHODS, FLOOR_METHODS, SEGMENTER_METHODS
+from core.scoring.data import fingerprint, reference_root, reference_samples
+from core.scoring.options import (
+    CHECKPOINT_METHODS,
+    FLOOR_METHODS,
+    SEGMENTER_METHODS,
+    ScoreOptions,
+)
 from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
@@ -95,22 +103,38 @@ def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
 def routing_report(
     run: Run, epoch: int, data_root: str | Path, device="cpu", unknown_categories: str = "error"
 ) -> dict[str, Any] | None:
-    """Routing accuracy on test images whose category is known, by features and by thumbnails."""
-    model, config, _ = load_checkpoint_model(run, epoch, device)
+    """Routing accuracy on test images whose category is known, by features and by thumbnails;
+    None when no test image has a known category. Kept in the run's cache per checkpoint and
+    data (it encodes every test and training image), so a second evaluate reads it back."""
+    config = checkpoint_config(run, epoch)
     test = build_test_set(config, data_root, unknown_categories)
     known = np.array([s == "dataset" for s in test.category_source], bool)
     if not known.any():
         return None
-    train = reference_set(config, data_root)
-    images = test.images[known]
-    truth = [c for c, k in zip(test.categories, known, strict=True) if k]
-    report = {}
-    for how, net in (("features", model), ("thumbnail", None)):
-        routed = route_images(
-            images, train.images, train.categories, net, method=how, device=device
-        )
-        report[how] = routing_accuracy(truth, routed.categories)
-    return report
+    root = reference_root(config, data_root)
+    params = {
+        "v": SCORING_VERSION,
+        "data": fingerprint(test.samples),
+        "reference": fingerprint(reference_samples(root, "train", config)),
+        "size": config.image_size,
+        "unknown_categories": unknown_categories,
+    }
+
+    def compute() -> dict[str, Any]:
+        model, _, _ = load_checkpoint_model(run, epoch, device)
+        train = reference_set(config, data_root)
+        images = test.images[known]
+        truth = [c for c, k in zip(test.categories, known, strict=True) if k]
+        report = {}
+        for how, net in (("features", model), ("thumbnail", None)):
+            routed = route_images(
+                images, train.images, train.categories, net, method=how, device=device,
+                batch_size=ScoreOptions().batch_for(config.image_size, device),
+            )
+            report[how] = routing_accuracy(truth, routed.categories)
+        return report
+
+    return cached(run, epoch, "routing", params, compute)
 
 
 def _image_aurocs(table: pd.DataFrame, categories: list[str]) -> tuple[dict, dict]:
@@ -201,12 +225,9 @@ def evaluate_epoch(
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
     methods = with_floor(available_methods(run, resolved, parse_methods(methods), data_root))
-    # one model pass for every method on the test images, one on the held-out normals (the
-    # calibration reference and the percentile threshold's)
-    results = score_checkpoint_methods(
-        run, resolved, data_root, methods, device=device, cached_only=cached_only, maps=pixel,
-        **options
-    )
+    # one model pass for every method on the held-out normals (the calibration reference and
+    # the percentile threshold's), one on the test images; the held-out normals first, so the
+    # ensemble finds its members' reference scores computed with the rest
     has_val = _has_validation_normals(run, resolved, data_root)
     vals = (
         score_checkpoint_methods(
@@ -215,6 +236,10 @@ def evaluate_epoch(
         )
         if has_val
         else dict.fromkeys(methods)
+    )
+    results = score_checkpoint_methods(
+        run, resolved, data_root, methods, device=device, cached_only=cached_only, maps=pixel,
+        **options
     )
     if any(r is None for r in results.values()) or (has_val and None in vals.values()):
         return None  # cached_only, and not everything is cached

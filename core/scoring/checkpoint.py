@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.accel import for_inference
 from core.cache import cached, checkpoint_stamp, load_cached, store_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
@@ -67,8 +68,8 @@ def load_checkpoint_model(
     """
     payload, config, resolved = _header(run, epoch)
     path = run.checkpoint_path(resolved)
-    model = model_from_checkpoint(payload, path)
-    return model.to(device).eval(), config, resolved
+    model = for_inference(model_from_checkpoint(payload, path).to(device).eval())
+    return model, config, resolved
 
 
 def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:

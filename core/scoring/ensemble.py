@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from core.scoring.calibration import CalibrationError, fit_calibration
-from core.scoring.results import MethodScores
+from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 
 
 def combine(members: dict[str, MethodScores], reference: dict[str, MethodScores | None]
@@ -52,7 +52,9 @@ def combine(members: dict[str, MethodScores], reference: dict[str, MethodScores 
         first,
         method="ensemble",
         image_scores=np.mean(scores, axis=0),
-        anomaly_maps=np.mean(maps, axis=0).astype(np.float32) if maps else None,
+        anomaly_maps=(  # at the precision every stored map has (core.scoring.results)
+            np.mean(maps, axis=0).astype(MAP_STORAGE_DTYPE).astype(np.float32) if maps else None
+        ),
         bank_categories=None,
         info={"members": described, "calibration": "per-category z-scores against held-out "
               "normals, averaged"},

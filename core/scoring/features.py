@@ -103,7 +103,8 @@ def encoder_vectors(
     grid = patch_grid(size, levels)
     chunks = []
     for start in range(0, len(images), batch_size):
-        encoded = model.encode(to_tensor(images[start : start + batch_size], device))
+        encoded = model.encode(to_tensor(images[start : start + batch_size], device),
+                               upto=max(levels))  # deeper levels are never read
         chunks.append(level_vectors(encoded, levels, patch, size, normalise).cpu())
     if not chunks:
         dim = sum(_level_width(model, level) for level in levels)

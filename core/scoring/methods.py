@@ -97,7 +97,7 @@ def build_feature_bank(
     levels = knn_levels(model, options)
     vectors = encoder_vectors(
         model, train.images, levels, options.patch, device,
-        options.batch_for(train.images.shape[1]),
+        options.batch_for(train.images.shape[1], device),
     )
     size = train.images.shape[1]
     info = {
@@ -179,7 +179,7 @@ def resolve_groups(
         model,
         method=options.routing,
         device=device,
-        batch_size=options.batch_for(images.images.shape[1]),
+        batch_size=options.batch_for(images.images.shape[1], device),
     )
     for i, category in zip(sel, routed.categories, strict=True):
         groups[i] = category
@@ -207,7 +207,7 @@ def _knn(
     patch = bool(bank.info["patch"])
     if queries is None:
         queries = encoder_vectors(model, images.images, levels, patch, device,
-                                  options.batch_for(images.images.shape[1]))
+                                  options.batch_for(images.images.shape[1], device))
     groups, routed, how = resolve_groups(images, bank, options, model, train, device)
     info = {"levels": list(levels), "patch": patch, "bank_sizes": bank.sizes(), "routing": how}
     if not patch:
@@ -347,5 +347,5 @@ def _shared_pass(model, images: ImageSet, methods, opts: ScoreOptions, banks, de
     size = images.images.shape[1]
     request = PassRequest(wanted, opts.sigma_for(size), opts.error, feature_levels,
                           opts.distance, knn_vectors, patch)
-    out = model_pass(model, images.images, request, device, opts.batch_for(size))
+    out = model_pass(model, images.images, request, device, opts.batch_for(size, device))
     return _Shared(out.maps, out.vectors, feature_levels)

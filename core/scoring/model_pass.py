@@ -105,6 +105,7 @@ def _raw_map(method, model, x, y, encoded, request: PassRequest, size: int) -> t
     if method == "ssim":
         return ssim_error_map(x, y)
     if method == "feature":
-        return feature_distance(encoded, model.encode(y), request.feature_levels, size,
+        deepest = max(request.feature_levels)  # the reconstruction's deeper levels are unused
+        return feature_distance(encoded, model.encode(y, upto=deepest), request.feature_levels, size,
                                 request.distance)
     return segmentation_maps(model, x, y)  # seg: the segmentation network's probabilities

@@ -181,7 +181,11 @@ def _search(queries: torch.Tensor, vectors: np.ndarray, images: np.ndarray, k: i
         for r0 in range(0, p, rows):
             part = queries[start:stop, r0 : r0 + rows]  # (c, r, D)
             ranking = torch.baddbmm(bank_sq, part, bank.transpose(1, 2), alpha=-2.0)
-            idx = ranking.topk(k, dim=2, largest=False).indices  # (c, r, k)
+            idx = (  # (c, r, k); min is 4x faster than topk for the default k = 1
+                ranking.argmin(dim=2, keepdim=True)
+                if k == 1
+                else ranking.topk(k, dim=2, largest=False).indices
+            )
             chosen = torch.gather(
                 bank.unsqueeze(1).expand(-1, part.shape[1], -1, -1),
                 2,

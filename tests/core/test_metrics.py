@@ -87,6 +87,30 @@ def test_pixel_auroc_matches_sklearn_with_ties():
     assert math.isnan(pixel_auroc(masks, np.full(masks.shape, np.nan)))
 
 
+def half_maps(masks, seed):
+    """Maps as scoring stores them (float16 values in float32), with ties, negatives, -0.0."""
+    rng = np.random.default_rng(seed)
+    maps = (rng.normal(size=masks.shape) + masks).astype(np.float16)
+    maps[rng.random(masks.shape) < 0.05] = np.float16(-0.0)
+    maps[rng.random(masks.shape) < 0.05] = 0.0
+    return maps.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pixel_auroc_of_float16_maps_is_exact(seed):
+    """The counting path (maps stored as float16) gives sklearn's number, ties and signed
+    zeros included, and so does the sorting path for the same maps in float64 + 1e-9."""
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((6, 32, 32)) < 0.1).astype(np.uint8)
+    maps = half_maps(masks, seed)
+    from core.metrics import half_keys
+
+    assert half_keys(maps) is not None and half_keys(maps.astype(np.float64) + 1e-9) is None
+    expected = roc_auc_score(masks.ravel(), maps.ravel())
+    assert pixel_auroc(masks, maps) == pytest.approx(expected, abs=1e-12)
+    assert pixel_auroc(masks, maps.astype(np.float64)) == pytest.approx(expected, abs=1e-12)
+
+
 # --------------------------------------------------------------------------- AUPRO
 
 
@@ -141,6 +165,16 @@ def test_aupro_matches_slow_reference(seed, limit):
     ref = slow_aupro(masks, maps, limit)
     assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(ref, abs=1e-9)
     assert abs(aupro(masks, maps, fpr_limit=limit, num_thresholds=200) - ref) < 1e-2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("limit", [0.05, 0.3, 1.0])
+def test_aupro_of_float16_maps_matches_slow_reference(seed, limit):
+    masks, _ = two_region_example(seed)
+    maps = half_maps(masks, seed)
+    assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(
+        slow_aupro(masks, maps, limit), abs=1e-9
+    )
 
 
 def test_aupro_random_map_is_about_half_the_limit():

@@ -51,3 +51,17 @@ def test_norm_and_activation_choices(norm, activation):
 def test_bottleneck_squeeze():
     model = UNetAutoencoder(ModelConfig(base_width=4, depth=2, bottleneck_channels=3))
     assert model.encode(torch.rand(1, 3, 32, 32))[-1].shape[1] == 3
+
+
+def test_encode_upto_stops_early_with_the_same_features():
+    """Scoring reads shallow levels only (knn: 1-2); stopping there must not change them."""
+    model = UNetAutoencoder(ModelConfig(base_width=4, depth=3, bottleneck_channels=2)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        full = model.encode(x)
+        for upto in range(4):
+            part = model.encode(x, upto=upto)
+            assert len(part) == upto + 1
+            for a, b in zip(part, full, strict=False):
+                assert torch.equal(a, b)
+    assert full[-1].shape[1] == 2  # the squeeze applies at the bottleneck only
