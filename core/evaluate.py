@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.cache import cached
 from core.data.samples import NORMAL, UNLABELED
+from core.data.snapshot import data_snapshot
 from core.metric_notes import evaluation_notes
 from core.metrics import (
     auroc_undefined_reason,
@@ -222,6 +223,13 @@ def evaluate_epoch(
     cached_only: None unless every score it needs is in the run's cache already (nothing is
     computed), for pages that draw what is known at once. Returns an EpochEvaluation.
     """
+    with data_snapshot():  # the data files are listed and stat-ed once for all of it
+        return _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, routing,
+                               cached_only, options)
+
+
+def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, routing,
+                    cached_only, options) -> EpochEvaluation | None:
     resolved = run.resolve_epoch(epoch)
     policy = options.get("unknown_categories", "error")
     methods = with_floor(available_methods(run, resolved, parse_methods(methods), data_root))

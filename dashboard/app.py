@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.data.snapshot import data_snapshot
 from core.runs import Run, RunError
 from dashboard import state, storage_panel, widgets
 
@@ -163,7 +164,8 @@ def main() -> None:
             st.caption(f"Default: `{roots[0]}` (env {state.ENV_CHECKPOINTS})")
             st.text_input("Add a runs folder", key="rs_extra_root", placeholder="/path/to/checkpoints",
                           persist_state="session")
-    current.run()
+    with data_snapshot():  # one look at the data files per rerun (core.data.snapshot)
+        current.run()
 
 
 main()

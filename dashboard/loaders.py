@@ -11,6 +11,7 @@ warm. A checkpoint that fails to load is noted as damaged for the sidebar's mark
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,33 +143,29 @@ def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "tes
         checkpoint_fingerprint(run, epoch), str(data_root), method, split, calibration, run, epoch))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _image_aurocs(fingerprint: tuple, data_root: str, methods: tuple[str, ...], _run: Run,
-                  _epoch: int) -> core.evaluate.EpochEvaluation:
-    return core.evaluate.evaluate_epoch(_run, _epoch, data_root, methods, pixel=False,
-                                        thresholds=False, routing=False)
-
-
-_COMPLETE: set[tuple] = set()  # (fingerprint, data, methods) whose scores are all on disk
+_EVALUATIONS: OrderedDict[tuple, core.evaluate.EpochEvaluation] = OrderedDict()
+MAX_EVALUATIONS = 256  # (checkpoint, data, methods) image-AUROC evaluations kept in memory
 
 
 def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[str],
                  cached_only: bool = False) -> core.evaluate.EpochEvaluation | None:
     """core.evaluate.evaluate_epoch without pixel metrics, thresholds or routing (image AUROC
     per method and category), held in memory too; what the Overview and Scores pages show.
-    cached_only: None instead of computing when the run's cache lacks a score it needs."""
+    cached_only: None instead of computing when the run's cache lacks a score it needs.
+    An evaluation read from the disk cache is kept as it is (one read, never two)."""
     key = (checkpoint_fingerprint(run, epoch), str(data_root), tuple(methods))
-    if cached_only and key not in _COMPLETE:
-        found = _noting_damage(run, epoch, lambda: core.evaluate.evaluate_epoch(
-            run, epoch, data_root, methods, pixel=False, thresholds=False, routing=False,
-            cached_only=True))
-        if found is None:
-            return None
-    result = _noting_damage(run, epoch, lambda: _image_aurocs(*key, run, epoch))
-    if len(_COMPLETE) > 4096:  # bounded like the other process-wide memos
-        _COMPLETE.clear()
-    _COMPLETE.add(key)
-    return result
+    if key in _EVALUATIONS:
+        _EVALUATIONS.move_to_end(key)
+        return _EVALUATIONS[key]
+    found = _noting_damage(run, epoch, lambda: core.evaluate.evaluate_epoch(
+        run, epoch, data_root, methods, pixel=False, thresholds=False, routing=False,
+        cached_only=cached_only))
+    if found is None:
+        return None
+    _EVALUATIONS[key] = found
+    while len(_EVALUATIONS) > MAX_EVALUATIONS:
+        _EVALUATIONS.popitem(last=False)
+    return found
 
 
 def scoring_methods() -> list[str]:

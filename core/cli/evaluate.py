@@ -37,9 +37,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    from core.data.snapshot import data_snapshot
     from core.evaluate import (
         epoch_choices,
-        evaluate_epoch,
         format_table,
         run_table,
         with_floor,
@@ -57,6 +57,39 @@ def main(args) -> int:
         raise ValueError(f"{run.path}: no finished epochs to evaluate yet")
     detail = not args.fast
     options = scoring_options(args)
+    with data_snapshot():  # the data files looked at once for every epoch
+        results = _evaluate_each(run, epochs, data, methods, args, detail, options)
+    if not results:
+        raise NonFiniteError(f"{run.path}: every epoch gives NaN/inf scores; retrain with a lower --lr")
+    if len(epochs) == 1:
+        payload = results[0].to_dict()
+        print(format_table(results[0]))
+    else:
+        table = run_table(run, results)
+        best = run.resolve_epoch("best")
+        print(format_table(table))
+        print()
+        print(format_table(next((r for r in results if r.epoch == best), results[-1])))
+        payload = {
+            "run": str(run.path),
+            "data": str(data),
+            "methods": list(methods),
+            "table": jsonable(table.to_dict(orient="records")),
+            "choices": epoch_choices(table),
+            "epochs": [r.to_dict() for r in results],
+        }
+    if args.json:
+        atomic_write_json(Path(args.json), payload)
+        json.loads(Path(args.json).read_text())  # refuse to leave invalid JSON behind
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_each(run, epochs, data, methods, args, detail, options) -> list:
+    """evaluate_epoch for each epoch; an epoch with NaN/inf scores is left out and named."""
+    from core.evaluate import evaluate_epoch
+    from core.finite import NonFiniteError
+
     results = []
     for epoch in epochs:
         print(
@@ -82,27 +115,4 @@ def main(args) -> int:
             if len(epochs) == 1:
                 raise
             print(f"epoch {epoch} left out: {err}", file=sys.stderr, flush=True)
-    if not results:
-        raise NonFiniteError(f"{run.path}: every epoch gives NaN/inf scores; retrain with a lower --lr")
-    if len(epochs) == 1:
-        payload = results[0].to_dict()
-        print(format_table(results[0]))
-    else:
-        table = run_table(run, results)
-        best = run.resolve_epoch("best")
-        print(format_table(table))
-        print()
-        print(format_table(next((r for r in results if r.epoch == best), results[-1])))
-        payload = {
-            "run": str(run.path),
-            "data": str(data),
-            "methods": list(methods),
-            "table": jsonable(table.to_dict(orient="records")),
-            "choices": epoch_choices(table),
-            "epochs": [r.to_dict() for r in results],
-        }
-    if args.json:
-        atomic_write_json(Path(args.json), payload)
-        json.loads(Path(args.json).read_text())  # refuse to leave invalid JSON behind
-        print(f"wrote {args.json}", file=sys.stderr)
-    return 0
+    return results

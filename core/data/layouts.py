@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.data.images import IMAGE_EXTENSIONS, MaskWarning, is_image_file, list_images
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
+from core.data.snapshot import remembered
 
 MVTEC_HELP = (
     "expected the MVTec AD layout <root>/<category>/train/good/*.png, "
@@ -80,7 +81,12 @@ MAX_LISTINGS = 16
 
 
 def _tree_signature(root: Path) -> tuple:
-    """Every folder's mtime (changes when an entry is added, removed or renamed) + root CSVs'."""
+    """Every folder's mtime (changes when an entry is added, removed or renamed) + root CSVs';
+    walked once per data_snapshot block (core.data.snapshot)."""
+    return remembered(("tree", str(root)), lambda: _walk_signature(root))
+
+
+def _walk_signature(root: Path) -> tuple:
     signature = []
     for folder, _dirs, _files in os.walk(root, followlinks=True):
         signature.append((folder, os.stat(folder).st_mtime_ns))

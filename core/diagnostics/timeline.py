@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from core.data.snapshot import data_snapshot
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
 from core.diagnostics.probe import DataMissingError
@@ -259,6 +260,12 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
     "criterion", "agreement", "agreement_source", "reasons", "real_auroc", "best_real_auroc"}).
     Without a scorable test set the health-only suggestion (suggest_epoch) stays.
     """
+    with data_snapshot():  # one look at the data files for every epoch (core.data.snapshot)
+        return _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank)
+
+
+def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank
+                  ) -> dict[str, Any]:
     epochs = list(run.epochs() if epochs is None else epochs)
     logged = _logged(run)
     rows, reports, notes = [], [], []

@@ -33,6 +33,7 @@ from core.data.dataset import split_validation
 from core.data.images import IMAGE_EXTENSIONS, list_images, load_image_set
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import UNKNOWN, ImageSet, Sample
+from core.data.snapshot import remembered
 from core.runs import atomic_write_bytes
 
 SPLITS = ("test", "val", "train")
@@ -155,7 +156,13 @@ def run_data_root(config: TrainConfig, override: str | Path | None = None,
 
 
 def fingerprint(samples: Sequence[Sample]) -> str:
-    """Names, sizes and modification times of every file: changes when the data changes."""
+    """Names, sizes and modification times of every file: changes when the data changes.
+    Taken once per file list inside a data_snapshot block (core.data.snapshot)."""
+    samples = tuple(samples)
+    return remembered(("fingerprint", samples), lambda: _stat_fingerprint(samples))
+
+
+def _stat_fingerprint(samples: Sequence[Sample]) -> str:
     digest = hashlib.sha1()
     for sample in samples:
         for path in (sample.path, sample.mask_path):
