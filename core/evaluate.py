@@ -303,8 +303,7 @@ def _test_masks(
     run: Run, epoch: int, data_root, names: list[str], unknown_categories: str = "error"
 ) -> np.ndarray:
     """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
-    _, config, _ = load_checkpoint_model(run, epoch)
-    test = build_test_set(config, data_root, unknown_categories)
+    test = build_test_set(checkpoint_config(run, epoch), data_root, unknown_categories)
     if test.names != list(names):
         raise RuntimeError(
             f"{data_root}: the test images changed while evaluating; run evaluate again"

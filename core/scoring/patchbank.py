@@ -79,7 +79,10 @@ class PatchBank:
             keep.append(rows)
             owners.append(np.full(len(rows), index, np.int64))
         chosen = np.concatenate(keep) if keep else np.zeros(0, np.int64)
-        kept = torch.from_numpy(np.ascontiguousarray(vectors[chosen], dtype=np.float32))
+        everything = np.array_equal(chosen, np.arange(len(vectors)))  # no copy of the usual case
+        kept = torch.from_numpy(
+            np.ascontiguousarray(vectors if everything else vectors[chosen], dtype=np.float32)
+        )
         return cls(
             kept.numpy().astype(STORAGE_DTYPE),
             pooled_keys(kept).numpy(),
