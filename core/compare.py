@@ -200,11 +200,40 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
 
 
 def _diagnosis(run: Run, data_root: Path | None, health: bool) -> dict[str, Any]:
+    from core.data.snapshot import data_snapshot
     from core.diagnostics import diagnose_run
 
     if not health:
         return {"timeline": [], "suggestion": {}, "notes": ["health not checked"]}
-    return diagnose_run(run, data_root=data_root, cluster=False, rank=False)  # health only: cheap per run
+    with data_snapshot():
+        # the Overview's suggestion (the label-free ranking, which no flag rules out) whenever
+        # the scores it ranks by are cached -- the follower caches them as epochs land -- so a
+        # run never shows two different "suggested" epochs; comparing never computes scores
+        ranked = _ranking_cached(run, data_root)
+        diag = diagnose_run(run, data_root=data_root, cluster=False, rank=ranked)
+    if not ranked:
+        diag.setdefault("notes", []).append(
+            "suggested epoch from health flags only: the label-free ranking needs every epoch "
+            "scored (open the run's Overview, or python -m core evaluate --epoch all --fast)")
+    return diag
+
+
+def _ranking_cached(run: Run, data_root: Path | None) -> bool:
+    """Whether every epoch's test and held-out scores of the ranked methods are cached."""
+    from core.diagnostics.timeline import ranked_methods
+    from core.scoring.checkpoint import score_checkpoint_methods
+    from core.scoring.data import run_data_root
+
+    try:
+        root = run_data_root(run.config(), data_root)
+        methods = ranked_methods(run)
+        return all(
+            None not in score_checkpoint_methods(run, epoch, root, methods, split,
+                                                 cached_only=True, maps=False).values()
+            for epoch in run.epochs() for split in ("test", "val")
+        )
+    except (ValueError, RuntimeError, RunError, OSError):
+        return False
 
 
 def _epoch_rows(run: Run, label: str, timeline: list[dict[str, Any]], data_root: Path | None,

@@ -114,3 +114,19 @@ def test_damaged_member_is_a_note_not_a_failure(sweep_copy, tmp_path):
     comparison = compare_many([Run(broken), Run(sweep_copy / "loss-l2_skips-all")], health=False, cluster=False)
     assert comparison.runs[0].epoch is None and "damaged" in " ".join(comparison.runs[0].notes)
     assert comparison.runs[1].epoch == 1 and not math.isnan(comparison.runs[1].val_loss)
+
+
+def test_compare_suggests_the_epoch_the_overview_suggests(tiny_run, demo_root, tmp_path):
+    """One run, one suggested epoch: compare reads the label-free ranking once its scores are
+    cached (the Overview's suggestion); before that it says its suggestion is health-only."""
+    from core.diagnostics import diagnose_run
+
+    shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    run = Run(tmp_path / "run")
+    before = compare_many([run], data_root=demo_root, cluster=False).runs[0]
+    assert any("health flags only" in note for note in before.notes)
+    overview = diagnose_run(run, data_root=demo_root, cluster=False)  # ranks: scores every epoch
+    assert "ranking" in overview
+    after = compare_many([run], data_root=demo_root, cluster=False).runs[0]
+    assert after.epoch == overview["suggestion"]["epoch"] and after.epoch_source == "suggested"
+    assert not any("health flags only" in note for note in after.notes)
