@@ -380,7 +380,8 @@ def epoch_choices(table: pd.DataFrame) -> dict[str, Any]:
     """Which epoch each criterion would pick, and the real AUROC each method gets there.
 
     Criteria: lowest val_loss, highest synthetic AUROC (pixel, ssim), and -- the oracle a
-    user cannot have without labels -- the highest real AUROC of each method.
+    user cannot have without labels -- the highest real AUROC of each learned method (the
+    floors rawknn and patchz score every epoch alike).
     """
     real = [c for c in table.columns if c.startswith("real_auroc_")]
     criteria = {"lowest val_loss": ("val_loss", "min")}
@@ -391,8 +392,9 @@ def epoch_choices(table: pd.DataFrame) -> dict[str, Any]:
             if c.startswith("synthetic_auroc_")
         }
     )
-    criteria.update(
-        {f"best real {c.removeprefix('real_auroc_')} (oracle)": (c, "max") for c in real}
+    criteria.update(  # not for the no-learning floors: the same at every epoch, no best one
+        {f"best real {c.removeprefix('real_auroc_')} (oracle)": (c, "max") for c in real
+         if c.removeprefix("real_auroc_") not in FLOOR_METHODS}
     )
     picks = {}
     for name, (column, how) in criteria.items():

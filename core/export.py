@@ -171,6 +171,13 @@ def export_epoch(
     }
     if fallback:
         card["scoring"]["note"] = fallback
+    health = epoch_flags(run, resolved)
+    if health:
+        card["health"] = health
+        if method in health["unusable"]:
+            card["health"]["warning"] = (
+                f"a health flag rules {method} out at epoch {resolved}: its scores are not to be "
+                "trusted; export another epoch (the Overview suggests one) or another method")
     if scored is not None:
         written["submission"] = out / "submission.csv"
         card["submission"] = write_submission(
@@ -180,6 +187,20 @@ def export_epoch(
     for stale in set(existing_export(out)) - set(written.values()):  # only with overwrite=True
         stale.unlink()
     return written
+
+
+def epoch_flags(run: Run, epoch: int) -> dict[str, Any] | None:
+    """The epoch's health flags (core.diagnostics, on the run's own data) for the card:
+    {"flags": [{"name", "severity", "sentence"}], "unusable": [methods ruled out]}; None when
+    the epoch is healthy. Exporting a collapsed or copying epoch stays possible, never silent."""
+    from core.diagnostics.timeline import epoch_health
+
+    report = epoch_health(run, epoch)
+    if not report.flags:
+        return None
+    return {"flags": [{"name": f.name, "severity": f.severity, "sentence": f.sentence}
+                      for f in report.flags],
+            "unusable": list(report.unusable)}
 
 
 def existing_export(out_dir: str | Path) -> list[Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -195,11 +196,26 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
         where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
         if where != str(run.path) or done_epoch != epoch:
             return
+        _health_warnings(written.get("card"))
         for kind, path in written.items():
             file = Path(path)
             if file.is_file():
                 st.download_button(file.name, data=file.read_bytes, file_name=file.name, key=f"{key}_dl_{kind}",
                                    icon=":material/download:", width="stretch", on_click="ignore")
+
+
+def _health_warnings(card_path: str | None) -> None:
+    """The exported epoch's health flags, from its card (core.export.epoch_flags)."""
+    if not card_path:
+        return
+    try:
+        health = json.loads(Path(card_path).read_text()).get("health") or {}
+    except (OSError, ValueError):
+        return
+    for flag in health.get("flags", []):
+        st.warning(f"This epoch is flagged **{flag['name']}**: {flag['sentence']}")
+    if health.get("warning"):
+        st.error(health["warning"])
 
 
 def _methods() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from core.cli.flags import add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
@@ -68,13 +70,19 @@ def main(args) -> int:
         overwrite=args.overwrite,
         **scoring_options(args),
     )
+    import json
+
     for kind, path in written.items():
         print(f"{kind:10s} {path}")
+    card = json.loads(written["card"].read_text())
     if "submission" in written:
-        import json
-
-        card = json.loads(written["card"].read_text())
         print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
         if card["scoring"].get("note"):
             print(f"note       {card['scoring']['note']}")
+    health = card.get("health") or {}
+    for flag in health.get("flags", []):
+        print(f"warning    epoch {card['epoch']} is flagged {flag['name']} ({flag['severity']}): "
+              f"{flag['sentence']}", file=sys.stderr)
+    if health.get("warning"):
+        print(f"warning    {health['warning']}", file=sys.stderr)
     return 0

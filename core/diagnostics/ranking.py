@@ -50,7 +50,15 @@ MIN_EPOCHS = 3  # a rank correlation over fewer epochs says nothing
 # with the ~20-100 images per side of these sets one AUROC's standard error is ~0.05-0.1
 # (Hanley & McNeil), so 0.2 is two of them: a gap the sampling noise alone rarely makes.
 SYNTHETIC_GAP = 0.2
-DEFAULT_SOURCE = f"mean over {MEASURED_RUNS} labelled runs on ../shared/realdata (README)"
+DEFAULT_SOURCE = (f"mean over {MEASURED_RUNS} labelled runs on real MVTec AD, Lookout for Vision "
+                  "and magnetic-tile images (README, \"Diagnosis you can trust\")")
+
+
+def agreement_strength(rho: float) -> str:
+    """Words for a Spearman correlation, so +0.21 never reads as a strong endorsement."""
+    if rho <= 0:
+        return "yet not at all (the order is random or reversed)"
+    return "weakly" if rho < 0.4 else "moderately" if rho < 0.7 else "strongly"
 
 
 def _finite(value) -> bool:
@@ -276,7 +284,8 @@ def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreeme
     method, epoch, criterion, agreement, here = max(picks, key=quality)
     rho = agreement.spearman if agreement is not None else None
     if here:
-        how = f"agreed best on {source}: Spearman {rho:+.2f} with {method}'s real AUROC over {agreement.n_epochs} epochs"
+        how = (f"agreed best on {source}, {agreement_strength(rho)}: Spearman {rho:+.2f} with "
+               f"{method}'s real AUROC over {agreement.n_epochs} epochs")
     else:
         source = DEFAULT_SOURCE
         said = f"Spearman {rho:+.2f} with real AUROC, {source}" if rho is not None else "never measured"

@@ -202,8 +202,12 @@ def draw_agreement(ranking) -> None:
                    "uses the order measured on labelled benchmark runs (README).")
         return
     table = pd.DataFrame(ranking.agreement_table()).T.rename_axis("criterion").reset_index()
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={m: st.column_config.NumberColumn(m, format="%+.2f") for m in ranking.methods})
+    for method in ranking.methods:  # "–" where a criterion says nothing about a method
+        table[method] = [f"{v:+.2f}" if isinstance(v, (int, float)) and pd.notna(v) else "–"
+                         for v in table[method]]
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("–: not measurable for that method (no synthetic AUROC is logged for knn, "
+               "restoration concerns reconstruction methods), or fewer epochs than it needs.")
     for gap in ranking.gaps[:5]:
         st.caption(f"synthetic gap at epoch {gap.epoch}: {gap.sentence}")
 

@@ -155,3 +155,24 @@ def test_cli_export(tiny_run, kaggle_folder, tmp_path, capsys):
 
 def card_calibration(written) -> str:
     return json.loads(written["card"].read_text())["scoring"]["calibration"]
+
+
+def test_exporting_a_flagged_epoch_says_so_on_the_card_and_the_command_line(
+        tiny_run, tmp_path, capsys):
+    """A collapsed epoch (every output the same grey) can still be exported, never silently."""
+    from core.runs import Run, load_checkpoint, save_checkpoint
+
+    shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    run = Run(tmp_path / "run")
+    path = run.checkpoint_path(2)
+    payload = load_checkpoint(path)
+    payload["model"]["head.weight"].zero_()
+    payload["model"]["head.bias"].zero_()  # sigmoid(0): every pixel 0.5 grey
+    save_checkpoint(path, payload)
+    written = export_epoch(run, 2, tmp_path / "out")
+    health = json.loads(written["card"].read_text())["health"]
+    assert "collapsed" in [f["name"] for f in health["flags"]]
+    assert cli(["export", "--run", str(run.path), "--epoch", "2", "--out", str(tmp_path / "o2")]) == 0
+    assert "warning    epoch 2 is flagged collapsed" in capsys.readouterr().err
+    healthy = json.loads(export_epoch(run, 1, tmp_path / "o3")["card"].read_text())
+    assert "collapsed" not in [f["name"] for f in (healthy.get("health") or {}).get("flags", [])]
