@@ -46,12 +46,14 @@ def latest_reconstructions(run: Run, data_root: Path) -> None:
 
 
 def intro(root: Path, data: Path, busy: bool) -> bool:
+    target = free_run_path(root)  # the folder the demo run will get (demo, else demo-2, ...)
     st.markdown(
         "ReconScope trains **one U-Net autoencoder** on normal images of every category, saves every "
         "epoch, and lets you **see** which epoch reconstructs well, which collapsed, and which "
         "separates defects best.\n\n"
         f"The demo draws a small procedural dataset (6 categories, {DEMO_SPEC.size} px, exact defect masks) into "
-        f"`{data}` and trains {DEMO_EPOCHS} epochs (on the GPU when there is one, else the CPU) into `{root}`. Epochs appear as they finish; "
+        f"`{data}` and trains {DEMO_EPOCHS} epochs (on the GPU when there is one, else the CPU) into `{target}`. "
+        "Epochs appear as they finish; "
         "on 2 CPU cores the first recognisable reconstructions take a minute or two.")
     clicked = st.button("Start the demo", type="primary", key="start_demo", icon=":material/rocket_launch:",
                         disabled=busy, help="A demo run is training already." if busy else None)
