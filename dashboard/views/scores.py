@@ -103,7 +103,10 @@ def draw_ranking(result: MethodScores, sel: np.ndarray, test) -> None:
                           format_func=lambda n: f"top {n}")
     left.caption("Most anomalous first. A good score puts the defective images (red) on top.")
     table = ranked_table(result, sel, test, top)
-    st.dataframe(table, hide_index=True, width="stretch", height=min(600, 40 + 70 * len(table)), row_height=66,
+    defective = "color: #dc2626; font-weight: 600"  # the red the caption promises
+    styled = (table.style.map(lambda v: defective if v == "defective" else "", subset=["label"])
+              if "label" in table.columns else table)  # an empty selection has no columns
+    st.dataframe(styled, hide_index=True, width="stretch", height=min(600, 40 + 70 * len(table)), row_height=66,
                  column_config={
                      "rank": st.column_config.NumberColumn("#", width="small"),
                      "image": st.column_config.ImageColumn("image", width="small"),
