@@ -59,7 +59,7 @@ def for_inference(model: torch.nn.Module) -> torch.nn.Module:
     """The same model (in place) with its 4-D weights in channels_last layout, for scoring.
 
     Unlike training, inference gains from NHWC on the CPU too: forward passes of the default
-    U-Net at 64 px ran 25-45% faster on a 2-core CPU (benchmarks/bench_evaluation.py), and on
+    U-Net at 64 px ran 10-45% faster per image on a 2-core CPU, depending on the batch, and on
     CUDA it is the layout cuDNN prefers. Inputs may stay NCHW (convolutions follow the weights);
     outputs equal the NCHW ones up to float rounding (~1e-5)."""
     return model.to(memory_format=torch.channels_last)

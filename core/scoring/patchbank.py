@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.scoring.knn import DISTANCE_BUDGET_BYTES, category_seed
+from core.scoring.knn import DISTANCE_BUDGET_BYTES, cap_rows, category_seed
 
 STORAGE_DTYPE = np.float16
 
@@ -72,10 +72,7 @@ class PatchBank:
         per_image = max(1, int(max_patches) // max(1, vectors.shape[1]))
         keep, owners = [], []
         for index, name in enumerate(names):
-            rows = np.flatnonzero(cats == name)
-            if len(rows) > per_image:
-                rng = np.random.default_rng(category_seed(seed, name))
-                rows = np.sort(rng.choice(rows, size=per_image, replace=False))
+            rows = cap_rows(np.flatnonzero(cats == name), per_image, category_seed(seed, name))
             keep.append(rows)
             owners.append(np.full(len(rows), index, np.int64))
         chosen = np.concatenate(keep) if keep else np.zeros(0, np.int64)

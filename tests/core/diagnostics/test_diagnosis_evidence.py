@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from core.diagnostics.evidence import (
     COPY_KEPT_SHARE,
@@ -19,7 +18,6 @@ from core.diagnostics.evidence import (
 )
 from core.diagnostics.health import defects_missed_flag, identity_copy_flag, reconstruction_health
 from core.runs import Run
-from tests.conftest import tiny_config, write_run
 
 
 def test_bootstrap_interval_holds_the_mean_narrows_with_images_and_repeats():
@@ -73,21 +71,10 @@ def test_flags_bite_where_the_whole_interval_crosses_the_line():
     assert identity_copy_flag(None) is None
 
 
-@pytest.fixture(scope="module")
-def output_equals_input(tmp_path_factory, demo_root) -> Run:
-    """A depth-1 U-Net whose output is its input through the skip (see test_diagnostics_health)."""
-    from core.model import UNetAutoencoder
-    from tests.core.diagnostics.test_diagnostics_health import COPY_KNOTS, copy_state
-
-    config = tiny_config(demo_root, "unused", **{"model.depth": 1, "model.skips": "1", "model.norm": "none",
-                                                 "model.base_width": 3 * len(COPY_KNOTS)})
-    return write_run(tmp_path_factory.mktemp("copying"), config, {1: copy_state(UNetAutoencoder(config.model))})
-
-
-def test_a_model_that_copies_keeps_pasted_defects_and_is_flagged(output_equals_input):
-    evidence = copy_evidence_of(output_equals_input, 1)
+def test_a_model_that_copies_keeps_pasted_defects_and_is_flagged(copying_run):
+    evidence = copy_evidence_of(copying_run, 1)
     assert evidence.kept_share.low > 0.95 and evidence.copies
-    report = reconstruction_health(output_equals_input, 1)
+    report = reconstruction_health(copying_run, 1)
     assert report.copy == evidence
     assert report.flag("identity_copy") is not None and report.unusable == ["pixel", "ssim", "feature"]
     assert report.to_dict()["copy"]["copies"] is True

@@ -3,7 +3,7 @@
 One module-scoped run is trained briefly for real (a tiny U-Net, 2 x 30 Adam steps at 32 px),
 then failures are planted into copies of its last checkpoint: zeroed bottleneck (epoch 3),
 constant output (epoch 4), a NaN weight (epoch 5). A second run holds a network wired so that
-its output equals its input through the full-resolution skip.
+its output equals its input through the full-resolution skip (copying_run, conftest.py).
 """
 
 from __future__ import annotations
@@ -46,10 +46,6 @@ from core.train import conv_weights
 from tests.conftest import tiny_config, write_run
 
 DEEP = ("down.1.1.0.weight", "down.1.1.3.weight")  # the bottleneck block of a depth-2 model
-COPY_KNOTS = np.array([0, .004, .01, .02, .04, .07, .1, .15, .2, .3, .4, .5, .6, .7, .8, .85, .9, .93, .96,
-                       .98, .99, .996])
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """2 shared cores: one torch thread is many times faster than two fighting for them."""
@@ -107,41 +103,6 @@ def planted(tmp_path_factory, demo_root) -> Run:
     return write_run(tmp_path_factory.mktemp("planted"), config, states, metrics)
 
 
-def copy_state(model: UNetAutoencoder) -> dict:
-    """Weights that make a depth-1, skips="1", norm="none" U-Net output its input.
-
-    Input -> stem (identity on 3 channels) -> skip -> one ReLU channel per colour and knot,
-    relu(x - t_k) -> head: a least-squares piecewise-linear fit of logit(x), so that the final
-    sigmoid returns x (max error ~0.002). The bottleneck path is zero: everything goes through
-    the skip, exactly the failure identity_copy must catch.
-    """
-    k = len(COPY_KNOTS)
-    width = 3 * k
-    x = np.linspace(0, 1, 2001)
-    clipped = np.clip(x, 1e-3, 1 - 1e-3)
-    basis = np.c_[np.maximum(x[:, None] - COPY_KNOTS[None], 0), np.ones_like(x)]
-    coef = np.linalg.lstsq(basis, np.log(clipped / (1 - clipped)), rcond=None)[0]
-    state = {name: torch.zeros_like(t) for name, t in model.state_dict().items()}
-    for c in range(3):
-        state["stem.0.weight"][c, c, 1, 1] = 1
-        state["stem.3.weight"][c, c, 1, 1] = 1
-        for j, knot in enumerate(COPY_KNOTS):
-            channel = c * k + j
-            state["up.0.block.0.weight"][channel, width + c, 1, 1] = 1  # from the skip half
-            state["up.0.block.0.bias"][channel] = -knot
-            state["up.0.block.3.weight"][channel, channel, 1, 1] = 1
-        state["head.weight"][c, c * k:(c + 1) * k, 0, 0] = torch.tensor(coef[:-1], dtype=torch.float32)
-        state["head.bias"][c] = float(coef[-1])
-    return state
-
-
-@pytest.fixture(scope="module")
-def copy_run(tmp_path_factory, demo_root) -> Run:
-    config = tiny_config(demo_root, "unused", **{"model.depth": 1, "model.skips": "1", "model.norm": "none",
-                                                 "model.base_width": 3 * len(COPY_KNOTS)})
-    return write_run(tmp_path_factory.mktemp("copy"), config, {1: copy_state(UNetAutoencoder(config.model))})
-
-
 # --------------------------------------------------------------------------- planted failures
 
 
@@ -163,8 +124,8 @@ def test_constant_output_is_collapsed_grey(planted):
     assert report.flag("identity_copy") is None  # uniform error must not read as copying
 
 
-def test_output_equal_to_input_through_the_skip_is_identity_copy(copy_run):
-    report = reconstruction_health(copy_run, 1)
+def test_output_equal_to_input_through_the_skip_is_identity_copy(copying_run):
+    report = reconstruction_health(copying_run, 1)
     flag = report.flag("identity_copy")
     assert flag is not None and flag.severity == "error", report.flags
     assert flag.evidence["kept_share"] > 0.95 and flag.evidence["n_pasted_images"] > 0
