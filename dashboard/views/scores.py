@@ -101,7 +101,9 @@ def draw_ranking(result: MethodScores, sel: np.ndarray, test) -> None:
     left, right = st.columns([3, 1])
     top = right.selectbox("Show", (25, 50, 100, 500), index=1, key="scores_top", persist_state="session",
                           format_func=lambda n: f"top {n}")
-    left.caption("Most anomalous first. A good score puts the defective images (red) on top.")
+    labelled = bool((np.asarray(result.labels) > 0).any())
+    left.caption("Most anomalous first." + (" A good score puts the defective images (red) on top."
+                                            if labelled else " The test set has no labels."))
     table = ranked_table(result, sel, test, top)
     defective = "color: #dc2626; font-weight: 600"  # the red the caption promises
     styled = (table.style.map(lambda v: defective if v == "defective" else "", subset=["label"])
