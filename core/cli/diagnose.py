@@ -63,7 +63,7 @@ def format_health(health: dict) -> list[str]:
         lines.append(f"  unusable methods here: {', '.join(health['unusable'])}")
     lines += [f"  note: {note}" for note in health.get("notes", [])]
     numbers = health["numbers"]
-    keys = ("image_spread_ratio", "pixel_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
+    keys = ("input_dependence", "image_spread_ratio", "pixel_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
             "output_saturated_share", "normal_error", "dead_layers")
     shown = [f"{k} {_fmt(numbers[k])}" for k in keys if k in numbers]
     return lines + (["  numbers: " + ", ".join(shown)] if shown else [])
@@ -113,7 +113,7 @@ def _ranges(epochs: list[int]) -> str:
 
 
 def format_timeline(result: dict) -> list[str]:
-    columns = ["epoch", "healthy", "flags", "unusable", "val_loss", "image_spread_ratio", "hf_ratio",
+    columns = ["epoch", "healthy", "flags", "unusable", "val_loss", "input_dependence", "hf_ratio",
                "defect_localisation_auc", "pasted_kept_share", "bottleneck_std", "purity"]
     rows = [{**{c: r.get(c) for c in columns}, "flags": ",".join(r["flags"]) or "-",
              "unusable": ",".join(r.get("unusable") or []) or "-",

@@ -41,10 +41,16 @@ from core.diagnostics.weights import init_weight_std, weight_stats
 from core.runs import Run, RunError
 from core.tensors import reconstruct, to_tensor
 
-# collapsed: output spread across images below 10% of the input's. A model that reconstructs
-# anything keeps most of the difference between images (even a blurry one keeps the low
-# frequencies that carry most of it, so it sits above 0.5); a grey/black/mean-image collapse
-# keeps almost none (< 0.05 in the planted tests). 0.1 sits well between the two.
+# collapsed: the reconstructions no longer follow their inputs. Decided from the input dependence
+# (core.diagnostics.collapse: the share of the differences between a category's input images
+# that comes back in their reconstructions, 1 = copy, 0 = the same output whatever the input),
+# flagged when its whole 90% interval lies below 0.1, pooled or for one category. Measured at 64 px
+# on ../shared/realdata and realdata_more (README, "Diagnosis you can trust"): collapsed homework
+# runs (one blob per category, which the old spread line missed at 0.121) read 0.00-0.02 with
+# interval highs <= 0.04; working models read 0.3-0.9, blurry ones included.
+COLLAPSE_DEPENDENCE = 0.1
+# Fallback when the dependence cannot be measured (under 3 probe images per category): output
+# spread across images below 10% of the input's (an exact constant reads ~0).
 COLLAPSE_SPREAD_RATIO = 0.1
 # collapsed into a *uniform* image when, in addition, each output varies inside itself by less
 # than 10% of what the inputs do (same reasoning, within images).
@@ -57,6 +63,7 @@ BLURRY_HF_RATIO = 0.25
 # checkpoint). Adam updates move a live layer's std by tens of percent, not by 10x downwards;
 # a 10x fall is weight decay winning over a gradient that no longer arrives.
 DEAD_STD_FRACTION = 0.1
+NUMBERS_VERSION = 2  # part of the cache key of reconstruction numbers: bump when they change
 
 ERROR = "error"
 WARNING = "warning"
@@ -137,20 +144,52 @@ def _collapse_kind(numbers: dict[str, float]) -> str:
     return f"a uniform grey image (mean intensity {mean:.2f})"
 
 
+def _dependence_text(numbers: dict[str, float], category: str = "") -> str:
+    key = f":{category}" if category else ""
+    estimate = numbers.get(f"input_dependence{key}", float("nan"))
+    high = numbers.get(f"input_dependence_high{key}", float("nan"))
+    low = "" if category else f"{numbers.get('input_dependence_low', float('nan')):.2f}-"
+    return f"{estimate:.2f} (90% interval {low or 'up to '}{high:.2f})"
+
+
+def collapsed_categories(numbers: dict[str, float]) -> list[str]:
+    """Categories whose input dependence lies, with its whole interval, below COLLAPSE_DEPENDENCE."""
+    prefix = "input_dependence_high:"
+    return sorted(k.removeprefix(prefix) for k, v in numbers.items()
+                  if k.startswith(prefix) and _finite(v) and v < COLLAPSE_DEPENDENCE)
+
+
 def collapsed_flag(numbers: dict[str, float]) -> HealthFlag | None:
+    """Error when the reconstructions do not follow their inputs (core.diagnostics.collapse):
+    pooled over categories, or for single categories (one blob per category keeps the outputs
+    varying overall while nothing of each image comes back). Falls back to the output spread
+    when the dependence cannot be measured."""
+    high = numbers.get("input_dependence_high", float("nan"))
     ratio = numbers.get("image_spread_ratio", float("nan"))
-    if not _finite(ratio) or ratio >= COLLAPSE_SPREAD_RATIO:
+    out, inp = numbers.get("output_image_spread", float("nan")), numbers.get("input_image_spread", float("nan"))
+    spread = f"spread across images {out:.3f} vs input {inp:.3f}"
+    evidence = {"input_dependence": numbers.get("input_dependence", float("nan")), "input_dependence_high": high,
+                "output_image_spread": out, "input_image_spread": inp, "image_spread_ratio": ratio,
+                "output_pixel_spread": numbers.get("output_pixel_spread", float("nan")),
+                "output_mean": numbers.get("output_mean", float("nan")),
+                "output_saturated_share": numbers.get("output_saturated_share", float("nan"))}
+    categories = collapsed_categories(numbers)
+    if _finite(high) and high < COLLAPSE_DEPENDENCE:
+        what = (f"Every input is reconstructed as {_collapse_kind(numbers)}: only "
+                f"{_dependence_text(numbers)} of the differences between input images come back ({spread})")
+    elif categories:
+        what = ("Within " + ", ".join(categories) + ", every image is reconstructed as nearly the same image: "
+                + "; ".join(f"{c} keeps {_dependence_text(numbers, c)} of the differences between its images"
+                            for c in categories))
+        evidence.update({f"input_dependence_high:{c}": numbers[f"input_dependence_high:{c}"] for c in categories})
+    elif not _finite(high) and _finite(ratio) and ratio < COLLAPSE_SPREAD_RATIO:
+        what = f"Every input is reconstructed as {_collapse_kind(numbers)} ({spread})"
+    else:
         return None
-    out, inp = numbers["output_image_spread"], numbers["input_image_spread"]
     return HealthFlag("collapsed", ERROR,
-                      f"Every input is reconstructed as {_collapse_kind(numbers)} (spread across images "
-                      f"{out:.3f} vs input {inp:.3f}): the model has collapsed (or, early in training, has not "
-                      "learned to reconstruct yet).",
-                      {"output_image_spread": out, "input_image_spread": inp, "image_spread_ratio": ratio,
-                       "output_pixel_spread": numbers["output_pixel_spread"],
-                       "output_mean": numbers["output_mean"],
-                       "output_saturated_share": numbers["output_saturated_share"]},
-                      RECONSTRUCTION_METHODS)
+                      what + ": the model has collapsed (or, early in training, has not learned to reconstruct "
+                      "yet), so scores that compare an image with its reconstruction cannot find defects.",
+                      evidence, RECONSTRUCTION_METHODS)
 
 
 def blurry_flag(numbers: dict[str, float]) -> HealthFlag | None:
@@ -274,13 +313,13 @@ def _reconstruction_result(run: Run, epoch: int, data_root, per_category: int, s
     outputs = reconstruct(run.load_model(epoch), np.asarray(probe.images))
     inputs = to_tensor(np.asarray(probe.images)).numpy()
     masks = np.asarray(probe.masks) * np.asarray(probe.has_mask)[:, None, None]
-    return reconstruction_numbers(inputs, outputs, masks, probe.labels)
+    return reconstruction_numbers(inputs, outputs, masks, probe.labels, probe.categories)
 
 
 def reconstruction_numbers_of(run: Run, epoch: int, data_root: str | Path | None = None,
                               per_category: int = PROBE_PER_CATEGORY, seed: int = 0) -> dict[str, float]:
     """reconstruction_numbers of the checkpoint on the run's probe set, cached per checkpoint."""
-    params = probe_signature(run, data_root, per_category, seed)
+    params = {**probe_signature(run, data_root, per_category, seed), "numbers": NUMBERS_VERSION}
     result = cached(run, epoch, "reconstruction_numbers", params,
                     lambda: _reconstruction_result(run, epoch, data_root, per_category, seed))
     return {k: float(v) for k, v in result.items()}

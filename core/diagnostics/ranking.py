@@ -368,12 +368,14 @@ def _restoration(run, epoch: int, data_root) -> float:
 
 
 def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
-             unusable: Mapping[int, Sequence[str]]) -> EpochRanking:
+             unusable: Mapping[int, Sequence[str]], blind: bool = False) -> EpochRanking:
     """rank() over a run's epochs: scores each method on the test set and the held-out normals
     (core.scoring, cached per checkpoint: the same entries evaluate and the Overview use), reads
     the logged validation loss and synthetic AUROC, and the copy evidence. Real AUROC (mean of
     per-category image AUROCs, as evaluate reports it) only where the test set has labels.
-    An epoch or method that cannot be scored is left out and named in the notes.
+    An epoch or method that cannot be scored is left out and named in the notes. blind=True
+    ranks as if the test set had no labels (the suggestion a user without labels gets; the real
+    AUROCs stay in `real` only as the check): what benchmarks/bench_epoch_choice.py measures.
     """
     from core.runs import RunError
 
@@ -404,7 +406,12 @@ def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
                 real[method][epoch] = auroc
     values = {c: {m: {e: float(v) for e, v in by_e.items() if _finite(v)} for m, by_e in by_m.items()}
               for c, by_m in values.items()}
-    return rank(epochs, methods, values, {m: v for m, v in real.items() if v}, unusable, notes)
+    real = {m: v for m, v in real.items() if v}
+    if not blind:
+        return rank(epochs, methods, values, real, unusable, notes)
+    ranking = rank(epochs, methods, values, {}, unusable, notes)
+    return EpochRanking(ranking.epochs, ranking.methods, ranking.values, real, [], ranking.unusable,
+                        ranking.suggestion, ranking.notes, ranking.gaps)
 
 
 def _reconstruction_methods() -> tuple[str, ...]:

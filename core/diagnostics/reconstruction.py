@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.diagnostics.collapse import input_dependence
+
 # A pixel value at most one grey level from 0 or 1 counts as saturated.
 SATURATION_MARGIN = 1.0 / 255.0
 # Guards ratios of errors that can both be ~0 (a perfect copy): then the ratio reads 1.
@@ -69,12 +71,14 @@ def defect_errors(inputs: np.ndarray, outputs: np.ndarray, masks: np.ndarray) ->
 
 
 def reconstruction_numbers(inputs: np.ndarray, outputs: np.ndarray, masks: np.ndarray,
-                           labels: np.ndarray) -> dict[str, float]:
+                           labels: np.ndarray, categories=None) -> dict[str, float]:
     """Every number the reconstruction health flags read, as plain floats.
 
     inputs, outputs (N, 3, H, W) float in [0, 1]; masks (N, H, W) {0, 1} (zero where unknown);
-    labels (N,) NORMAL 0 / ANOMALOUS 1. Non-finite outputs are counted and make the other
-    output numbers NaN (a NaN model has no meaningful spread).
+    labels (N,) NORMAL 0 / ANOMALOUS 1; categories (N,) names (None: one category). Non-finite
+    outputs are counted and make the other output numbers NaN (a NaN model has no meaningful
+    spread). input_dependence* (core.diagnostics.collapse): pooled estimate and 90% interval,
+    and per category "input_dependence:<category>" with "input_dependence_high:<category>".
     """
     inputs = np.asarray(inputs, np.float64)
     outputs = np.asarray(outputs, np.float64)
@@ -102,7 +106,21 @@ def reconstruction_numbers(inputs: np.ndarray, outputs: np.ndarray, masks: np.nd
     numbers["pixel_spread_ratio"] = _ratio(numbers["output_pixel_spread"], numbers["input_pixel_spread"])
     numbers["hf_ratio"] = _ratio(numbers["output_hf_energy"], numbers["input_hf_energy"])
     numbers["defect_error_ratio"] = (inside + RATIO_EPS) / (outside + RATIO_EPS)
+    numbers.update(_dependence_numbers(inputs, outputs, categories))
     return numbers
+
+
+def _dependence_numbers(inputs: np.ndarray, outputs: np.ndarray, categories) -> dict[str, float]:
+    categories = [""] * len(inputs) if categories is None else list(categories)
+    dependence = input_dependence(inputs, outputs, categories)
+    out = {"input_dependence": dependence.pooled.estimate,
+           "input_dependence_low": dependence.pooled.low,
+           "input_dependence_high": dependence.pooled.high}
+    for category, interval in dependence.by_category.items():
+        if interval.defined and category:
+            out[f"input_dependence:{category}"] = interval.estimate
+            out[f"input_dependence_high:{category}"] = interval.high
+    return out
 
 
 def _ratio(output: float, reference: float) -> float:

@@ -105,7 +105,8 @@ def timeline_row(report: HealthReport, record: dict[str, Any], bottleneck_std: f
            "flags": [f.name for f in report.flags], "unusable": report.unusable,
            "errors": [f.name for f in report.flags if f.severity == "error"],
            "warnings": [f.name for f in report.flags if f.severity == "warning"]}
-    for key in ("image_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean", "normal_error"):
+    for key in ("input_dependence", "image_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
+                "normal_error"):
         row[key] = numbers.get(key)
     if report.copy is not None:
         row["defect_localisation_auc"] = report.copy.real_localisation.estimate
@@ -229,7 +230,7 @@ def ranked_methods(run: Run) -> tuple[str, ...]:
 
 
 def epoch_ranking(run: Run, epochs: Sequence[int], data_root, reports: Sequence[HealthReport],
-                  methods: Sequence[str] | None = None) -> tuple[EpochRanking | None, str]:
+                  methods: Sequence[str] | None = None, blind: bool = False) -> tuple[EpochRanking | None, str]:
     """core.diagnostics.ranking.rank_run over the diagnosed epochs (methods: ranked_methods by
     default), with each epoch's unusable methods from its flags; (None, why) when the test set
     cannot be scored."""
@@ -240,14 +241,14 @@ def epoch_ranking(run: Run, epochs: Sequence[int], data_root, reports: Sequence[
     methods = ranked_methods(run) if methods is None else methods
     try:
         root = run_data_root(run.config(), data_root)
-        return rank_run(run, epochs, root, methods, unusable), ""
+        return rank_run(run, epochs, root, methods, unusable, blind), ""
     except (ValueError, FileNotFoundError, RuntimeError, RunError) as err:
         return None, f"label-free epoch ranking unavailable: {err}"
 
 
 def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
                  cluster: bool = True, evaluate: bool = False, level: str | int = "bottleneck",
-                 max_points: int = MAX_POINTS, rank: bool = True) -> dict[str, Any]:
+                 max_points: int = MAX_POINTS, rank: bool = True, blind: bool = False) -> dict[str, Any]:
     """Health timeline over epochs, where collapse starts, and the suggested epoch.
 
     Returns {"run", "timeline": [timeline_row per epoch (+ purity, ari)], "reports": [HealthReport
@@ -258,13 +259,14 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
     with real AUROC where the test set has labels) and the suggestion becomes the ranking's: an
     epoch and a method, never a method a flag rules out at that epoch ({"epoch", "method",
     "criterion", "agreement", "agreement_source", "reasons", "real_auroc", "best_real_auroc"}).
-    Without a scorable test set the health-only suggestion (suggest_epoch) stays.
+    Without a scorable test set the health-only suggestion (suggest_epoch) stays. blind=True:
+    the ranking ignores test labels (core.diagnostics.ranking.rank_run).
     """
     with data_snapshot():  # one look at the data files for every epoch (core.data.snapshot)
-        return _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank)
+        return _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank, blind)
 
 
-def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank
+def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank, blind=False
                   ) -> dict[str, Any]:
     epochs = list(run.epochs() if epochs is None else epochs)
     logged = _logged(run)
@@ -293,7 +295,7 @@ def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, 
     result = {"run": str(run.path), "timeline": rows, "reports": [r.to_dict() for r in reports],
               "collapse_starts": collapse_start(rows), "suggestion": suggest_epoch(rows), "notes": notes}
     if rank and rows:
-        ranking, why = epoch_ranking(run, [row["epoch"] for row in rows], data_root, reports)
+        ranking, why = epoch_ranking(run, [row["epoch"] for row in rows], data_root, reports, blind=blind)
         if ranking is None:
             notes.append(why)
         else:

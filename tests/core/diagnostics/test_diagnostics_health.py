@@ -318,3 +318,79 @@ def test_cli_diagnose_one_epoch_and_errors(planted, capsys):
     assert cli(["diagnose", "--run", str(planted.path), "--epoch", "9"]) == 2
     assert "epoch 9 does not exist" in capsys.readouterr().err
 
+
+
+# --------------------------------------------------------------------------- collapse from evidence
+
+
+def _demo_inputs(per_category: int = 6, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Real-looking probe images: demo carpet, bottle and pill scenes, (N, 3, H, W) in [0, 1]."""
+    from core.data.demo import REGISTRY
+
+    images, categories = [], []
+    for category in ("carpet", "bottle", "pill"):
+        render = REGISTRY[category][0]
+        for i in range(per_category):
+            scene = render(np.random.default_rng(100 + i), size)
+            images.append(np.asarray(scene.image, np.float64).reshape(size, size, -1)[..., :3])
+            categories.append(category)
+    x = np.stack(images).transpose(0, 3, 1, 2)
+    return (x / 255.0 if x.max() > 1.5 else x), np.array(categories)
+
+
+def _box_blur(x: np.ndarray, k: int = 5) -> np.ndarray:
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge")
+    out = np.zeros_like(x)
+    for dy in range(k):
+        for dx in range(k):
+            out += padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+    return out / k ** 2
+
+
+def test_one_blob_per_category_is_collapsed_although_outputs_still_vary_overall():
+    """The homework failure: every image of a category comes back as that category's blob (plus
+    a little noise that does not follow the input). The spread across all images stays above
+    the old 0.1 line (the categories differ), yet nothing of each image comes back."""
+    inputs, categories = _demo_inputs()
+    rng = np.random.default_rng(1)
+    outputs = np.empty_like(inputs)
+    for category in set(categories):
+        m = categories == category
+        blob = _box_blur(inputs[m].mean(axis=0, keepdims=True), 9)
+        outputs[m] = blob + rng.normal(0, 0.01, size=inputs[m].shape)
+    numbers = reconstruction_numbers(inputs, outputs, np.zeros(inputs.shape[:1] + inputs.shape[2:]),
+                                     np.zeros(len(inputs)), categories)
+    assert numbers["image_spread_ratio"] > COLLAPSE_SPREAD_RATIO  # the old rule called this healthy
+    flag = collapsed_flag(numbers)
+    assert flag is not None and flag.severity == "error"
+    assert numbers["input_dependence_high"] < 0.1
+    assert "of the differences between input images come back" in flag.sentence
+    assert set(flag.unusable) == {"pixel", "ssim", "feature"}
+
+
+def test_one_collapsed_category_is_named_while_the_others_work():
+    inputs, categories = _demo_inputs()
+    outputs = _box_blur(inputs, 3)
+    pill = categories == "pill"
+    outputs[pill] = inputs[pill].mean(axis=0, keepdims=True)
+    numbers = reconstruction_numbers(inputs, outputs, np.zeros(inputs.shape[:1] + inputs.shape[2:]),
+                                     np.zeros(len(inputs)), categories)
+    flag = collapsed_flag(numbers)
+    assert flag is not None and flag.sentence.startswith("Within pill, every image")
+    assert "carpet" not in flag.sentence and "bottle" not in flag.sentence
+
+
+def test_blurry_but_working_reconstructions_are_not_collapsed():
+    """Even a 7x7 box blur at 32 px, on textures whose images differ mostly in fine detail, keeps
+    a clear share of the differences between images: blur is a warning, never a collapse."""
+    inputs, categories = _demo_inputs()
+    dependence = []
+    for k in (3, 5, 7):
+        outputs = _box_blur(inputs, k)
+        numbers = reconstruction_numbers(inputs, outputs, np.zeros(inputs.shape[:1] + inputs.shape[2:]),
+                                         np.zeros(len(inputs)), categories)
+        assert collapsed_flag(numbers) is None, k
+        assert numbers["input_dependence_low"] > health_module.COLLAPSE_DEPENDENCE, k
+        dependence.append(numbers["input_dependence"])
+    assert dependence[0] > dependence[1] > dependence[2]  # the more blur, the less comes back
