@@ -29,6 +29,11 @@ class MaskWarning(BadImageWarning):
     """A mask was not used (its image was); the message names it and says why."""
 
 
+class LeftOutWarning(UserWarning):
+    """Data is left out (a category, CSV or CSV row, unlabelled images); the message names it,
+    says why, and what to do."""
+
+
 class BadImageError(ValueError):
     """One file cannot be used; `load_image_set` turns this into a skip plus a warning."""
 

@@ -8,6 +8,7 @@ do. Everything is tiny (16-32 px, a few images, at most one 1-epoch training per
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,16 @@ import pytest
 from PIL import Image
 
 from core.data import images as images_module
-from core.data.images import BadImageError, MaskWarning, load_image_set, read_image, read_mask
-from core.data.samples import ANOMALOUS, NORMAL, Sample
+from core.data.images import (
+    BadImageError,
+    LeftOutWarning,
+    MaskWarning,
+    load_image_set,
+    read_image,
+    read_mask,
+)
+from core.data.layouts import discover_samples
+from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.metrics import aupro, pixel_auroc
 
 SIZE = 16
@@ -124,3 +133,75 @@ def test_a_large_but_minority_defect_mask_is_used(tmp_path):
     mask = _save(tmp_path / "000_mask.png", big * 255)
     loaded = load_image_set([Sample(image, "c", ANOMALOUS, "crack", "test", mask)], SIZE)
     assert loaded.has_mask.all() and np.array_equal(loaded.masks[0], big)
+
+
+# --------------------------------------------------------------------------- 3 and 4. CSVs, data left out
+
+def _flat(root: Path, train: dict[str, str], test: dict[str, int]) -> Path:
+    """root/train/<name>.png (name -> category) and root/test/<name>.png (name -> label)."""
+    for i, name in enumerate(train):
+        _save(root / "train" / f"{name}.png", _rgb8(_texture(i)))
+    for i, name in enumerate(test):
+        _save(root / "test" / f"{name}.png", _rgb8(_texture(50 + i)))
+    return root
+
+
+TRAIN = {"a1": "screw", "a2": "screw", "b1": "nut", "café": "nut"}
+TEST = {"t1": 0, "t2": 1, "t3": 1}
+
+
+def _write_csv(path: Path, rows: list[list[str]], encoding: str, newline: str, sep: str) -> None:
+    path.write_bytes("".join(sep.join(r) + newline for r in rows).encode(encoding))
+
+
+# (encoding, line ending, separator) as spreadsheets save them: Excel "CSV UTF-8", Excel
+# "Unicode text" (UTF-16 with tabs), a German Excel (cp1252 with ';'), old Mac line endings.
+DIALECTS = [("utf-8-sig", "\r\n", ","), ("utf-16", "\r\n", "\t"), ("cp1252", "\r\n", ";"),
+            ("utf-8", "\r", ",")]
+
+
+@pytest.mark.parametrize(("encoding", "newline", "sep"), DIALECTS)
+def test_category_and_label_csvs_are_read_whatever_program_saved_them(tmp_path, encoding,
+                                                                     newline, sep):
+    root = _flat(tmp_path, TRAIN, TEST)
+    _write_csv(root / "train_categories.csv", [["File", "Category"]]
+               + [[f"{n}.png", c] for n, c in TRAIN.items()], encoding, newline, sep)
+    _write_csv(root / "test_labels.csv", [["image_id", "label"]]
+               + [[n, str(v)] for n, v in TEST.items()], encoding, newline, sep)
+    samples = discover_samples(root)
+    assert {s.path.stem: s.category for s in samples if s.split == "train"} == TRAIN
+    assert {s.path.stem: s.label for s in samples if s.split == "test"} == TEST
+
+
+def test_a_csv_whose_columns_cannot_be_mapped_is_named(tmp_path):
+    root = _flat(tmp_path, TRAIN, TEST)
+    (root / "labels.csv").write_text("picture,verdict\nt1.png,0\n")
+    with pytest.warns(LeftOutWarning, match=r"labels\.csv: not used: its columns \(picture, "
+                      r"verdict\) have no a file column .*rename the columns"):
+        samples = discover_samples(root)
+    assert all(s.label == UNKNOWN for s in samples if s.split == "test")
+
+
+def test_label_rows_without_images_and_images_without_rows_are_named(tmp_path):
+    root = _flat(tmp_path, TRAIN, TEST)
+    (root / "test_labels.csv").write_text("file,label\nt1.png,0\nt2.png,1\ngone.png,1\n")
+    with pytest.warns(LeftOutWarning) as caught:
+        samples = discover_samples(root)
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(r"test_labels\.csv: 1 row\(s\) name files that are not in .* row 4: "
+                         r"'gone\.png'", m) for m in messages), messages
+    assert any(re.search(r"test: 1 of 3 test images have no row in a label CSV \(e\.g\. "
+                         r"t3\.png\)", m) for m in messages), messages
+    assert sorted(s.label for s in samples if s.split == "test") == [UNKNOWN, NORMAL, ANOMALOUS]
+
+
+def test_a_category_with_an_empty_training_folder_is_named_with_its_test_images(tmp_path):
+    for category, n_train in (("screw", 3), ("nut", 0)):
+        (tmp_path / category / "train" / "good").mkdir(parents=True)
+        for i in range(n_train):
+            _save(tmp_path / category / "train" / "good" / f"{i}.png", _rgb8(_texture(i)))
+        for i in range(2):
+            _save(tmp_path / category / "test" / "good" / f"{i}.png", _rgb8(_texture(9 + i)))
+    with pytest.warns(LeftOutWarning, match=r"nut/train/good: holds no images, so category 'nut' "
+                      r"is left out of training and its 2 test images out of the evaluation"):
+        discover_samples(tmp_path)
