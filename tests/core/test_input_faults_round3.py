@@ -8,7 +8,9 @@ do. Everything is tiny (16-32 px, a few images, at most one 1-epoch training per
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.cache import CacheWarning
+from core.config import ConfigVersionWarning, TrainConfig
 from core.data import images as images_module
 from core.data.images import (
     BadImageError,
@@ -28,6 +32,8 @@ from core.data.images import (
 from core.data.layouts import discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.metrics import aupro, pixel_auroc
+from core.runs import Run, load_checkpoint, save_checkpoint
+from tests.core.test_input_faults import _cli, _mvtec, _tiny, _train
 
 SIZE = 16
 
@@ -205,3 +211,81 @@ def test_a_category_with_an_empty_training_folder_is_named_with_its_test_images(
     with pytest.warns(LeftOutWarning, match=r"nut/train/good: holds no images, so category 'nut' "
                       r"is left out of training and its 2 test images out of the evaluation"):
         discover_samples(tmp_path)
+
+
+# --------------------------------------------------------------------------- runs: one tiny training
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = _mvtec(tmp_path_factory.mktemp("data"))
+    return _train(_tiny(root, tmp_path_factory.mktemp("runs") / "tiny")), root
+
+
+def _copy_run(run: Run, target: Path) -> Run:
+    shutil.copytree(run.path, target, ignore=shutil.ignore_patterns("cache", "*.lock"))
+    return Run(target)
+
+
+# --------------------------------------------------------------------------- 5. another version
+
+def test_a_checkpoint_of_a_newer_version_is_named_and_scored(tiny_run, tmp_path, capsys):
+    run, root = tiny_run
+    newer = _copy_run(run, tmp_path / "newer")
+    payload = load_checkpoint(newer.checkpoint_path(1))
+    payload["config"]["ema_decay"] = 0.999  # a setting this version does not know
+    payload["version"] = "9.1.0"
+    save_checkpoint(newer.checkpoint_path(1), payload)
+    with pytest.warns(ConfigVersionWarning, match=r"epoch_001\.pt: written by ReconScope 9\.1\.0; "
+                      r"this is ReconScope .* does not know its config field\(s\) ema_decay; "
+                      r"they are ignored here"):
+        code, out, err = _cli(capsys, "evaluate", "--run", newer.path, "--epoch", "1",
+                              "--method", "pixel", "--data", root, "--fast")
+    assert code == 0 and "Traceback" not in err and "pixel" in out
+
+
+def test_a_run_config_of_a_newer_version_refuses_resuming_by_name(tiny_run, tmp_path):
+    run, _ = tiny_run
+    newer = _copy_run(run, tmp_path / "newer")
+    raw = json.loads((newer.path / "config.json").read_text())
+    raw["model"]["attention"] = True
+    (newer.path / "config.json").write_text(json.dumps(raw))
+    with pytest.warns(ConfigVersionWarning, match=r"config\.json: .* model\.attention"):
+        assert newer.config().model.depth == 2  # analysis reads what it knows
+    with pytest.raises(ValueError, match=r"config\.json: written by another \(probably newer\) "
+                       r"ReconScope; .*model\.attention; upgrade ReconScope"):
+        TrainConfig.load(newer.path / "config.json", strict=True)
+
+
+# --------------------------------------------------------------------------- 6. read-only runs
+
+@pytest.fixture
+def read_only_cache(monkeypatch):
+    """Every write below a run's cache/ fails as on a read-only share (root ignores chmod)."""
+    import core.cache
+    import core.runs
+
+    real = core.runs.atomic_write_bytes
+
+    def refuse(path: Path, data: bytes) -> None:
+        if "cache" in Path(path).parts:
+            raise PermissionError(13, "Permission denied", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(core.cache, "atomic_write_bytes", refuse)
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "diagnose", "export"])
+def test_commands_that_only_read_work_on_a_run_they_cannot_write(tiny_run, tmp_path, capsys,
+                                                                  read_only_cache, verb):
+    run, root = tiny_run
+    shared = _copy_run(run, tmp_path / "shared")
+    args = {"evaluate": ["--method", "pixel", "--data", root, "--fast"],
+            "diagnose": ["--data", root, "--json", tmp_path / "d.json"],
+            "export": ["--out", tmp_path / "export", "--test", root / "widget" / "test" / "crack"]}
+    with pytest.warns(CacheWarning, match=r"shared/cache: results cannot be cached there "
+                      r"\(Permission denied\); they are computed anew") as caught:
+        code, out, err = _cli(capsys, verb, "--run", shared.path, "--epoch", "1", *args[verb])
+    assert code == 0 and "Traceback" not in err, err
+    assert sum(isinstance(w.message, CacheWarning) for w in caught) == 1
+    assert not (shared.path / "cache").exists()
