@@ -55,7 +55,7 @@ class AugmentConfig:
 class TrainConfig:
     data: str = "data/demo"
     run: str = "checkpoints/demo"
-    layout: str = "auto"  # auto | mvtec | flat
+    layout: str = "auto"  # auto | mvtec | visa | flat
     categories: list[str] = field(default_factory=list)  # empty = every category found
     # A flat train folder without a category CSV is one category; with pseudo_categories=K (or
     # -1 = choose K by silhouette) training clusters it into K groups (see core.data.pseudo) and
@@ -233,7 +233,8 @@ def _validate(config, prefix: str) -> None:
             (isinstance(config.workers, int) and config.workers >= 0, "workers must be 0 or more"),
             (config.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
             (config.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
-            (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
+            (config.layout in ("auto", "mvtec", "visa", "flat"),
+             "layout must be auto, mvtec, visa or flat"),
             (config.pseudo_categories in (-1, 0) or 2 <= config.pseudo_categories <= 32,
              "pseudo_categories must be 0 (off), -1 (auto) or 2..32"),
             (config.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),

@@ -43,6 +43,8 @@ class DatasetLayoutError(ValueError):
 
 
 def detect_layout(root: Path) -> str:
+    if _visa_categories(root):
+        return "visa"
     if _category_dirs(root):
         return "mvtec"
     if list_images(root / "train"):
@@ -108,8 +110,10 @@ def _discover(root: Path, layout: str, categories: Sequence[str] | None,
         samples = _mvtec_samples(root)
     elif layout == "flat":
         samples = _flat_samples(root, category_file)
+    elif layout == "visa":
+        samples = _visa_samples(root)
     else:
-        raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec or flat")
+        raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec, visa or flat")
     if not samples:
         raise DatasetLayoutError(f"{root}: no images found; {MVTEC_HELP}")
     return _filter_categories(samples, categories, root)
@@ -278,8 +282,10 @@ def split_masks(paths: list[Path]) -> tuple[list[Path], dict[str, Path]]:
 
 
 def _defect_masks(category_dir: Path, defect_dir: Path) -> tuple[dict[str, Path], Path | None]:
-    """(stem -> mask) for one defect folder, and the mask folder it was looked up in."""
-    gt_root = _child_dir(category_dir, MASK_FOLDER_NAMES)
+    """(stem -> mask) for one defect folder, and the mask folder it was looked up in: beside
+    test/ (MVTec AD), else inside it (MVTec AD 2: test_public/ground_truth/<defect>)."""
+    gt_root = _child_dir(category_dir, MASK_FOLDER_NAMES) or _child_dir(defect_dir.parent,
+                                                                         MASK_FOLDER_NAMES)
     if gt_root is None:
         return {}, None
     gt = _child_dir(gt_root, (defect_dir.name.lower(),))
@@ -298,9 +304,14 @@ def _warn_unmatched(gt: Path | None, defect_dir: Path, missing: list[Path], tota
         MaskWarning, stacklevel=4)
 
 
+# Folder names of each split; MVTec AD 2 names them validation/ and test_public/ (its
+# test_private*/ folders hold no labels and are not read).
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test", "test_public")}
+
+
 def _split_samples(folder: Path, category: str, split: str) -> list[Sample]:
     """Normal images of train/ or val/ (masks stored beside them are left out)."""
-    normal = _normal_dir(_child_dir(folder, (split,)))
+    normal = _normal_dir(_child_dir(folder, SPLIT_FOLDERS[split]))
     if normal is None:
         return []
     images, _ = split_masks(list_images(normal))
@@ -308,9 +319,11 @@ def _split_samples(folder: Path, category: str, split: str) -> list[Sample]:
 
 
 def _test_samples(folder: Path, category: str) -> list[Sample]:
-    test = _child_dir(folder, ("test",))
+    test = _child_dir(folder, SPLIT_FOLDERS["test"])
     samples: list[Sample] = []
     for defect_dir in _subfolders(test) if test is not None else []:
+        if defect_dir.name.lower() in MASK_FOLDER_NAMES:  # MVTec AD 2: test_public/ground_truth
+            continue
         images, beside = split_masks(list_images(defect_dir))
         if is_normal_folder_name(defect_dir.name):
             samples += [Sample(p, category, NORMAL, "good", "test") for p in images]
@@ -492,3 +505,85 @@ def _parse_label(value: str, csv_path: Path, row_number: int) -> int:
     raise DatasetLayoutError(
         f"{csv_path}, row {row_number}: label '{value}' is not 0/1 or normal/anomaly; fix the CSV"
     )
+
+
+# --- VisA (as distributed) ------------------------------------------------------------------
+
+VISA_SPLIT_CSV = Path("split_csv") / "1cls.csv"
+VISA_COLUMNS = ("object", "split", "label", "image")
+
+
+def _is_visa_category(folder: Path) -> bool:
+    return (folder / "Data" / "Images" / "Normal").is_dir()
+
+
+def _visa_categories(root: Path) -> list[Path]:
+    """<root>/<category>/Data/Images/Normal, or root itself being one such category."""
+    if _is_visa_category(root):
+        return [root]
+    return [p for p in _subfolders(root) if _is_visa_category(p)]
+
+
+def _visa_split_csv(root: Path) -> Path:
+    """split_csv/1cls.csv in root or, when root is one category, in its parent."""
+    for base in (root, root.parent):
+        if (base / VISA_SPLIT_CSV).is_file():
+            return base / VISA_SPLIT_CSV
+    raise DatasetLayoutError(
+        f"{root}: VisA layout (<category>/Data/Images/Normal) without its split file "
+        f"{root / VISA_SPLIT_CSV}; VisA is read through the split CSV it is distributed with "
+        "(columns object,split,label,image,mask): put split_csv/1cls.csv back next to the "
+        "category folders")
+
+
+def _visa_samples(root: Path) -> list[Sample]:
+    """VisA read through split_csv/1cls.csv: train rows are the training normals (validation
+    normals are held out of them as for any set), test rows the labelled test images with
+    their masks (Data/Masks/Anomaly). Rows naming missing files are named in a warning."""
+    csv_path = _visa_split_csv(root)
+    base = csv_path.parent.parent
+    wanted = {p.name for p in _visa_categories(root)}
+    try:
+        table = read_table(csv_path)
+    except TableError as err:
+        raise DatasetLayoutError(str(err)) from err
+    columns = {c.lower(): c for c in table.columns}
+    if not all(c in columns for c in VISA_COLUMNS):
+        raise DatasetLayoutError(
+            f"{csv_path}: columns {', '.join(table.columns)} are not VisA's split columns "
+            f"({', '.join(VISA_COLUMNS)}, mask); restore the file that came with the dataset")
+    samples, missing = [], []
+    for row_number, row in table.rows:
+        category = row[columns["object"]]
+        if category not in wanted:
+            continue
+        sample = _visa_sample(base, category, row, columns, csv_path, row_number)
+        if sample is None:
+            missing.append((row_number, row[columns["image"]]))
+        else:
+            samples.append(sample)
+    if missing:
+        warnings.warn(
+            f"{csv_path}: {len(missing)} row(s) name images that do not exist (e.g. row "
+            f"{missing[0][0]}: '{missing[0][1]}'); they are left out -- restore the images",
+            LeftOutWarning, stacklevel=4)
+    return samples
+
+
+def _visa_sample(base: Path, category: str, row: dict[str, str], columns: dict[str, str],
+                 csv_path: Path, row_number: int) -> Sample | None:
+    image = base / row[columns["image"]]
+    if not image.is_file():
+        return None
+    split = SPLIT_WORDS.get(row[columns["split"]].lower())
+    if split not in ("train", "test"):
+        raise DatasetLayoutError(f"{csv_path}, row {row_number}: split "
+                                 f"'{row[columns['split']]}' is not train or test; fix the CSV")
+    label = _parse_label(row[columns["label"]], csv_path, row_number)
+    if split == "train":
+        return Sample(image, category, NORMAL, "good", "train")
+    mask_cell = row.get(columns.get("mask", ""), "") if "mask" in columns else ""
+    mask = base / mask_cell if mask_cell and (base / mask_cell).is_file() else None
+    if label == NORMAL:
+        return Sample(image, category, NORMAL, "good", "test")
+    return Sample(image, category, ANOMALOUS, "anomaly", "test", mask)

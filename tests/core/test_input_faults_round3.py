@@ -21,6 +21,7 @@ from PIL import Image
 from core.cache import CacheWarning
 from core.config import ConfigVersionWarning, TrainConfig
 from core.data import images as images_module
+from core.data.dataset import split_validation
 from core.data.images import (
     BadImageError,
     LeftOutWarning,
@@ -29,7 +30,7 @@ from core.data.images import (
     read_image,
     read_mask,
 )
-from core.data.layouts import discover_samples
+from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.metrics import aupro, pixel_auroc
 from core.runs import Run, load_checkpoint, save_checkpoint
@@ -289,3 +290,81 @@ def test_commands_that_only_read_work_on_a_run_they_cannot_write(tiny_run, tmp_p
     assert code == 0 and "Traceback" not in err, err
     assert sum(isinstance(w.message, CacheWarning) for w in caught) == 1
     assert not (shared.path / "cache").exists()
+
+
+# --------------------------------------------------------------------------- 8. VisA and MVTec AD 2
+
+def _visa(root: Path, categories=("candle", "pcb1")) -> Path:
+    """VisA as distributed: <cat>/Data/Images/{Normal,Anomaly}/*.JPG, <cat>/Data/Masks/Anomaly/
+    *.png and split_csv/1cls.csv (object,split,label,image,mask) with paths below root."""
+    rows = ["object,split,label,image,mask"]
+    for c, category in enumerate(categories):
+        data = root / category / "Data"
+        for i in range(6):
+            name = f"{i:03d}.JPG"
+            _save(data / "Images" / "Normal" / name, _rgb8(_texture(10 * c + i)), quality=95)
+            split = "train" if i < 4 else "test"
+            rows.append(f"{category},{split},normal,{category}/Data/Images/Normal/{name},")
+        for i in range(2):
+            view = _texture(50 + i)
+            view[4:10, 5:11] += 0.4
+            _save(data / "Images" / "Anomaly" / f"{i:03d}.JPG", _rgb8(np.clip(view, 0, 1)),
+                  quality=95)
+            _save(data / "Masks" / "Anomaly" / f"{i:03d}.png",
+                  _box((SIZE, SIZE), slice(4, 10), slice(5, 11)) * 255)
+            rows.append(f"{category},test,anomaly,{category}/Data/Images/Anomaly/{i:03d}.JPG,"
+                        f"{category}/Data/Masks/Anomaly/{i:03d}.png")
+    (root / "split_csv").mkdir(parents=True)
+    (root / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_visa_as_distributed_is_read_through_its_split_csv(tmp_path):
+    samples = discover_samples(_visa(tmp_path))
+    for category in ("candle", "pcb1"):
+        own = [s for s in samples if s.category == category]
+        assert sum(s.split == "train" for s in own) == 4
+        test = [s for s in own if s.split == "test"]
+        assert sorted(s.label for s in test) == [NORMAL, NORMAL, ANOMALOUS, ANOMALOUS]
+        assert all(s.mask_path is not None and s.mask_path.is_file()
+                   for s in test if s.label == ANOMALOUS)
+    loaded = load_image_set([s for s in samples if s.label == ANOMALOUS], SIZE)
+    assert loaded.has_mask.all()
+    assert pixel_auroc(loaded.masks, loaded.images.mean(axis=-1).astype(np.float32)) > 0.99
+
+
+def test_one_visa_category_and_a_missing_split_file_are_handled(tmp_path):
+    root = _visa(tmp_path)
+    assert {s.category for s in discover_samples(root / "candle")} == {"candle"}
+    (root / "split_csv" / "1cls.csv").unlink()
+    with pytest.raises(DatasetLayoutError, match=r"VisA layout .* without its split file .*"
+                       r"1cls\.csv"):
+        discover_samples(root)
+
+
+def _mvtec_ad2(root: Path, category: str = "can") -> Path:
+    """MVTec AD 2: train/good, validation/good, test_public/{good,bad},
+    test_public/ground_truth/bad/<stem>_mask.png, and unlabelled test_private/."""
+    folder = root / category
+    for split, n in (("train", 5), ("validation", 2)):
+        for i in range(n):
+            _save(folder / split / "good" / f"{i:03d}_regular.png", _rgb8(_texture(i)))
+    for i in range(2):
+        _save(folder / "test_public" / "good" / f"{i:03d}_regular.png", _rgb8(_texture(30 + i)))
+        view = _texture(40 + i)
+        view[4:10, 5:11] += 0.4
+        _save(folder / "test_public" / "bad" / f"{i:03d}_regular.png", _rgb8(np.clip(view, 0, 1)))
+        _save(folder / "test_public" / "ground_truth" / "bad" / f"{i:03d}_regular_mask.png",
+              _box((SIZE, SIZE), slice(4, 10), slice(5, 11)) * 255)
+    _save(folder / "test_private" / "000_regular.png", _rgb8(_texture(60)))
+    return root
+
+
+def test_mvtec_ad_2_reads_test_public_its_masks_and_validation_normals(tmp_path):
+    samples = discover_samples(_mvtec_ad2(tmp_path))
+    by_split = {split: [s for s in samples if s.split == split] for split in ("train", "val", "test")}
+    assert (len(by_split["train"]), len(by_split["val"]), len(by_split["test"])) == (5, 2, 4)
+    assert {s.defect for s in by_split["test"]} == {"good", "bad"}  # ground_truth is no defect
+    assert all(s.mask_path is not None for s in by_split["test"] if s.label == ANOMALOUS)
+    train, val = split_validation([s for s in samples if s.split != "test"], 0.1, 0)
+    assert {s.path.parent.parent.name for s in val} == {"validation"} and len(train) == 5
