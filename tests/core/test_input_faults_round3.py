@@ -368,3 +368,28 @@ def test_mvtec_ad_2_reads_test_public_its_masks_and_validation_normals(tmp_path)
     assert all(s.mask_path is not None for s in by_split["test"] if s.label == ANOMALOUS)
     train, val = split_validation([s for s in samples if s.split != "test"], 0.1, 0)
     assert {s.path.parent.parent.name for s in val} == {"validation"} and len(train) == 5
+
+
+# --------------------------------------------------------------------------- also
+
+def test_diagnose_on_a_nan_epoch_does_not_call_a_labelled_test_set_unlabelled(tiny_run, capsys,
+                                                                            tmp_path):
+    run = _copy_run(tiny_run[0], tmp_path / "nan")
+    payload = run.load(1)
+    payload["model"] = {k: v * float("nan") if v.is_floating_point() else v
+                        for k, v in payload["model"].items()}
+    payload["epoch"] = 2
+    save_checkpoint(run.checkpoint_path(2), payload)
+    code, out, err = _cli(capsys, "diagnose", "--run", run.path, "--epoch", "all", "--no-cluster")
+    assert code == 0 and "Traceback" not in err
+    assert "has no labels" not in out and "real AUROC 1.000" in out
+
+
+def test_no_agreement_because_no_epoch_scored_is_not_called_missing_labels():
+    from core.cli.diagnose import format_ranking
+
+    ranking = {"methods": ["pixel"], "agreements": [], "real": {"pixel": {}}, "values": {},
+               "notes": ["epoch 2, pixel: not scored (scores are NaN or inf)"]}
+    assert "no epoch has a real AUROC (see the notes)" in format_ranking(ranking)[0]
+    unlabelled = {**ranking, "notes": []}
+    assert "the test set has no labels here" in format_ranking(unlabelled)[0]
