@@ -35,17 +35,40 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
     return f"warning: {message}\n"
 
 
+def shown_once(show):
+    """`warnings.showwarning` that passes each distinct sentence on once: one command reads
+    the same data for several steps (test set, normals, calibration), and a bad file is
+    named once, not once per step."""
+    seen: set[str] = set()
+
+    def show_once(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in seen:
+            seen.add(str(message))
+            show(message, category, filename, lineno, file, line)
+
+    return show_once
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = one_line_warning
     args = build_parser().parse_args(argv)
+    saved_show = warnings.showwarning
+    warnings.showwarning = shown_once(saved_show)
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # permission denied, read-only file system, disk full
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}; check that the folder exists and that you "
+              "may write to it, or choose another path", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = saved_show
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,20 +78,42 @@ def has_entries(run: Run, epoch: int, kind: str) -> bool:
     return any((run.cache_dir / f"epoch_{epoch:03d}").glob(f"{kind}-*.json"))
 
 
+class CacheWarning(UserWarning):
+    """A result could not be stored (a read-only run folder); the message names the folder."""
+
+
+_UNWRITABLE: set[str] = set()  # cache folders already reported, so each is named once
+
+
 def store_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None, result: dict[str, Any]) -> None:
+    """Stores a result; the cache is optional: a run folder the user may read but not write
+    (a teammate's run, a read-only share) gets one CacheWarning and the result is just not kept."""
     json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
     arrays = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
     rest = {k: v for k, v in result.items() if k not in arrays}
-    if arrays:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(npz_path, buffer.getvalue())
     try:
         text = json.dumps(rest, default=_numpy_scalar)
     except TypeError as err:
         raise TypeError(f"cache '{kind}': results must be numpy arrays at the top level or JSON values "
                         f"({err})") from err
-    atomic_write_bytes(json_path, text.encode())  # written last: its presence means the entry is complete
+    try:
+        if arrays:
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            atomic_write_bytes(npz_path, buffer.getvalue())
+        atomic_write_bytes(json_path, text.encode())  # written last: its presence means the entry is complete
+    except OSError as err:
+        _warn_unwritable(run, err)
+
+
+def _warn_unwritable(run: Run, err: OSError) -> None:
+    if str(run.cache_dir) in _UNWRITABLE:
+        return
+    _UNWRITABLE.add(str(run.cache_dir))
+    warnings.warn(
+        f"{run.cache_dir}: results cannot be cached there ({err.strerror or err}); they are "
+        "computed anew each time -- copy the run to a folder you can write to for faster reruns",
+        CacheWarning, stacklevel=3)
 
 
 def _numpy_scalar(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ class AugmentConfig:
 class TrainConfig:
     data: str = "data/demo"
     run: str = "checkpoints/demo"
-    layout: str = "auto"  # auto | mvtec | flat
+    layout: str = "auto"  # auto | mvtec | visa | flat
     categories: list[str] = field(default_factory=list)  # empty = every category found
     # A flat train folder without a category CSV is one category; with pseudo_categories=K (or
     # -1 = choose K by silhouette) training clusters it into K groups (see core.data.pseudo) and
@@ -106,13 +107,41 @@ class TrainConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
+    def load(cls, path: str | Path, strict: bool = False) -> TrainConfig:
+        """A saved config.json; fields this version does not know are handled as in
+        `from_saved` (strict=True refuses them: training must not silently drop a setting)."""
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err}); fix or delete the file") from err
-        return cls.from_dict(raw)
+        return cls.from_saved(raw, path, strict=strict)
+
+    @classmethod
+    def from_saved(cls, raw: dict[str, Any], source: str | Path, version: str | None = None,
+                   strict: bool = False) -> TrainConfig:
+        """A config read from a file another ReconScope version may have written (a run's
+        config.json, a checkpoint's "config"; version: the writer's, when the file says).
+
+        Unknown fields (a newer version's settings, such as ema_decay) are dropped with a
+        ConfigVersionWarning naming the file, the versions and the fields: scoring and
+        analysis need only the fields this version knows, and a model whose architecture
+        depends on an unknown field is then refused by its weights' shapes. strict=True
+        raises a ValueError with the same sentence instead (for training and resuming)."""
+        unknown = unknown_fields(raw)
+        if not unknown:
+            return cls.from_dict(raw)
+        from core import __version__
+
+        writer = f"ReconScope {version}" if version else "another (probably newer) ReconScope"
+        head = (f"{source}: written by {writer}; this is ReconScope {__version__}, which does not "
+                f"know its config field(s) {', '.join(unknown)}")
+        if strict:
+            raise ValueError(f"{head}; upgrade ReconScope (pip install -U) or remove those "
+                             "fields to train with it")
+        warnings.warn(f"{head}; they are ignored here -- upgrade ReconScope to use them",
+                      ConfigVersionWarning, stacklevel=2)
+        return cls.from_dict(_without(raw, unknown))
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
         """Applies dotted keys ("model.depth") over this config and validates the result."""
@@ -139,6 +168,34 @@ def parse_set_items(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             overrides[key.strip()] = value
     return overrides
+
+
+class ConfigVersionWarning(UserWarning):
+    """A saved config has fields this version does not know; the message names the file."""
+
+
+_SECTIONS = {"model": ModelConfig, "augment": AugmentConfig}
+
+
+def unknown_fields(raw: Any) -> list[str]:
+    """Dotted names of raw's keys that TrainConfig (and its model/augment parts) lacks."""
+    if not isinstance(raw, dict):
+        return []
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = sorted(k for k in raw if k not in known)
+    for section, sub in _SECTIONS.items():
+        if isinstance(raw.get(section), dict):
+            inner = {f.name for f in dataclasses.fields(sub)}
+            names += sorted(f"{section}.{k}" for k in raw[section] if k not in inner)
+    return names
+
+
+def _without(raw: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    out = {k: (dict(v) if k in _SECTIONS and isinstance(v, dict) else v) for k, v in raw.items()}
+    for name in names:
+        *parents, leaf = name.split(".")
+        (out[parents[0]] if parents else out).pop(leaf, None)
+    return out
 
 
 def _build(cls, raw: dict[str, Any], prefix: str):
@@ -176,7 +233,8 @@ def _validate(config, prefix: str) -> None:
             (isinstance(config.workers, int) and config.workers >= 0, "workers must be 0 or more"),
             (config.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
             (config.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
-            (config.layout in ("auto", "mvtec", "flat"), "layout must be auto, mvtec or flat"),
+            (config.layout in ("auto", "mvtec", "visa", "flat"),
+             "layout must be auto, mvtec, visa or flat"),
             (config.pseudo_categories in (-1, 0) or 2 <= config.pseudo_categories <= 32,
              "pseudo_categories must be 0 (off), -1 (auto) or 2..32"),
             (config.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),

@@ -129,7 +129,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> UNetAutoencoder:
-    config = TrainConfig.from_dict(payload["config"])
+    config = TrainConfig.from_saved(payload["config"], path, payload.get("version"))
     model = UNetAutoencoder(config.model)
     mismatch = architecture_mismatch(payload["model"], model)
     if mismatch:

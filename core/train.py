@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import distributed
+from core import __version__, distributed
 from core.accel import Acceleration, device_memory
 from core.config import TrainConfig
 from core.data.augment import build_augmentation
@@ -202,7 +202,8 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
             if ctx.is_main:
                 save_epoch(run, epoch, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "config": config.to_dict(), "metrics": record, **objective.state()})
+                    "config": config.to_dict(), "metrics": record, "version": __version__,
+                    **objective.state()})
             run.append_metrics(record)
             log(_summary(record, config.epochs))
             eta = record["seconds"] * (config.epochs - epoch)

@@ -146,13 +146,23 @@ def format_ranking(ranking: dict | None) -> list[str]:
     methods = ranking["methods"]
     gaps = ["synthetic_gap (warning) at epoch {epoch}: {sentence}".format(**g) for g in ranking.get("gaps", [])]
     if not ranking["agreements"]:
-        return gaps + ["label-free criteria: the test set has no labels here, so their agreement with real AUROC "
-                "cannot be measured on this run"]
+        return gaps + [f"label-free criteria: {_why_no_real_auroc(ranking)}, so their agreement "
+                       "with real AUROC cannot be measured on this run"]
     rho = {(a["criterion"], a["method"]): a["spearman"] for a in ranking["agreements"]}
     rows = [{"criterion": c, **{m: _fmt(rho.get((c, m)), 2) for m in methods}} for c in ranking["values"]]
     table = pd.DataFrame(rows).to_string(index=False)
     return gaps + (["label-free criteria vs real image AUROC across epochs (Spearman rank correlation; "
                     "- = under 3 epochs or constant):"] + ["  " + line for line in table.splitlines()])
+
+
+def _why_no_real_auroc(ranking: dict) -> str:
+    """No agreement was measured: because the test set has no labels, or because no epoch
+    could be scored (NaN weights, unreadable data: the notes say which)."""
+    if any(ranking.get("real", {}).values()):
+        return "too few epochs have a real AUROC"
+    if ranking.get("notes") or ranking.get("unusable"):
+        return "no epoch has a real AUROC (see the notes)"
+    return "the test set has no labels here"
 
 
 def readable_epochs(run, epochs: list[int]) -> list[int]:

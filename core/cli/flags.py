@@ -138,7 +138,7 @@ def config_from_args(args) -> TrainConfig:
     base = TrainConfig()
     run_config = Path(overrides.get("run", base.run)) / "config.json"
     if args.resume and run_config.is_file():
-        base = TrainConfig.load(run_config)
+        base = TrainConfig.load(run_config, strict=True)
     if args.config:
         base = base.with_overrides(json.loads(Path(args.config).read_text()))
     if args.categories:

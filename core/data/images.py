@@ -7,13 +7,14 @@ PNG never costs the user the rest of the dataset.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.data.samples import ANOMALOUS, ImageSet, Sample
 
@@ -26,6 +27,11 @@ class BadImageWarning(UserWarning):
 
 class MaskWarning(BadImageWarning):
     """A mask was not used (its image was); the message names it and says why."""
+
+
+class LeftOutWarning(UserWarning):
+    """Data is left out (a category, CSV or CSV row, unlabelled images); the message names it,
+    says why, and what to do."""
 
 
 class BadImageError(ValueError):
@@ -72,15 +78,63 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+# The most pixels one file may decode to (after JPEG's decode-time downscaling): 400 Mpx is
+# 1.2 GB as 8-bit RGB. This replaces PIL's own decompression-bomb limit (179 Mpx), which would
+# end a run on one 14000x13000 scan; a larger file is refused by name instead.
+MAX_DECODE_PIXELS = 400_000_000
+_OPEN_LOCK = threading.Lock()  # PIL's bomb limit is a module global: lifted only while opening
+
+
+def open_image(path: Path, size: int | None = None) -> Image.Image:
+    """The file opened lazily (header only) and checked against MAX_DECODE_PIXELS; a JPEG is
+    set to decode at no more than about 2*size px a side (PIL's draft). Raises BadImageError
+    naming the file and its size when it is too large to decode. Close it (use `with`)."""
+    with _OPEN_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    if size is not None and img.format == "JPEG":
+        img.draft(img.mode, (2 * size, 2 * size))
+    width, height = img.size
+    if width * height > MAX_DECODE_PIXELS:
+        img.close()
+        raise BadImageError(
+            f"{path}: image is {width}x{height} ({width * height / 1e6:.0f} Mpx), more than the "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f} Mpx one file may decode to; downscale it (or tile it) "
+            "and save it again")
+    return img
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF orientation tag applied (phone and camera
+    JPEGs store the sensor's rotation there, and labelling tools draw masks on the upright
+    view). Loads the pixels."""
+    img.load()
+    ImageOps.exif_transpose(img, in_place=True)
+    return img
+
+
+def _shrunk(img: Image.Image, size: int) -> Image.Image:
+    """An 8-bit image far larger than size x size box-reduced in PIL first, so a huge frame
+    never becomes a full-size numpy array; the final resize still happens in read_image."""
+    factor = min(img.size) // (2 * size)
+    if factor > 1 and img.mode in ("L", "RGB", "RGBA", "LA"):
+        return img.reduce(factor)
+    return img
+
+
 def read_image(path: Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8; raises BadImageError naming the file."""
+    """(size, size, 3) uint8, upright (EXIF orientation applied); raises BadImageError naming
+    the file when it is empty, undecodable or too large (MAX_DECODE_PIXELS)."""
     try:
         if path.stat().st_size == 0:
             raise BadImageError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as img:
-            img.load()
-            rgb = _to_rgb_array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        with open_image(path, size) as img:
+            rgb = _to_rgb_array(_shrunk(upright(img), size))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError,
+            Image.DecompressionBombError) as err:
         if isinstance(err, BadImageError):
             raise
         raise BadImageError(f"{path}: cannot decode image ({err}); replace or remove it") from err
@@ -132,15 +186,19 @@ def read_mask(path: Path, expected_hw: tuple[int, int], size: int) -> np.ndarray
             raise BadImageError(f"{path}: mask folder holds no images; add the mask or remove it")
         return np.maximum.reduce(parts)
     try:
-        with Image.open(path) as img:
-            img.load()
+        with open_image(path) as raw:
+            img = upright(raw)
             if (img.height, img.width) != expected_hw:
+                turned = " (its image is rotated by an EXIF tag: draw the mask on the upright "\
+                    "view, as viewers show it)" if (img.width, img.height) == expected_hw else ""
                 raise BadImageError(
                     f"{path}: mask is {img.width}x{img.height} but its image is "
-                    f"{expected_hw[1]}x{expected_hw[0]}; fix the mask or remove the pair"
+                    f"{expected_hw[1]}x{expected_hw[0]} as viewers show it{turned}; fix the mask "
+                    "or remove the pair"
                 )
             binary = mask_to_binary(img, path.suffix.lower() in LOSSY_MASK_SUFFIXES)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError,
+            Image.DecompressionBombError) as err:
         if isinstance(err, BadImageError):
             raise
         raise BadImageError(f"{path}: cannot decode mask ({err}); replace or remove it") from err
@@ -154,8 +212,16 @@ def read_mask(path: Path, expected_hw: tuple[int, int], size: int) -> np.ndarray
 
 
 def _image_hw(path: Path) -> tuple[int, int]:
-    with Image.open(path) as img:
-        return img.height, img.width
+    """(height, width) as viewers show the image (EXIF rotation applied), read from the header."""
+    with open_image(path) as img:
+        turned = img.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+        return (img.width, img.height) if turned else (img.height, img.width)
+
+
+ORIENTATION_TAG = 0x0112  # EXIF Orientation; values 5-8 swap width and height
+# A defect mask marking more than this share of its image is most likely inverted (defect
+# black on white, as some labelling tools save masks).
+INVERTED_MASK_SHARE = 0.5
 
 
 def _decode_one(sample: Sample, size: int):
@@ -171,6 +237,12 @@ def _decode_one(sample: Sample, size: int):
         return image, None, (
             f"{sample.mask_path}: mask of defect image {sample.path.name} is empty (no non-zero "
             "pixel); the image counts at image level only -- fix the mask"
+        )
+    if sample.label == ANOMALOUS and mask.mean() > INVERTED_MASK_SHARE:
+        return image, None, (
+            f"{sample.mask_path}: mask of defect image {sample.path.name} marks "
+            f"{mask.mean():.0%} of the image, so it is most likely inverted (defect black on "
+            "white); the image counts at image level only -- invert the mask (defect = white)"
         )
     return image, mask, None
 

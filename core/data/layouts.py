@@ -8,15 +8,22 @@ point at a single category, at an MVTec root, or at a folder holding several suc
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.images import IMAGE_EXTENSIONS, MaskWarning, is_image_file, list_images
+from core.data.images import (
+    IMAGE_EXTENSIONS,
+    LeftOutWarning,
+    MaskWarning,
+    is_image_file,
+    list_images,
+)
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.data.snapshot import remembered
+from core.data.tables import TableError, read_table
 
 MVTEC_HELP = (
     "expected the MVTec AD layout <root>/<category>/train/good/*.png, "
@@ -36,6 +43,8 @@ class DatasetLayoutError(ValueError):
 
 
 def detect_layout(root: Path) -> str:
+    if _visa_categories(root):
+        return "visa"
     if _category_dirs(root):
         return "mvtec"
     if list_images(root / "train"):
@@ -101,8 +110,10 @@ def _discover(root: Path, layout: str, categories: Sequence[str] | None,
         samples = _mvtec_samples(root)
     elif layout == "flat":
         samples = _flat_samples(root, category_file)
+    elif layout == "visa":
+        samples = _visa_samples(root)
     else:
-        raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec or flat")
+        raise DatasetLayoutError(f"unknown layout '{layout}'; use auto, mvtec, visa or flat")
     if not samples:
         raise DatasetLayoutError(f"{root}: no images found; {MVTEC_HELP}")
     return _filter_categories(samples, categories, root)
@@ -271,8 +282,10 @@ def split_masks(paths: list[Path]) -> tuple[list[Path], dict[str, Path]]:
 
 
 def _defect_masks(category_dir: Path, defect_dir: Path) -> tuple[dict[str, Path], Path | None]:
-    """(stem -> mask) for one defect folder, and the mask folder it was looked up in."""
-    gt_root = _child_dir(category_dir, MASK_FOLDER_NAMES)
+    """(stem -> mask) for one defect folder, and the mask folder it was looked up in: beside
+    test/ (MVTec AD), else inside it (MVTec AD 2: test_public/ground_truth/<defect>)."""
+    gt_root = _child_dir(category_dir, MASK_FOLDER_NAMES) or _child_dir(defect_dir.parent,
+                                                                         MASK_FOLDER_NAMES)
     if gt_root is None:
         return {}, None
     gt = _child_dir(gt_root, (defect_dir.name.lower(),))
@@ -291,9 +304,14 @@ def _warn_unmatched(gt: Path | None, defect_dir: Path, missing: list[Path], tota
         MaskWarning, stacklevel=4)
 
 
+# Folder names of each split; MVTec AD 2 names them validation/ and test_public/ (its
+# test_private*/ folders hold no labels and are not read).
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test", "test_public")}
+
+
 def _split_samples(folder: Path, category: str, split: str) -> list[Sample]:
     """Normal images of train/ or val/ (masks stored beside them are left out)."""
-    normal = _normal_dir(_child_dir(folder, (split,)))
+    normal = _normal_dir(_child_dir(folder, SPLIT_FOLDERS[split]))
     if normal is None:
         return []
     images, _ = split_masks(list_images(normal))
@@ -301,9 +319,11 @@ def _split_samples(folder: Path, category: str, split: str) -> list[Sample]:
 
 
 def _test_samples(folder: Path, category: str) -> list[Sample]:
-    test = _child_dir(folder, ("test",))
+    test = _child_dir(folder, SPLIT_FOLDERS["test"])
     samples: list[Sample] = []
     for defect_dir in _subfolders(test) if test is not None else []:
+        if defect_dir.name.lower() in MASK_FOLDER_NAMES:  # MVTec AD 2: test_public/ground_truth
+            continue
         images, beside = split_masks(list_images(defect_dir))
         if is_normal_folder_name(defect_dir.name):
             samples += [Sample(p, category, NORMAL, "good", "test") for p in images]
@@ -320,10 +340,20 @@ def _test_samples(folder: Path, category: str) -> list[Sample]:
 def _mvtec_samples(root: Path) -> list[Sample]:
     samples: list[Sample] = []
     for folder, category in _category_names(_category_dirs(root), root).items():
-        samples += _split_samples(folder, category, "train")
-        samples += _split_samples(folder, category, "val")
-        samples += _test_samples(folder, category)
+        train = _split_samples(folder, category, "train") + _split_samples(folder, category, "val")
+        test = _test_samples(folder, category)
+        if not train:
+            _warn_untrainable(folder, category, len(test))
+        samples += train + test
     return samples
+
+
+def _warn_untrainable(folder: Path, category: str, n_test: int) -> None:
+    normal = _normal_dir(_child_dir(folder, ("train",)))
+    warnings.warn(
+        f"{normal}: holds no images, so category '{category}' is left out of training and its "
+        f"{n_test} test images out of the evaluation -- add its normal training images",
+        LeftOutWarning, stacklevel=4)
 
 
 # --- flat (Kaggle homework style) ----------------------------------------------------------
@@ -333,35 +363,67 @@ FLAT_CATEGORY = "all"  # the one category of a flat train folder without a categ
 
 def _flat_samples(root: Path, category_file: Path | None = None) -> list[Sample]:
     """Training images without a CSV category form one category, FLAT_CATEGORY; test images
-    without one get the empty category (unknown): the test set routes them to a trained one."""
+    without one get the empty category (unknown): the test set routes them to a trained one.
+    CSV rows naming no image, and test images without a label row beside labelled ones, are
+    named in a warning (they are left out of the labels, never silently)."""
     csvs = sorted(root.glob("*.csv")) + ([category_file] if category_file else [])
-    category_of, label_of = _read_csv_maps(csvs)
+    maps = _read_csv_maps(csvs)
     samples: list[Sample] = []
     for split in ("train", "val", "test"):
         unknown = "" if split == "test" else FLAT_CATEGORY
         for path in list_images(root / split):
-            category = _lookup(category_of, split, path, unknown)
+            category = _lookup(maps.category_of, split, path, unknown, maps.used)
             if split == "test":
-                label = _lookup(label_of, split, path, UNKNOWN)
+                label = _lookup(maps.label_of, split, path, UNKNOWN, maps.used)
             else:
                 label = NORMAL
             defect = {NORMAL: "good", ANOMALOUS: "anomaly", UNKNOWN: ""}[label]
             samples.append(Sample(path, category, label, defect, split))
     if not any(s.split == "train" for s in samples):
         raise DatasetLayoutError(f"{root}/train: no training images; {MVTEC_HELP}")
+    _warn_unused_rows(maps)
+    _warn_unlabelled(root, samples, maps)
     return samples
+
+
+def _warn_unused_rows(maps: CsvMaps) -> None:
+    """One warning per CSV whose rows name files that are not in train/, val/ or test/."""
+    unused: dict[Path, list[tuple[int, str]]] = {}
+    for key, (csv_path, row, cell) in maps.origin.items():
+        if key not in maps.used:
+            unused.setdefault(csv_path, []).append((row, cell))
+    for csv_path, rows in unused.items():
+        rows.sort()
+        warnings.warn(
+            f"{csv_path}: {len(rows)} row(s) name files that are not in train/, val/ or test/ "
+            f"(e.g. row {rows[0][0]}: '{rows[0][1]}'); they are left out -- fix the file names "
+            "or add the images", LeftOutWarning, stacklevel=4)
+
+
+def _warn_unlabelled(root: Path, samples: list[Sample], maps: CsvMaps) -> None:
+    test = [s for s in samples if s.split == "test"]
+    unlabelled = [s for s in test if s.label == UNKNOWN]
+    if maps.label_of and unlabelled and len(unlabelled) < len(test):
+        warnings.warn(
+            f"{root}/test: {len(unlabelled)} of {len(test)} test images have no row in a label "
+            f"CSV (e.g. {unlabelled[0].path.name}); they are scored but left out of AUROC -- add "
+            "their labels", LeftOutWarning, stacklevel=4)
 
 
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "test": "test", "testing": "test"}
 
 
-def _lookup(table: dict[tuple[str | None, str], object], split: str, path: Path, default):
+def _lookup(table: dict[tuple[str | None, str], object], split: str, path: Path, default,
+            used: set | None = None):
     """A CSV value for this file: rows that name its split first (a val/ image also reads the
-    training CSV: it is a held-out training image), then rows for any split."""
+    training CSV: it is a held-out training image), then rows for any split. The key found is
+    added to `used`."""
     splits = (split, "train", None) if split == "val" else (split, None)
     for key in ((s, name) for s in splits for name in (path.stem, path.name)):
         if key in table:
+            if used is not None:
+                used.add(key)
             return table[key]
     return default
 
@@ -380,32 +442,58 @@ def _row_key(value: str, csv_split: str | None) -> tuple[str | None, str]:
     return SPLIT_WORDS.get(first, csv_split), path.stem
 
 
-def _read_csv_maps(csvs: Sequence[Path]) -> tuple[dict, dict]:
-    """Every CSV at the root is read; columns are recognised by name, case-insensitively.
+@dataclass
+class CsvMaps:
+    """What the root's CSVs say: (split or None, file stem) -> category / label, where each key
+    came from (CSV, line, file cell), and the keys some image looked up (filled by _lookup)."""
+
+    category_of: dict[tuple[str | None, str], str] = field(default_factory=dict)
+    label_of: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    origin: dict[tuple[str | None, str], tuple[Path, int, str]] = field(default_factory=dict)
+    used: set = field(default_factory=set)
+
+
+def _read_csv_maps(csvs: Sequence[Path]) -> CsvMaps:
+    """Every CSV at the root is read (any encoding, line ending and separator: core.data.tables);
+    columns are recognised by name, case-insensitively. A CSV without a file column, or with
+    neither a category nor a label column, is named in a warning and not used.
 
     A row applies to the split its file cell names (train/0001.png), else to the split the
     CSV's own name names (train.csv, test_labels.csv), else to a file of that name in any
     split: train and test files often share names (0001.png in both).
     """
-    category_of: dict[tuple[str | None, str], str] = {}
-    label_of: dict[tuple[str | None, str], int] = {}
+    maps = CsvMaps()
     for csv_path in csvs:
-        with csv_path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-            file_col = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
-            if file_col is None:
-                continue
-            cat_col = next((columns[c] for c in CATEGORY_COLUMNS if c in columns), None)
-            label_col = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
-            split = _csv_split(csv_path)
-            for row_number, row in enumerate(reader, start=2):
-                key = _row_key(row[file_col], split)
-                if cat_col and row.get(cat_col):
-                    category_of[key] = str(row[cat_col]).strip()
-                if label_col and row.get(label_col, "").strip() != "":
-                    label_of[key] = _parse_label(row[label_col], csv_path, row_number)
-    return category_of, label_of
+        try:
+            table = read_table(csv_path)
+        except TableError as err:
+            raise DatasetLayoutError(str(err)) from err
+        columns = {c.lower(): c for c in table.columns}
+        file_col = next((columns[c] for c in FILE_COLUMNS if c in columns), None)
+        cat_col = next((columns[c] for c in CATEGORY_COLUMNS if c in columns), None)
+        label_col = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+        if file_col is None or (cat_col is None and label_col is None):
+            _warn_unmapped(csv_path, table.columns, file_col)
+            continue
+        split = _csv_split(csv_path)
+        for row_number, row in table.rows:
+            key = _row_key(row.get(file_col, ""), split)
+            if cat_col and row.get(cat_col):
+                maps.category_of[key] = row[cat_col]
+            if label_col and row.get(label_col, "") != "":
+                maps.label_of[key] = _parse_label(row[label_col], csv_path, row_number)
+            if row.get(file_col):
+                maps.origin.setdefault(key, (csv_path, row_number, row[file_col]))
+    return maps
+
+
+def _warn_unmapped(csv_path: Path, columns: list[str], file_col: str | None) -> None:
+    wanted = (f"a category column ({', '.join(CATEGORY_COLUMNS)}) or a label column "
+              f"({', '.join(LABEL_COLUMNS)})" if file_col else
+              f"a file column ({', '.join(FILE_COLUMNS)})")
+    warnings.warn(
+        f"{csv_path}: not used: its columns ({', '.join(columns) or 'none'}) have no {wanted}; "
+        "rename the columns if it holds categories or labels", LeftOutWarning, stacklevel=5)
 
 
 def _parse_label(value: str, csv_path: Path, row_number: int) -> int:
@@ -417,3 +505,85 @@ def _parse_label(value: str, csv_path: Path, row_number: int) -> int:
     raise DatasetLayoutError(
         f"{csv_path}, row {row_number}: label '{value}' is not 0/1 or normal/anomaly; fix the CSV"
     )
+
+
+# --- VisA (as distributed) ------------------------------------------------------------------
+
+VISA_SPLIT_CSV = Path("split_csv") / "1cls.csv"
+VISA_COLUMNS = ("object", "split", "label", "image")
+
+
+def _is_visa_category(folder: Path) -> bool:
+    return (folder / "Data" / "Images" / "Normal").is_dir()
+
+
+def _visa_categories(root: Path) -> list[Path]:
+    """<root>/<category>/Data/Images/Normal, or root itself being one such category."""
+    if _is_visa_category(root):
+        return [root]
+    return [p for p in _subfolders(root) if _is_visa_category(p)]
+
+
+def _visa_split_csv(root: Path) -> Path:
+    """split_csv/1cls.csv in root or, when root is one category, in its parent."""
+    for base in (root, root.parent):
+        if (base / VISA_SPLIT_CSV).is_file():
+            return base / VISA_SPLIT_CSV
+    raise DatasetLayoutError(
+        f"{root}: VisA layout (<category>/Data/Images/Normal) without its split file "
+        f"{root / VISA_SPLIT_CSV}; VisA is read through the split CSV it is distributed with "
+        "(columns object,split,label,image,mask): put split_csv/1cls.csv back next to the "
+        "category folders")
+
+
+def _visa_samples(root: Path) -> list[Sample]:
+    """VisA read through split_csv/1cls.csv: train rows are the training normals (validation
+    normals are held out of them as for any set), test rows the labelled test images with
+    their masks (Data/Masks/Anomaly). Rows naming missing files are named in a warning."""
+    csv_path = _visa_split_csv(root)
+    base = csv_path.parent.parent
+    wanted = {p.name for p in _visa_categories(root)}
+    try:
+        table = read_table(csv_path)
+    except TableError as err:
+        raise DatasetLayoutError(str(err)) from err
+    columns = {c.lower(): c for c in table.columns}
+    if not all(c in columns for c in VISA_COLUMNS):
+        raise DatasetLayoutError(
+            f"{csv_path}: columns {', '.join(table.columns)} are not VisA's split columns "
+            f"({', '.join(VISA_COLUMNS)}, mask); restore the file that came with the dataset")
+    samples, missing = [], []
+    for row_number, row in table.rows:
+        category = row[columns["object"]]
+        if category not in wanted:
+            continue
+        sample = _visa_sample(base, category, row, columns, csv_path, row_number)
+        if sample is None:
+            missing.append((row_number, row[columns["image"]]))
+        else:
+            samples.append(sample)
+    if missing:
+        warnings.warn(
+            f"{csv_path}: {len(missing)} row(s) name images that do not exist (e.g. row "
+            f"{missing[0][0]}: '{missing[0][1]}'); they are left out -- restore the images",
+            LeftOutWarning, stacklevel=4)
+    return samples
+
+
+def _visa_sample(base: Path, category: str, row: dict[str, str], columns: dict[str, str],
+                 csv_path: Path, row_number: int) -> Sample | None:
+    image = base / row[columns["image"]]
+    if not image.is_file():
+        return None
+    split = SPLIT_WORDS.get(row[columns["split"]].lower())
+    if split not in ("train", "test"):
+        raise DatasetLayoutError(f"{csv_path}, row {row_number}: split "
+                                 f"'{row[columns['split']]}' is not train or test; fix the CSV")
+    label = _parse_label(row[columns["label"]], csv_path, row_number)
+    if split == "train":
+        return Sample(image, category, NORMAL, "good", "train")
+    mask_cell = row.get(columns.get("mask", ""), "") if "mask" in columns else ""
+    mask = base / mask_cell if mask_cell and (base / mask_cell).is_file() else None
+    if label == NORMAL:
+        return Sample(image, category, NORMAL, "good", "test")
+    return Sample(image, category, ANOMALOUS, "anomaly", "test", mask)

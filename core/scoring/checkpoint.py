@@ -437,7 +437,8 @@ def _header(run: Run, epoch: int | str) -> tuple[dict[str, Any], TrainConfig, in
     resolved = run.resolve_epoch(epoch)
     try:
         payload = run.load(resolved)
-        config = TrainConfig.from_dict(payload["config"])
+        config = TrainConfig.from_saved(payload["config"], run.checkpoint_path(resolved),
+                                        payload.get("version"))
     except (RunError, ValueError) as err:
         what = (
             str(err)

@@ -177,7 +177,7 @@ def _stat_fingerprint(samples: Sequence[Sample]) -> str:
     return digest.hexdigest()[:16]
 
 
-DECODED_VERSION = 1  # bump when decoding changes, so older files on disk are not read
+DECODED_VERSION = 2  # bump when decoding changes, so older files on disk are not read
 
 
 def decoded_cache_dir() -> Path | None:

@@ -50,7 +50,7 @@ def data_section(defaults: TrainConfig) -> dict[str, Any]:
     c1, c2 = st.columns([3, 1])
     data = c1.text_input("Data folder", value=str(_suggested_data()), key="train_data",
                          help="MVTec-style <category>/train/good, or a flat folder with train/ and test/.")
-    layout = c2.selectbox("Layout", ("auto", "mvtec", "flat"), key="train_layout")
+    layout = c2.selectbox("Layout", ("auto", "mvtec", "visa", "flat"), key="train_layout")
     try:
         found = _categories(str(Path(data).expanduser()), layout)
     except ValueError as err:  # DatasetLayoutError: say so and let the user fix the folder

@@ -8,7 +8,13 @@ import pytest
 from PIL import Image
 
 from core.data.dataset import load_training_data, split_validation
-from core.data.images import BadImageWarning, MaskWarning, load_image_set, read_image
+from core.data.images import (
+    BadImageWarning,
+    LeftOutWarning,
+    MaskWarning,
+    load_image_set,
+    read_image,
+)
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN
 from tests.data_support import load_test_data
@@ -121,7 +127,8 @@ def test_flat_layout_with_category_and_label_csvs(tmp_path):
         _png(tmp_path / "test" / f"{i:04d}.png", rng.integers(0, 255, (20, 20, 3), np.uint8))
     (tmp_path / "categories.csv").write_text("filename,category\n0.png,a\n1.png,b\n2.png,a\n0000.png,a\n")
     (tmp_path / "labels.csv").write_text("id,label\n0000,0\n0001,1\n")
-    samples = discover_samples(tmp_path)
+    with pytest.warns(LeftOutWarning, match="2 of 4 test images have no row in a label CSV"):
+        samples = discover_samples(tmp_path)
     train = [s for s in samples if s.split == "train"]
     assert [s.category for s in train] == ["a", "b", "a"]
     test = {s.path.stem: s for s in samples if s.split == "test"}
