@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.samples import UNLABELED
+from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
 
 FLOOR = "rawknn"  # the no-learning baseline: shown, never what makes a run "best"
@@ -34,7 +35,9 @@ class RunSummary:
     """One run at its chosen epoch.
 
     label: unique short name (a sweep member's name, else the run folder's name);
-    epoch_source: pinned | suggested | best val | last; settings: loss, depth, skips, image
+    epoch_source: the rule that chose the epoch (core.diagnostics.choice: pinned | suggested |
+    lowest validation loss | last); epoch_reason: its sentence; epoch_method: the suggestion's
+    score method; settings: loss, depth, skips, image
     size, epochs; val_loss / synthetic_auroc / real_auroc ({method: AUROC}) / flags at the
     chosen epoch; deep_std: {layer: weight std} of the bottleneck convolutions;
     purity: K-Means purity of bottleneck features (None when not computed); confused_pairs:
@@ -46,6 +49,14 @@ class RunSummary:
     epoch: int | None
     epoch_source: str
     settings: dict[str, Any]
+    epoch_reason: str = ""
+    epoch_method: str | None = None
+
+    @property
+    def chosen_by(self) -> str:
+        """'suggested for knn', 'pinned', ...: the rule that chose the epoch, as every surface says it."""
+        method = f" for {self.epoch_method}" if self.epoch_method and self.epoch_source == "suggested" else ""
+        return self.epoch_source + method
     val_loss: float | None = None
     synthetic_auroc: dict[str, float] = field(default_factory=dict)
     real_auroc: dict[str, float] = field(default_factory=dict)
@@ -90,7 +101,7 @@ class Comparison:
         """One row per run at its chosen epoch: the numbers the tables and `best_run` use."""
         rows = []
         for r in self.runs:
-            row = {"run": r.label, "epoch": r.epoch, "epoch from": r.epoch_source, **r.settings,
+            row = {"run": r.label, "epoch": r.epoch, "chosen by": r.chosen_by, **r.settings,
                    "val_loss": r.val_loss}
             row.update({f"synthetic_auroc_{m}": v for m, v in r.synthetic_auroc.items()})
             row.update({f"real_auroc_{m}": v for m, v in r.real_auroc.items()})
@@ -159,20 +170,6 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def chosen_epoch(run: Run, suggestion: int | None) -> tuple[int | None, str]:
-    """(epoch, why): pinned, else the diagnosis' suggestion, else the lowest val loss, else last."""
-    epochs = run.epochs()
-    if not epochs:
-        return None, "no epochs"
-    pinned = (run.pinned() or {}).get("epoch")
-    if pinned in epochs:
-        return int(pinned), "pinned"
-    if suggestion in epochs:
-        return int(suggestion), "suggested"
-    best = run.best_by_val_loss()
-    return (best, "best val") if best is not None else (epochs[-1], "last")
-
-
 def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequence[str]) -> dict[str, float]:
     """Mean per-category image AUROC per method, from scores already cached for this checkpoint
     and data (evaluate, the Scores page); methods never scored are left out, nothing is computed.
@@ -219,21 +216,28 @@ def _diagnosis(run: Run, data_root: Path | None, health: bool) -> dict[str, Any]
 
 
 def _ranking_cached(run: Run, data_root: Path | None) -> bool:
-    """Whether every epoch's test and held-out scores of the ranked methods are cached."""
+    """Whether every epoch's test and held-out scores of the ranked methods are cached. A method
+    that cannot be scored at all (the ranking leaves it out with a note, e.g. an ensemble without
+    held-out normals) needs no cache entry."""
     from core.diagnostics.timeline import ranked_methods
     from core.scoring.checkpoint import score_checkpoint_methods
     from core.scoring.data import run_data_root
 
     try:
         root = run_data_root(run.config(), data_root)
-        methods = ranked_methods(run)
-        return all(
-            None not in score_checkpoint_methods(run, epoch, root, methods, split,
-                                                 cached_only=True, maps=False).values()
-            for epoch in run.epochs() for split in ("test", "val")
-        )
-    except (ValueError, RuntimeError, RunError, OSError):
+    except (ValueError, OSError):
         return False
+
+    def cached(epoch: int, method: str, split: str) -> bool:
+        try:
+            found = score_checkpoint_methods(run, epoch, root, (method,), split, cached_only=True,
+                                             maps=False)
+        except (ValueError, RuntimeError, RunError, OSError):
+            return True  # not scorable: the ranking leaves it out too
+        return found[method] is not None
+
+    return all(cached(epoch, method, split) for epoch in run.epochs() for method in ranked_methods(run)
+               for split in ("test", "val"))
 
 
 def _epoch_rows(run: Run, label: str, timeline: list[dict[str, Any]], data_root: Path | None,
@@ -303,10 +307,12 @@ def summarize_run(run: Run, label: str, data_root: str | Path | None = None, hea
 
     root = _data_root(run, data_root)
     diag = _diagnosis(run, root, health)
-    epoch, source = chosen_epoch(run, (diag.get("suggestion") or {}).get("epoch"))
+    choice = choose_epoch(run, diag if health else None)
+    epoch = choice.epoch
     rows = _epoch_rows(run, label, diag.get("timeline") or [], root, methods or METHODS)
-    summary = RunSummary(label=label, path=str(run.path), epoch=epoch, epoch_source=source,
-                         settings=_settings(run), notes=list(diag.get("notes") or []))
+    summary = RunSummary(label=label, path=str(run.path), epoch=epoch, epoch_source=choice.rule,
+                         settings=_settings(run), epoch_reason=choice.reason, epoch_method=choice.method,
+                         notes=list(diag.get("notes") or []))
     at = next((row for row in rows if row["epoch"] == epoch), None)
     if at is not None:
         summary.val_loss = float(at["val_loss"]) if _finite(at.get("val_loss")) else None
@@ -377,6 +383,20 @@ def best_run(comparison: Comparison, criterion: str, healthy_only: bool = True) 
     if not scored:
         return None
     return (max if higher else min)(scored, key=lambda item: item[0])[1]
+
+
+def best_run_sentence(comparison: Comparison, criterion: str) -> str:
+    """The best run by `criterion` in one sentence that says which epoch the value is from:
+    every run is compared at its chosen epoch (core.diagnostics.choice), not at the epoch the
+    criterion alone would pick."""
+    best = best_run(comparison, criterion)
+    if best is None:
+        return f"no run has a value for {criterion}" + (
+            " (python -m core evaluate caches it)" if "real" in criterion else "")
+    value = CRITERIA[criterion][0](best)
+    return (f"{best.label}: {criterion.removeprefix('lowest ').removeprefix('highest ')} {value:.4g} at its "
+            f"chosen epoch {best.epoch} ({best.chosen_by}); runs are compared at their chosen "
+            "epochs, not at the epoch this criterion alone would pick")
 
 
 # --------------------------------------------------------------------------- one image, every run
@@ -471,8 +491,6 @@ def format_comparison(comparison: Comparison, criterion: str | None = None) -> s
         layers = ", ".join(f"{k} {v:.4f}" for k, v in r.deep_std.items()) or "-"
         lines.append(f"  {r.label}: {layers}")
     for name in ([criterion] if criterion else list(CRITERIA)):
-        best = best_run(comparison, name)
-        missing = "no run has a value" + (" (python -m core evaluate caches it)" if "real" in name else "")
-        lines.append(f"best by {name}: " + (f"{best.label} (epoch {best.epoch})" if best else missing))
+        lines.append(f"best by {name}: {best_run_sentence(comparison, name)}")
     notes = [f"  {r.label}: {n}" for r in comparison.runs for n in r.notes]
     return "\n".join(lines + (["", "notes:"] + notes if notes else []))

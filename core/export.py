@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.data.samples import UNKNOWN
+from core.diagnostics.choice import EpochChoice, resolve_epoch
 from core.metrics import image_auroc
 from core.model import UNetAutoencoder, count_parameters
 from core.runs import (
@@ -116,11 +117,14 @@ def export_epoch(
     score_column: str = "anomaly_score",
     device: torch.device | str = "cpu",
     overwrite: bool = False,
+    choice: EpochChoice | None = None,
     **options,
 ) -> dict[str, Path]:
     """Writes model.pt, config.json, card.json and (given test_dir) submission.csv.
 
-    epoch: a number, "best" or "last". test_dir: a folder of images, or a dataset whose test
+    epoch: a number, "chosen" (core.diagnostics.choice: the product's rule; the card keeps which
+    rule chose it and why, and its method becomes the default method), "best" (lowest validation
+    loss) or "last". test_dir: a folder of images, or a dataset whose test
     split is scored. method/options: how the submission is scored (see core.scoring); None =
     the default (core.scoring.checkpoint.resolve_method: ensemble, or knn where the run holds
     out too few normals, which the card then says).
@@ -128,6 +132,8 @@ def export_epoch(
     ranking a judge computes over mixed categories is fair; "none" writes raw scores.
     overwrite: replace an export already in out_dir (its files not written again are removed,
     so the folder never mixes two exports); otherwise ExportExistsError.
+    choice: the EpochChoice already made for this run (the dashboard's), recorded on the card
+    when it chose this very epoch, so the card names the rule without diagnosing again.
     Returns {file kind: path written}.
     """
     if method is not None:
@@ -136,7 +142,11 @@ def export_epoch(
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
     check_export_target(out_dir, overwrite)
     opts = ScoreOptions.from_kwargs(options)
-    model, config, resolved = load_checkpoint_model(run, epoch)  # validates the architecture
+    resolved, made = resolve_epoch(run, epoch)
+    choice = made or (choice if choice is not None and choice.epoch == resolved else None)
+    model, config, resolved = load_checkpoint_model(run, resolved)  # validates the architecture
+    if method is None and choice is not None and choice.method:
+        method = choice.method
     method, fallback = _method_for(method, run, resolved, config, test_dir)
     scored = None
     if test_dir is not None:  # score first: a bad test folder must not leave a half export
@@ -158,7 +168,7 @@ def export_epoch(
         "run": str(run.path),
         "checkpoint": str(run.checkpoint_path(resolved)),
         "epoch": resolved,
-        "why": why_chosen(run, resolved, reason),
+        "why": reason or (choice.reason if choice is not None else why_chosen(run, resolved)),
         "exported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "image_size": config.image_size,
         "parameters": count_parameters(model),
@@ -169,6 +179,8 @@ def export_epoch(
             "calibration": calibration if scored is None else scored.calibration,
         },
     }
+    if choice is not None:
+        card["choice"] = {**choice.to_dict(), "differs_from_best": choice.differs_from_best}
     if fallback:
         card["scoring"]["note"] = fallback
     health = epoch_flags(run, resolved)

@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from core.diagnostics.timeline import RANKED_METHODS
 from core.runs import Run
 
-OVERVIEW_METHODS = ("pixel", "ssim", "knn")  # what the Overview's real-AUROC table shows first
+OVERVIEW_METHODS = RANKED_METHODS  # what the Overview's real-AUROC table shows first
 POLL_S = 2.0
 LOG_NAME = "follow.log"
 ENDED_STATES = ("finished", "failed", "stopped")

@@ -22,6 +22,7 @@ import pickle
 import re
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,14 +269,18 @@ class Run:
         atomic_write_json(self.path / "pinned.json", record)
         return record
 
-    def best_by_val_loss(self) -> int | None:
-        available = set(self.epochs())
+    def best_by_val_loss(self, among: Iterable[int] | None = None) -> int | None:
+        """The saved epoch (of `among`, default all) with the lowest finite validation loss;
+        ties go to the earlier epoch; None when none was logged."""
+        available = set(self.epochs()) & (set(among) if among is not None else set(self.epochs()))
         scored = [(m["val_loss"], m["epoch"]) for m in self.metrics()
                   if m.get("epoch") in available and _finite(m.get("val_loss"))]
         return min(scored)[1] if scored else None
 
     def resolve_epoch(self, which: str | int) -> int:
-        """An int, 'last', or 'best' (the pinned epoch, else the lowest validation loss)."""
+        """An int, 'last', or 'best' (the lowest validation loss, else the last epoch). The
+        product's chosen epoch (pin, suggestion, ...) is core.diagnostics.choice: it needs the
+        diagnosis, which this folder-level object does not compute."""
         epochs = self.epochs()
         if not epochs:
             raise RunError(f"{self.path}: no finished epochs yet")
@@ -283,14 +288,14 @@ class Run:
         if text == "last":
             return epochs[-1]
         if text == "best":
-            pinned = self.pinned()
-            if pinned and pinned.get("epoch") in epochs:
-                return int(pinned["epoch"])
             return self.best_by_val_loss() or epochs[-1]
+        if text == "chosen":
+            raise RunError("epoch 'chosen' needs the run's diagnosis: resolve it with "
+                           "core.diagnostics.choice.resolve_epoch")
         try:
             epoch = int(text)
         except ValueError as err:
-            raise RunError(f"epoch '{which}': use a number, best or last") from err
+            raise RunError(f"epoch '{which}': use a number, chosen, best or last") from err
         if epoch not in epochs:
             raise RunError(f"{self.path}: epoch {epoch} does not exist; available: {_span(epochs)}")
         return epoch

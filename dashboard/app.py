@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.snapshot import data_snapshot
+from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
 from dashboard import state, storage_panel, widgets
 
@@ -65,11 +66,8 @@ def pick_epoch(run: Run, epochs: list[int], marks: dict[int, list[str]]) -> int 
         return None
     current = state.chosen_epoch(run)
     following = current not in epochs
-    if following:
-        try:
-            current = run.resolve_epoch("best")  # pinned, else lowest validation loss
-        except RunError:
-            current = epochs[-1]
+    if following:  # the chosen epoch (core's one rule), on the diagnosis computed so far
+        current = choose_epoch(run, state.known_diagnosis(run)).epoch or epochs[-1]
     if len(epochs) == 1:
         st.markdown(f"**Epoch** {widgets.epoch_label(epochs[0], marks)}")
         return epochs[0]

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 import core.diagnostics
+from core.diagnostics.choice import PINNED, choose_epoch
 from core.runs import Run, RunError
 from dashboard.fingerprints import damaged_epochs, run_fingerprint
 
@@ -72,17 +73,15 @@ def ranking_of(diag: dict[str, Any] | None):
 
 def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
                 ) -> dict[int, list[str]]:
-    """epoch -> short marks for the picker: pinned, best by validation loss, health, damaged."""
+    """epoch -> short marks for the picker: the chosen epoch (core.diagnostics.choice, by its
+    rule), the lowest validation loss where it differs, health, damaged."""
     marks: dict[int, list[str]] = {e: [] for e in epochs}
-    pinned = (run.pinned() or {}).get("epoch")
-    if pinned in marks:
-        marks[pinned].append("★ pinned")
-    best = run.best_by_val_loss()
-    if best in marks:
-        marks[best].append("✓ best val")
-    suggested = ((diag or {}).get("suggestion") or {}).get("epoch")
-    if suggested in marks and suggested != best:
-        marks[suggested].append("☆ suggested")
+    choice = choose_epoch(run, diag)
+    if choice.epoch in marks:
+        marks[choice.epoch].append("★ pinned" if choice.rule == PINNED else f"☆ chosen ({choice.rule})")
+    best = choice.best_val_epoch
+    if best in marks and best != choice.epoch:
+        marks[best].append("✓ lowest val loss")
     for epoch, entry in health_by_epoch(diag).items():
         if epoch in marks and not entry.get("healthy", True):
             marks[epoch].append("⚠ " + _worst_flag(entry))

@@ -23,6 +23,7 @@ from PIL import Image
 import core.export
 import core.jobs
 from core import visual
+from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
 from dashboard import state
@@ -32,7 +33,9 @@ STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange
                "failed": ":red[:material/error:]", "empty": ":gray[:material/radio_button_unchecked:]"}
 PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 SELECT_PLOT_CONFIG = {"displaylogo": False}
-MARK_LEGEND = "★ pinned · ✓ best validation loss · ☆ suggested · ⚠ health flag · ✗ damaged file"
+MARK_LEGEND = ("★ pinned · ☆ chosen (by the rule named: suggested, lowest validation loss among healthy "
+               "epochs, ...) · ✓ lowest validation loss, where it is not the chosen epoch · ⚠ health flag · "
+               "✗ damaged file")
 
 
 # --------------------------------------------------------------------------- errors
@@ -182,16 +185,25 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
     with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
         target = core.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
         st.caption(f"Writes to `{target}` (a new folder: earlier exports are kept)")
-        choice = st.selectbox("Score the submission with", [DEFAULT_CHOICE] + _methods(),
-                              key=f"{key}_method")
-        method = None if choice == DEFAULT_CHOICE else choice  # None: core's default
+        chosen = choose_epoch(run, state.known_diagnosis(run))
+        if chosen.epoch == epoch:
+            st.caption(f"This is the chosen {chosen.label}: {chosen.reason}")
+        else:
+            st.caption(f"Not the chosen epoch: that is {chosen.label}, {chosen.reason}")
+        if chosen.caveat and chosen.epoch == epoch:
+            st.warning(chosen.caveat, icon=":material/info:")
+        default = DEFAULT_CHOICE if chosen.epoch != epoch or not chosen.method else chosen.method
+        options = list(dict.fromkeys([default, DEFAULT_CHOICE] + _methods()))
+        picked = st.selectbox("Score the submission with", options, key=f"{key}_method",
+                              help="The chosen epoch comes with the method its suggestion picked.")
+        method = None if picked == DEFAULT_CHOICE else picked  # None: core's default
         test_dir = st.text_input("Images for submission.csv (empty: no CSV)", value=data_folder, key=f"{key}_test",
                                  help="A folder of test images, or a dataset whose test split is scored.")
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
             with guard("Export"), st.spinner("Exporting…"):
-                written = core.export.export_epoch(run, epoch, target,
-                                                   test_dir=test_dir.strip() or None, method=method, reason=reason)
+                written = core.export.export_epoch(run, epoch, target, test_dir=test_dir.strip() or None,
+                                                   method=method, reason=reason, choice=chosen)
                 st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
         where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
         if where != str(run.path) or done_epoch != epoch:

@@ -28,8 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-cluster", action="store_true", help="skip K-Means purity and confused pairs")
     parser.add_argument("--run-a", help="two-run form: first run folder (or name under checkpoints/)")
     parser.add_argument("--run-b", help="two-run form: second run folder (or name under checkpoints/)")
-    parser.add_argument("--epoch-a", default="last", help="epoch of the first run: a number, best or last")
-    parser.add_argument("--epoch-b", default="last", help="epoch of the second run: a number, best or last")
+    parser.add_argument("--epoch-a", default="last", help="epoch of the first run: a number, chosen, best or last")
+    parser.add_argument("--epoch-b", default="last", help="epoch of the second run: a number, chosen, best or last")
     parser.add_argument("--json", metavar="FILE", help="also write the comparison as JSON ('-' for stdout)")
 
 
@@ -85,7 +85,10 @@ def two_runs(args) -> int:
     from core.runs import jsonable
 
     run_a, run_b = open_run(args.run_a), open_run(args.run_b)
-    result = compare_runs(run_a, run_a.resolve_epoch(args.epoch_a), run_b, run_b.resolve_epoch(args.epoch_b))
+    from core.cli.flags import resolve_epoch_arg
+
+    result = compare_runs(run_a, resolve_epoch_arg(run_a, args.epoch_a), run_b,
+                          resolve_epoch_arg(run_b, args.epoch_b))
     if args.json != "-":
         print("\n".join(format_comparison(result)))
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.cli.flags import open_run, write_json
+from core.cli.flags import open_run, resolve_epoch_arg, write_json
 
 VERB = "diagnose"
 HELP = "health flags, weight statistics, clustering purity and a best-epoch suggestion for a run"
@@ -18,7 +18,7 @@ MAX_TABLE_EPOCHS = 12  # a weight-std table wider than this is sampled evenly (a
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder (or its name under checkpoints/)")
-    parser.add_argument("--epoch", default="last", help="an epoch, best, last, all, or a list like 2,5,9 (default last)")
+    parser.add_argument("--epoch", default="last", help="an epoch, chosen, best, last, all, or a list like 2,5,9 (default last)")
     parser.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
     parser.add_argument("--json", metavar="FILE", help="also write the full diagnosis as JSON ('-' for stdout)")
     parser.add_argument("--no-cluster", action="store_true", help="skip encoder-feature clustering")
@@ -39,8 +39,8 @@ def parse_epochs(run, text: str) -> tuple[list[int], bool]:
     if text == "all":
         return run.epochs(), True
     if "," in text:
-        return [run.resolve_epoch(part) for part in text.split(",") if part.strip()], True
-    return [run.resolve_epoch(text)], False
+        return [resolve_epoch_arg(run, part) for part in text.split(",") if part.strip()], True
+    return [resolve_epoch_arg(run, text)], False
 
 
 def _level(text: str):

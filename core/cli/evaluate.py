@@ -6,7 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli.flags import add_scoring_arguments, device_of, scoring_options
+from core.cli.flags import (
+    EPOCH_HELP,
+    add_scoring_arguments,
+    device_of,
+    resolve_epoch_arg,
+    scoring_options,
+)
 
 VERB = "evaluate"
 HELP = "score a run's checkpoints with every method and print AUROC per method and category"
@@ -14,9 +20,7 @@ HELP = "score a run's checkpoints with every method and print AUROC per method a
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder, e.g. checkpoints/demo")
     parser.add_argument(
-        "--epoch",
-        default="best",
-        help="a number, best (pinned, else lowest val loss), last, or all (default best)",
+        "--epoch", default="chosen", help=f"{EPOCH_HELP}, or all (default chosen)"
     )
     parser.add_argument(
         "--method",
@@ -52,7 +56,8 @@ def main(args) -> int:
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
     methods = with_floor(parse_methods(args.method))
-    epochs = run.epochs() if str(args.epoch).lower() == "all" else [run.resolve_epoch(args.epoch)]
+    every = str(args.epoch).lower() == "all"
+    epochs = run.epochs() if every else [resolve_epoch_arg(run, args.epoch, args.data)]
     if not epochs:
         raise ValueError(f"{run.path}: no finished epochs to evaluate yet")
     detail = not args.fast
@@ -66,10 +71,10 @@ def main(args) -> int:
         print(format_table(results[0]))
     else:
         table = run_table(run, results)
-        best = run.resolve_epoch("best")
         print(format_table(table))
         print()
-        print(format_table(next((r for r in results if r.epoch == best), results[-1])))
+        chosen = resolve_epoch_arg(run, "chosen", args.data)
+        print(format_table(next((r for r in results if r.epoch == chosen), results[-1])))
         payload = {
             "run": str(run.path),
             "data": str(data),

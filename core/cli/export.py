@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from core.cli.flags import add_scoring_arguments, device_of, scoring_options
+from core.cli.flags import add_epoch_argument, add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
 
@@ -16,7 +16,7 @@ HELP = (
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder")
-    parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
+    add_epoch_argument(parser)
     parser.add_argument(
         "--out", required=True, help="output folder (refused if it already holds an export)"
     )
@@ -75,6 +75,12 @@ def main(args) -> int:
     for kind, path in written.items():
         print(f"{kind:10s} {path}")
     card = json.loads(written["card"].read_text())
+    choice = card.get("choice") or {}
+    if choice:
+        print(f"epoch      {choice['label']}: {choice['reason']}", file=sys.stderr)
+        for text in (choice.get("caveat"), choice.get("differs_from_best")):
+            if text:
+                print(f"epoch      {text}", file=sys.stderr)
     if "submission" in written:
         print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
         if card["scoring"].get("note"):

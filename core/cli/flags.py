@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,23 @@ def write_json(target: str, payload: dict) -> None:
         print(text, end="")
     else:
         Path(target).write_text(text)
+
+
+EPOCH_HELP = ("chosen (the product's choice: the pinned epoch, else the diagnosis' label-free suggestion, "
+              "else the lowest validation loss among healthy epochs), best (lowest validation loss), last, "
+              "or a number")
+
+
+def add_epoch_argument(parser, default: str = "chosen", extra: str = "") -> None:
+    """--epoch with the one vocabulary every verb shares (core.diagnostics.choice)."""
+    parser.add_argument("--epoch", default=default, help=f"{EPOCH_HELP}{extra} (default {default})")
+
+
+def resolve_epoch_arg(run, which, data_root=None) -> int:
+    """--epoch as a number; for "chosen", prints which rule chose it and why (stderr)."""
+    from core.diagnostics.choice import choice_lines, resolve_epoch
+
+    epoch, choice = resolve_epoch(run, which, data_root)
+    for line in choice_lines(choice) if choice is not None else []:
+        print(f"epoch      {line}", file=sys.stderr)
+    return epoch

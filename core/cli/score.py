@@ -6,7 +6,13 @@ import csv
 import sys
 from pathlib import Path
 
-from core.cli.flags import add_scoring_arguments, device_of, scoring_options
+from core.cli.flags import (
+    add_epoch_argument,
+    add_scoring_arguments,
+    device_of,
+    resolve_epoch_arg,
+    scoring_options,
+)
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD, METHODS
 
@@ -19,7 +25,7 @@ HELP = (
 
 def add_arguments(parser) -> None:
     parser.add_argument("--run", required=True, help="run folder")
-    parser.add_argument("--epoch", default="best", help="a number, best or last (default best)")
+    add_epoch_argument(parser)
     parser.add_argument(
         "--method",
         default=None,
@@ -52,12 +58,13 @@ def main(args) -> int:
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
-    method, why = resolve_method(args.method, run, args.epoch, data)
+    epoch = resolve_epoch_arg(run, args.epoch)
+    method, why = resolve_method(args.method, run, epoch, data)
     if why:
         print(f"note: {why}", file=sys.stderr)
     result = score_checkpoint(
         run,
-        args.epoch,
+        epoch,
         data,
         method,
         split=args.split,

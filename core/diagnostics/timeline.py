@@ -31,8 +31,10 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
 # What the label-free ranking scores per epoch: the methods training's follower and the Overview
-# already score (core.follow.OVERVIEW_METHODS), so their cache entries are shared.
-RANKED_METHODS = ("pixel", "ssim", "knn")
+# already score (core.follow.OVERVIEW_METHODS), so their cache entries are shared: the three
+# learned scores and the product's default score (core.scoring.options.DEFAULT_METHOD), so the
+# suggestion can pick the epoch for the score a user exports by default.
+RANKED_METHODS = ("pixel", "ssim", "knn", "ensemble")
 FLOOR_METHODS = ("rawknn", "patchz")  # no-learning baselines: constant across epochs, never a reason
 
 

@@ -114,7 +114,8 @@ def deep_std_figure(comparison) -> go.Figure:
 
 def tables(comparison) -> None:
     st.subheader("Runs at their chosen epoch")
-    st.caption("Chosen epoch: pinned, else the health-aware suggestion, else the lowest validation loss. "
+    st.caption("Chosen epoch (the rule every page and `export --epoch chosen` use): pinned, else the "
+               "label-free suggestion, else the lowest validation loss among healthy epochs. "
                "Real AUROC only where the run was evaluated (Overview, Scores, `python -m core evaluate`).")
     st.dataframe(comparison.summary(), hide_index=True, key="cmp_summary")
     st.subheader("Validation loss, epoch × run")
@@ -180,7 +181,7 @@ def best_section(comparison) -> None:
     if best is None:
         st.info(f"No run has a value for {criterion}.")
         return
-    st.markdown(f"**{best.label}** (epoch {best.epoch}, {best.epoch_source})")
+    st.markdown(f"**{best.label}**: {core.compare.best_run_sentence(comparison, criterion).split(': ', 1)[1]}")
     st.button("Open this run", key="cmp_open", icon=":material/open_in_new:", on_click=open_run,
               args=(best.path, best.epoch), help="Selects it in the sidebar; the other pages then show it.")
 

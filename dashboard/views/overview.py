@@ -10,6 +10,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 import core.evaluate
+from core.diagnostics.choice import SUGGESTED, choose_epoch
 from core.follow import OVERVIEW_METHODS
 from core.runs import Run, RunError
 from dashboard import state, widgets
@@ -153,25 +154,29 @@ def _add_health_markers(fig: go.Figure, table: pd.DataFrame, health: dict[int, d
 
 
 def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | None, epoch: int | None) -> None:
-    """The diagnostics' suggestion with its reasons, and what every other criterion would pick."""
+    """The chosen epoch (core.diagnostics.choice: the rule every page, the CLI and export use)
+    with its rule and reasons, and what every other criterion would pick."""
     left, right = st.columns([2, 3])
+    choice = choose_epoch(run, diag)
     suggestion = (diag or {}).get("suggestion") or {}
     with left.container(border=True):
-        if suggestion.get("epoch") is not None:
-            pick = int(suggestion["epoch"])
-            method = suggestion.get("method")
-            st.markdown(f"**Suggested: epoch {pick}**" + (f" with **{method}**" if method else ""))
-            st.caption("Label-free criteria only; never a method a health flag rules out at that epoch."
-                       if method else "Healthy epochs only, weighing synthetic AUROC, validation loss and "
-                       "warnings (no test labels).")
-            for reason in suggestion.get("reasons") or []:
+        if choice.epoch is not None:
+            method = f" with **{choice.method}**" if choice.method else ""
+            st.markdown(f"**Chosen: epoch {choice.epoch}**{method} · {choice.rule}")
+            st.caption("The same epoch the sidebar marks ☆, Compare uses and `export --epoch chosen` writes. "
+                       "The suggestion reads no test labels and never uses a method a health flag rules "
+                       "out at that epoch.")
+            reasons = suggestion.get("reasons") if choice.rule == SUGGESTED else [choice.reason]
+            for reason in reasons or [choice.reason]:
                 st.markdown(f"- {reason}")
-            epoch_buttons(run, pick, epoch, "suggested", "diagnostics' suggestion: "
-                          + "; ".join(map(str, (suggestion.get("reasons") or [])[1:3])))
+            if choice.caveat:
+                st.warning(choice.caveat, icon=":material/info:")
+            if choice.differs_from_best:
+                st.caption(choice.differs_from_best)
+            epoch_buttons(run, choice.epoch, epoch, "suggested", f"{choice.label}: {choice.reason}")
         else:
-            st.markdown("**No suggestion**")
-            for reason in suggestion.get("reasons") or ["the health check has not run (see above)"]:
-                st.caption(str(reason))
+            st.markdown("**No epoch yet**")
+            st.caption(choice.reason)
     with right:
         rows = [{"criterion": name, "epoch": int(pick["epoch"]),
                  **{k.removeprefix("auroc_") + " real AUROC": v for k, v in pick.items() if k != "epoch"}}
@@ -179,7 +184,8 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | N
         if not rows:
             st.caption("No criterion can pick an epoch yet (no validation loss logged).")
             return
-        st.markdown("**What each criterion picks** (oracle = uses test labels; select a row)")
+        st.markdown("**What each other criterion alone would pick** (oracle = uses test labels; "
+                    "select a row)")
         table = pd.DataFrame(rows)
         event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
                              selection_mode="single-row", key="overview_choices",

@@ -220,20 +220,21 @@ def test_resolve_epoch_last_number_and_errors(tmp_path):
     assert run.resolve_epoch(" 2 ") == 2 and run.resolve_epoch(1) == 1
     with pytest.raises(RunError, match="epoch 7 does not exist"):
         run.resolve_epoch(7)
-    with pytest.raises(RunError, match="use a number, best or last"):
+    with pytest.raises(RunError, match="use a number, chosen, best or last"):
         run.resolve_epoch("newest")
     with pytest.raises(RunError, match="no finished epochs yet"):
         _run(tmp_path / "other").resolve_epoch("last")
 
 
-def test_best_is_the_pin_else_the_lowest_finite_val_loss_of_an_epoch_on_disk(tmp_path):
+def test_best_is_the_lowest_finite_val_loss_of_an_epoch_on_disk_whatever_is_pinned(tmp_path):
     run = _run(tmp_path, epochs=(1, 2, 3, 4),
                val_losses={1: 0.5, 2: float("nan"), 3: 0.3, 4: 0.4, 5: 0.1})  # 5: no checkpoint
     assert run.best_by_val_loss() == 3 and run.resolve_epoch("best") == 3
-    run.pin(4)
-    assert run.resolve_epoch("BEST") == 4
-    run.checkpoint_path(4).unlink()  # a pin to a deleted epoch no longer counts
-    assert run.resolve_epoch("best") == 3
+    assert run.best_by_val_loss(among=[1, 2, 4]) == 4
+    run.pin(4)  # the pin is the chosen epoch (core.diagnostics.choice), not "best"
+    assert run.resolve_epoch("BEST") == 3
+    with pytest.raises(RunError, match="needs the run's diagnosis"):
+        run.resolve_epoch("chosen")
 
 
 def test_best_without_validation_losses_is_the_last_epoch(tmp_path):

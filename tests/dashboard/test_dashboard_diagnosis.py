@@ -15,7 +15,7 @@ def test_overview_shows_method_suggestion_and_criterion_agreement(tiny_run, tmp_
     at = open_app(root, monkeypatch)
     assert not at.exception, messages(at)
     markdown = " ".join(m.value for m in at.markdown)
-    assert "Suggested: epoch" in markdown and " with **" in markdown
+    assert "Chosen: epoch" in markdown and " with **" in markdown and "· suggested" in markdown
     assert "Label-free criteria against real AUROC" in markdown
     tables = [d.value for d in at.dataframe]
     agreement = next(t for t in tables if "criterion" in t.columns and "test_separation" in set(t["criterion"]))

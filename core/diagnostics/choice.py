@@ -1,0 +1,174 @@
+"""Which epoch: the one rule for "the chosen epoch" that every surface uses (the CLI's
+`--epoch chosen`, the dashboard's sidebar, Overview and Compare, export and its card).
+
+The rule, in order:
+
+  pinned                  the user pinned an epoch (pinned.json): their word wins.
+  suggested               the diagnosis' suggestion (core.diagnostics.ranking: an epoch *and* a
+                          score method, label-free; never an epoch where a health flag rules that
+                          method out), or, without a scorable test set, the health-only suggestion
+                          (core.diagnostics.timeline.suggest_epoch: no error flag).
+  lowest validation loss  no diagnosis available: the epoch with the lowest validation loss
+                          among the epochs without an error flag (all epochs when health is
+                          unknown).
+  last                    nothing logged: the last epoch.
+
+Measured against the alternatives (lowest validation loss, last epoch, best synthetic AUROC) by
+their regret in real AUROC over labelled runs: benchmarks/bench_epoch_choice.py, README.
+
+`--epoch best` keeps its documented meaning, the lowest validation loss; every surface that shows
+both says why they differ (EpochChoice.differs_from_best).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.runs import Run, RunError
+
+PINNED, SUGGESTED, LOWEST_VAL_LOSS, LAST = "pinned", "suggested", "lowest validation loss", "last"
+EPOCH_WORDS = ("chosen", "best", "last")  # what --epoch takes besides a number
+READS_RECONSTRUCTION = ("pixel", "ssim", "feature")  # core.diagnostics.evidence.RECONSTRUCTION_METHODS
+
+
+@dataclass(frozen=True)
+class EpochChoice:
+    """The chosen epoch of a run, the score method to use with it, and why.
+
+    epoch: None when the run has no epochs. method: the suggestion's method (None: the product's
+    default score). rule: PINNED | SUGGESTED | LOWEST_VAL_LOSS | LAST. reason: one sentence.
+    caveat: one sentence when the epoch carries a health flag that does not rule the method
+    out (e.g. knn at an epoch whose decoder collapsed), else "". best_val_epoch: the epoch with
+    the lowest validation loss (what `--epoch best` means), for saying why the two differ.
+    """
+
+    epoch: int | None
+    method: str | None
+    rule: str
+    reason: str
+    caveat: str = ""
+    best_val_epoch: int | None = None
+
+    @property
+    def label(self) -> str:
+        """'epoch 5 (suggested for knn)' -- how every surface names the choice."""
+        if self.epoch is None:
+            return "no epoch"
+        what = self.rule + (f" for {self.method}" if self.method and self.rule == SUGGESTED else "")
+        return f"epoch {self.epoch} ({what})"
+
+    @property
+    def differs_from_best(self) -> str:
+        """'' when the chosen epoch is also the lowest-validation-loss one, else one sentence."""
+        if self.best_val_epoch is None or self.epoch is None or self.best_val_epoch == self.epoch:
+            return ""
+        return (f"Epoch {self.best_val_epoch} has the lowest validation loss (what --epoch best means); "
+                f"the chosen epoch is {self.epoch} because it is {self.rule}: a low validation loss "
+                "only says normal images are rebuilt well, which a collapsed or copying model can also do.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "method": self.method, "rule": self.rule, "reason": self.reason,
+                "caveat": self.caveat, "best_val_epoch": self.best_val_epoch, "label": self.label}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _reports(diagnosis: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
+    return {int(r["epoch"]): r for r in (diagnosis or {}).get("reports") or []
+            if isinstance(r, Mapping) and "epoch" in r}
+
+
+def caveat_for(epoch: int, method: str | None, report: Mapping[str, Any] | None) -> str:
+    """One sentence for a newcomer when `epoch` is flagged but the flags leave `method` usable."""
+    if not report:
+        return ""
+    errors = [f for f in report.get("flags") or [] if f.get("severity") == "error"]
+    if not errors:
+        return ""
+    names = ", ".join(str(f["name"]).replace("_", " ") for f in errors)
+    unusable = [m for m in report.get("unusable") or [] if m != method]
+    if method and method not in READS_RECONSTRUCTION:
+        return (f"Epoch {epoch} is flagged {names}, which makes {', '.join(unusable) or 'other scores'} "
+                f"useless there; {method} is still fine: it compares the image's encoder features with "
+                "those of normal training images and never looks at the reconstruction.")
+    return (f"Epoch {epoch} is flagged {names}: look at its reconstructions before trusting any score "
+            "that compares an image with its reconstruction.")
+
+
+def choose_epoch(run: Run, diagnosis: Mapping[str, Any] | None = None) -> EpochChoice:
+    """The chosen epoch (module docstring) of a run. diagnosis: a diagnose_run result (its
+    suggestion and per-epoch reports), or None where it is not available (then the health of
+    the epochs is unknown and the rule falls back to the lowest validation loss)."""
+    epochs = run.epochs()
+    best_val = run.best_by_val_loss()
+    if not epochs:
+        return EpochChoice(None, None, LAST, "the run has no saved epoch yet", best_val_epoch=best_val)
+    reports = _reports(diagnosis)
+    pinned = run.pinned() or {}
+    if pinned.get("epoch") in epochs:
+        epoch = int(pinned["epoch"])
+        method = pinned.get("method") or None
+        why = pinned.get("reason") or "no reason given"
+        return EpochChoice(epoch, method, PINNED, f"pinned in the run: {why}",
+                           caveat_for(epoch, method, reports.get(epoch)), best_val)
+    suggestion = (diagnosis or {}).get("suggestion") or {}
+    if suggestion.get("epoch") in epochs:
+        epoch, method = int(suggestion["epoch"]), suggestion.get("method") or None
+        reasons = [str(r) for r in suggestion.get("reasons") or []]
+        reason = reasons[0] if reasons else "the diagnosis' suggestion"
+        return EpochChoice(epoch, method, SUGGESTED, reason, caveat_for(epoch, method, reports.get(epoch)),
+                           best_val)
+    if diagnosis is not None and reports:
+        healthy = [e for e in epochs if reports.get(e, {}).get("healthy", True)]
+        pick = run.best_by_val_loss(healthy)
+        if pick is not None:
+            return EpochChoice(pick, None, LOWEST_VAL_LOSS,
+                               "lowest validation loss among the epochs without an error flag "
+                               "(the label-free ranking was not available)", best_val_epoch=best_val)
+        if not healthy:
+            return EpochChoice(epochs[-1], None, LAST, "every epoch has an error flag: the last one is "
+                               "shown; look at the flags before using any", best_val_epoch=best_val)
+    if best_val is not None:
+        return EpochChoice(best_val, None, LOWEST_VAL_LOSS,
+                           "lowest validation loss (the epochs' health has not been checked)",
+                           best_val_epoch=best_val)
+    return EpochChoice(epochs[-1], None, LAST, "no validation loss was logged: the last epoch",
+                       best_val_epoch=best_val)
+
+
+def diagnosis_of(run: Run, data_root=None) -> dict[str, Any] | None:
+    """diagnose_run without clustering (health flags, the label-free ranking; cached per
+    checkpoint, so the follower's and the Overview's work is reused); None when the run's data
+    cannot be read (the choice then says the health was not checked)."""
+    from core.diagnostics.timeline import diagnose_run
+    from core.scoring.data import run_data_root
+
+    try:
+        root = run_data_root(run.config(), data_root)
+    except (ValueError, OSError):
+        return None
+    return diagnose_run(run, data_root=root, cluster=False)
+
+
+def resolve_epoch(run: Run, which: str | int, data_root=None) -> tuple[int, EpochChoice | None]:
+    """--epoch as the CLI takes it: a number, "chosen" (choose_epoch on diagnosis_of), "best"
+    (lowest validation loss) or "last". Returns (epoch, the EpochChoice when "chosen");
+    raises RunError with a sentence for anything else."""
+    if str(which).strip().lower() != "chosen":
+        return run.resolve_epoch(which), None
+    if not run.epochs():
+        raise RunError(f"{run.path}: no finished epochs yet")
+    choice = choose_epoch(run, diagnosis_of(run, data_root))
+    return int(choice.epoch), choice
+
+
+def choice_lines(choice: EpochChoice) -> list[str]:
+    """The sentences a command prints about a chosen epoch: label and reason, caveat, and why it
+    is not the lowest-validation-loss epoch."""
+    lines = [f"{choice.label}: {choice.reason}"]
+    return lines + [text for text in (choice.caveat, choice.differs_from_best) if text]

@@ -1,0 +1,83 @@
+"""The one chosen-epoch rule (core.diagnostics.choice) that the CLI, the dashboard, Compare and
+export share: pinned, else the suggestion, else the lowest validation loss among healthy
+epochs, else the last; each named with its reason, and never a method a flag rules out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.diagnostics.choice import (
+    LAST,
+    LOWEST_VAL_LOSS,
+    PINNED,
+    SUGGESTED,
+    caveat_for,
+    choose_epoch,
+    resolve_epoch,
+)
+from core.runs import RunError
+from tests.core.test_runs import _run
+
+COLLAPSED = {"name": "collapsed", "severity": "error", "sentence": "..."}
+
+
+def _diagnosis(suggested=None, method=None, unhealthy=()):
+    reports = [{"epoch": e, "healthy": e not in unhealthy,
+                "flags": [COLLAPSED] if e in unhealthy else [],
+                "unusable": ["pixel", "ssim", "feature"] if e in unhealthy else []} for e in (1, 2, 3, 4)]
+    suggestion = {"epoch": suggested, "method": method,
+                  "reasons": [f"{method} ranked by test separation"] if suggested else ["no healthy epoch"]}
+    return {"reports": reports, "suggestion": suggestion, "timeline": []}
+
+
+def test_a_pin_wins_and_says_it_is_pinned(tmp_path):
+    run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.35})
+    run.pin(2, "looked best on the Reconstructions page")
+    choice = choose_epoch(run, _diagnosis(suggested=4, method="knn"))
+    assert (choice.epoch, choice.rule) == (2, PINNED)
+    assert "looked best" in choice.reason and choice.label == "epoch 2 (pinned)"
+
+
+def test_the_suggestion_with_its_method_and_why_it_is_not_the_lowest_val_loss(tmp_path):
+    run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.35})
+    choice = choose_epoch(run, _diagnosis(suggested=4, method="knn"))
+    assert (choice.epoch, choice.method, choice.rule) == (4, "knn", SUGGESTED)
+    assert choice.label == "epoch 4 (suggested for knn)"
+    assert choice.best_val_epoch == 3 and "Epoch 3 has the lowest validation loss" in choice.differs_from_best
+
+
+def test_without_a_suggestion_the_lowest_val_loss_among_healthy_epochs_never_a_collapsed_one(tmp_path):
+    run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.35})
+    choice = choose_epoch(run, _diagnosis(unhealthy=(3,)))
+    assert (choice.epoch, choice.rule) == (4, LOWEST_VAL_LOSS)  # epoch 3 has the lowest, but collapsed
+    assert "without an error flag" in choice.reason
+    every = choose_epoch(run, _diagnosis(unhealthy=(1, 2, 3, 4)))
+    assert (every.epoch, every.rule) == (4, LAST) and "every epoch has an error flag" in every.reason
+
+
+def test_without_any_diagnosis_it_says_the_health_was_not_checked(tmp_path):
+    run = _run(tmp_path, epochs=(1, 2), val_losses={1: 0.5, 2: 0.6})
+    choice = choose_epoch(run, None)
+    assert (choice.epoch, choice.rule) == (1, LOWEST_VAL_LOSS) and "not been checked" in choice.reason
+    assert choose_epoch(_run(tmp_path / "x", epochs=(1, 2)), None).rule == LAST
+
+
+def test_a_flagged_epoch_for_an_unaffected_method_carries_one_plain_sentence():
+    report = {"flags": [COLLAPSED], "unusable": ["pixel", "ssim", "feature"]}
+    text = caveat_for(3, "knn", report)
+    assert text.startswith("Epoch 3 is flagged collapsed") and "never looks at the reconstruction" in text
+    assert caveat_for(3, "knn", {"flags": [], "unusable": []}) == ""
+
+
+def test_the_cli_words_resolve_through_one_function(tmp_path, monkeypatch):
+    run = _run(tmp_path, epochs=(1, 2, 3), val_losses={1: 0.5, 2: 0.3, 3: 0.4})
+    monkeypatch.setattr("core.diagnostics.choice.diagnosis_of", lambda r, d=None: _diagnosis(suggested=3, method="knn"))
+    assert resolve_epoch(run, "best") == (2, None)
+    assert resolve_epoch(run, "last") == (3, None)
+    epoch, choice = resolve_epoch(run, "chosen")
+    assert epoch == 3 and choice.rule == SUGGESTED
+    with pytest.raises(RunError, match="use a number, chosen, best or last"):
+        resolve_epoch(run, "newest")
+    assert json.dumps(choice.to_dict())  # the card stores it as JSON
