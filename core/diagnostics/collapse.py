@@ -19,6 +19,14 @@ far apart the inputs are. Pooled over categories: sum of numerators / sum of den
 
 Intervals: a percentile bootstrap over images, resampled within each category (stratified), so
 a category's few probe images give a wide interval and no verdict rather than a false alarm.
+
+When a category's inputs barely differ (every bottle photographed alike), there is nothing for
+the output to follow, and rebuilding each of them as the same good bottle is exactly what an
+anomaly-detection autoencoder should do. Two shares of the category's pixel variance around its
+mean colour (T) tell the cases apart:
+
+    between_share = sum_k |x_k - mean x|^2 / T      how much the inputs differ from each other
+    unexplained   = sum_k |R(x_k) - x_k|^2 / T       how much of each input the output misses
 """
 
 from __future__ import annotations
@@ -35,14 +43,25 @@ MIN_CATEGORY_IMAGES = 3  # fewer images of a category: no gain for it (two point
 @dataclass(frozen=True)
 class InputDependence:
     """Input dependence pooled over categories and per category (Interval each; NO_INTERVAL
-    where a category has fewer than MIN_CATEGORY_IMAGES images or identical inputs)."""
+    where a category has fewer than MIN_CATEGORY_IMAGES images or identical inputs), with each
+    category's between_share and unexplained share (module docstring; NaN where undefined)."""
 
     pooled: Interval
     by_category: dict[str, Interval]
+    between_share: dict[str, float]
+    unexplained: dict[str, float]
 
-    def below(self, line: float) -> list[str]:
-        """Categories whose whole interval lies below `line`, in name order."""
-        return sorted(c for c, i in self.by_category.items() if i.defined and i.high < line)
+
+def variance_shares(inputs: np.ndarray, outputs: np.ndarray) -> tuple[float, float]:
+    """(between_share, unexplained) of one category's (n, C, H, W) inputs and reconstructions."""
+    x = inputs.astype(np.float64)
+    centre = x.mean(axis=(0, 2, 3), keepdims=True)
+    total = float(((x - centre) ** 2).sum())
+    if total < 1e-12 or not np.all(np.isfinite(outputs)):
+        return float("nan"), float("nan")
+    between = float(((x - x.mean(axis=0, keepdims=True)) ** 2).sum())
+    missed = float(((outputs.astype(np.float64) - x) ** 2).sum())
+    return between / total, missed / total
 
 
 def _gram(outputs: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +96,9 @@ def input_dependence(inputs: np.ndarray, outputs: np.ndarray, categories, rounds
     rng = np.random.default_rng(seed)
     tail = (1 - level) / 2
     by_category: dict[str, Interval] = {}
+    shares = {c: variance_shares(inputs[names == c], outputs[names == c]) for c in sorted(set(names.tolist()))}
+    between = {c: v[0] for c, v in shares.items()}
+    unexplained = {c: v[1] for c, v in shares.items()}
     pooled_num = np.zeros(rounds + 1)
     pooled_den = np.zeros(rounds + 1)
     n_pooled = 0
@@ -99,8 +121,9 @@ def input_dependence(inputs: np.ndarray, outputs: np.ndarray, categories, rounds
         pooled_den += den
         n_pooled += len(index)
     if not n_pooled:
-        return InputDependence(NO_INTERVAL, by_category)
+        return InputDependence(NO_INTERVAL, by_category, between, unexplained)
     with np.errstate(invalid="ignore", divide="ignore"):
         gains = pooled_num / pooled_den
     low, high = np.nanquantile(gains[1:], [tail, 1 - tail])
-    return InputDependence(Interval(float(gains[0]), float(low), float(high), n_pooled, level), by_category)
+    return InputDependence(Interval(float(gains[0]), float(low), float(high), n_pooled, level), by_category,
+                           between, unexplained)

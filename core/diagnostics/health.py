@@ -49,6 +49,12 @@ from core.tensors import reconstruct, to_tensor
 # runs (one blob per category, which the old spread line missed at 0.121) read 0.00-0.02 with
 # interval highs <= 0.04; working models read 0.3-0.9, blurry ones included.
 COLLAPSE_DEPENDENCE = 0.1
+# A category whose inputs differ by under 5% of their pixel variance leaves nothing to follow
+# (every bottle alike: one good bottle for all is the right output); it is judged instead by
+# whether the output resembles its inputs: collapsed when it misses over half their variance.
+# Measured: a no-skip model's mean bottle misses 0.03-0.11 of it; blobs miss 0.75-1.14.
+ALIKE_BETWEEN_SHARE = 0.05
+ALIKE_UNEXPLAINED = 0.5
 # Fallback when the dependence cannot be measured (under 3 probe images per category): output
 # spread across images below 10% of the input's (an exact constant reads ~0).
 COLLAPSE_SPREAD_RATIO = 0.1
@@ -63,7 +69,7 @@ BLURRY_HF_RATIO = 0.25
 # checkpoint). Adam updates move a live layer's std by tens of percent, not by 10x downwards;
 # a 10x fall is weight decay winning over a gradient that no longer arrives.
 DEAD_STD_FRACTION = 0.1
-NUMBERS_VERSION = 2  # part of the cache key of reconstruction numbers: bump when they change
+NUMBERS_VERSION = 3  # part of the cache key of reconstruction numbers: bump when they change
 
 ERROR = "error"
 WARNING = "warning"
@@ -144,48 +150,65 @@ def _collapse_kind(numbers: dict[str, float]) -> str:
     return f"a uniform grey image (mean intensity {mean:.2f})"
 
 
-def _dependence_text(numbers: dict[str, float], category: str = "") -> str:
-    key = f":{category}" if category else ""
-    estimate = numbers.get(f"input_dependence{key}", float("nan"))
-    high = numbers.get(f"input_dependence_high{key}", float("nan"))
-    low = "" if category else f"{numbers.get('input_dependence_low', float('nan')):.2f}-"
-    return f"{estimate:.2f} (90% interval {low or 'up to '}{high:.2f})"
+def _category_numbers(numbers: dict[str, float]) -> dict[str, tuple[float, float, float, float]]:
+    """category -> (dependence, its interval high, between_share, unexplained share)."""
+    prefix = "input_dependence_high:"
+    return {k.removeprefix(prefix): (numbers.get(f"input_dependence:{k.removeprefix(prefix)}", float("nan")), v,
+                                     numbers.get(f"between_share:{k.removeprefix(prefix)}", float("nan")),
+                                     numbers.get(f"unexplained_share:{k.removeprefix(prefix)}", float("nan")))
+            for k, v in numbers.items() if k.startswith(prefix)}
+
+
+def _category_collapsed(dependence_high: float, between: float, missed: float) -> bool:
+    if _finite(between) and between < ALIKE_BETWEEN_SHARE:
+        return _finite(missed) and missed > ALIKE_UNEXPLAINED
+    return _finite(dependence_high) and dependence_high < COLLAPSE_DEPENDENCE
 
 
 def collapsed_categories(numbers: dict[str, float]) -> list[str]:
-    """Categories whose input dependence lies, with its whole interval, below COLLAPSE_DEPENDENCE."""
-    prefix = "input_dependence_high:"
-    return sorted(k.removeprefix(prefix) for k, v in numbers.items()
-                  if k.startswith(prefix) and _finite(v) and v < COLLAPSE_DEPENDENCE)
+    """Categories whose reconstructions neither follow their inputs (input dependence, whole
+    interval below COLLAPSE_DEPENDENCE) nor, for inputs that are all alike, resemble them."""
+    return sorted(c for c, (_, high, between, missed) in _category_numbers(numbers).items()
+                  if _category_collapsed(high, between, missed))
+
+
+def _category_text(category: str, values: tuple[float, float, float, float]) -> str:
+    dependence, high, between, missed = values
+    name = category or "the images"
+    if _finite(between) and between < ALIKE_BETWEEN_SHARE:
+        return (f"{name}'s inputs are alike, and the output misses {100 * missed:.0f}% of their pixel variance "
+                "(it does not look like them)")
+    return f"{name} keeps {dependence:.2f} of the differences between its images (90% interval up to {high:.2f})"
 
 
 def collapsed_flag(numbers: dict[str, float]) -> HealthFlag | None:
     """Error when the reconstructions do not follow their inputs (core.diagnostics.collapse):
-    pooled over categories, or for single categories (one blob per category keeps the outputs
-    varying overall while nothing of each image comes back). Falls back to the output spread
-    when the dependence cannot be measured."""
-    high = numbers.get("input_dependence_high", float("nan"))
+    in every category ("every input is reconstructed as ...") or in some (one blob per category
+    keeps the outputs varying overall while nothing of each image comes back). Falls back to the
+    output spread when no category can be measured (under 3 probe images each)."""
+    per_category = _category_numbers(numbers)
+    categories = collapsed_categories(numbers)
     ratio = numbers.get("image_spread_ratio", float("nan"))
     out, inp = numbers.get("output_image_spread", float("nan")), numbers.get("input_image_spread", float("nan"))
     spread = f"spread across images {out:.3f} vs input {inp:.3f}"
-    evidence = {"input_dependence": numbers.get("input_dependence", float("nan")), "input_dependence_high": high,
+    evidence = {"input_dependence": numbers.get("input_dependence", float("nan")),
+                "input_dependence_high": numbers.get("input_dependence_high", float("nan")),
                 "output_image_spread": out, "input_image_spread": inp, "image_spread_ratio": ratio,
                 "output_pixel_spread": numbers.get("output_pixel_spread", float("nan")),
                 "output_mean": numbers.get("output_mean", float("nan")),
                 "output_saturated_share": numbers.get("output_saturated_share", float("nan"))}
-    categories = collapsed_categories(numbers)
-    if _finite(high) and high < COLLAPSE_DEPENDENCE:
-        what = (f"Every input is reconstructed as {_collapse_kind(numbers)}: only "
-                f"{_dependence_text(numbers)} of the differences between input images come back ({spread})")
+    details = "; ".join(_category_text(c, per_category[c]) for c in categories)
+    if categories and len(categories) == len(per_category):
+        what = f"Every input is reconstructed as {_collapse_kind(numbers)} ({details}; {spread})"
     elif categories:
-        what = ("Within " + ", ".join(categories) + ", every image is reconstructed as nearly the same image: "
-                + "; ".join(f"{c} keeps {_dependence_text(numbers, c)} of the differences between its images"
-                            for c in categories))
-        evidence.update({f"input_dependence_high:{c}": numbers[f"input_dependence_high:{c}"] for c in categories})
-    elif not _finite(high) and _finite(ratio) and ratio < COLLAPSE_SPREAD_RATIO:
+        what = "Within " + ", ".join(categories) + f", every image is reconstructed as nearly the same image ({details})"
+    elif not per_category and _finite(ratio) and ratio < COLLAPSE_SPREAD_RATIO:
         what = f"Every input is reconstructed as {_collapse_kind(numbers)} ({spread})"
     else:
         return None
+    for c in categories:
+        evidence[f"input_dependence_high:{c}"] = per_category[c][1]
+        evidence[f"unexplained_share:{c}"] = per_category[c][3]
     return HealthFlag("collapsed", ERROR,
                       what + ": the model has collapsed (or, early in training, has not learned to reconstruct "
                       "yet), so scores that compare an image with its reconstruction cannot find defects.",

@@ -78,7 +78,8 @@ def reconstruction_numbers(inputs: np.ndarray, outputs: np.ndarray, masks: np.nd
     labels (N,) NORMAL 0 / ANOMALOUS 1; categories (N,) names (None: one category). Non-finite
     outputs are counted and make the other output numbers NaN (a NaN model has no meaningful
     spread). input_dependence* (core.diagnostics.collapse): pooled estimate and 90% interval,
-    and per category "input_dependence:<category>" with "input_dependence_high:<category>".
+    and per category "input_dependence:<category>", "input_dependence_high:<category>",
+    "between_share:<category>" and "unexplained_share:<category>" (category "" when None).
     """
     inputs = np.asarray(inputs, np.float64)
     outputs = np.asarray(outputs, np.float64)
@@ -117,9 +118,11 @@ def _dependence_numbers(inputs: np.ndarray, outputs: np.ndarray, categories) -> 
            "input_dependence_low": dependence.pooled.low,
            "input_dependence_high": dependence.pooled.high}
     for category, interval in dependence.by_category.items():
-        if interval.defined and category:
+        if interval.defined:
             out[f"input_dependence:{category}"] = interval.estimate
             out[f"input_dependence_high:{category}"] = interval.high
+            out[f"between_share:{category}"] = dependence.between_share[category]
+            out[f"unexplained_share:{category}"] = dependence.unexplained[category]
     return out
 
 
