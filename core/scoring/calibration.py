@@ -68,8 +68,8 @@ class Calibration:
         for name in set(cats.tolist()):
             if name not in self.categories:
                 raise CalibrationError(
-                    f"category '{name}' has no held-out normal scores to calibrate with; "
-                    "train with --val-fraction above 0 (or a val/good folder), or use raw scores"
+                    f"category '{name}' has no reference normal scores to calibrate with; "
+                    "train with normals of it (or a val/good folder), or use raw scores"
                 )
             stats = self.categories[name]
             sel = cats == name
@@ -82,7 +82,7 @@ class Calibration:
         out = np.empty(maps.shape, np.float32)
         for i, name in enumerate(categories):
             if name not in self.categories:
-                raise CalibrationError(f"category '{name}' has no held-out normal scores")
+                raise CalibrationError(f"category '{name}' has no reference normal scores")
             stats = self.categories[name]
             out[i] = (maps[i] - stats.median) / stats.scale
         return out
