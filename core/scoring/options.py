@@ -38,6 +38,10 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
     "ensemble": ("members",),  # plus each member's own fields (core.scoring.ensemble)
 }
+# knn's neighbours "auto" (0): a category's bank images are all searched up to
+# EXHAUSTIVE_IMAGES, its AUTO_NEIGHBOURS nearest beyond (core.scoring.patchbank.searched_images)
+EXHAUSTIVE_IMAGES = 200
+AUTO_NEIGHBOURS = 5
 ROUTED_METHODS = ("knn", "rawknn", "patchz")  # methods that need a category per test image
 # What `score`, `export` and the dashboard's rankings use unless told otherwise, measured on
 # ../shared/realdata at 64 px (README, "Detection recipes"): the ensemble of knn and patchz,
@@ -155,6 +159,8 @@ class ScoreOptions:
     def cache_params(self, method: str) -> dict[str, Any]:
         """The options `method` depends on, for cache keys (batch size never changes a score)."""
         params = {name: getattr(self, name) for name in METHOD_FIELDS[method]}
+        if method == "knn" and int(self.neighbours) == 0:  # the rule "auto" stands for
+            params["neighbours"] = f"auto:{EXHAUSTIVE_IMAGES}:{AUTO_NEIGHBOURS}"
         if method in ROUTED_METHODS:
             params.update(
                 unknown_categories=self.unknown_categories, routing=self.routing, seed=self.seed

@@ -33,12 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from core.scoring.knn import DISTANCE_BUDGET_BYTES, cap_rows, category_seed
+from core.scoring.options import AUTO_NEIGHBOURS, EXHAUSTIVE_IMAGES
 
 STORAGE_DTYPE = np.float16
-# neighbours "auto": a category's bank images are all searched up to EXHAUSTIVE_IMAGES, the
-# AUTO_NEIGHBOURS nearest ones beyond (see searched_images and the module docstring)
-EXHAUSTIVE_IMAGES = 200
-AUTO_NEIGHBOURS = 5
 
 
 @dataclass
