@@ -1,10 +1,11 @@
 """The homework job end to end: one model, a flat unlabeled test set, one pooled AUROC.
 
     python benchmarks/bench_homework.py ../shared/realdata [--sizes 30,60,200] [--csv both]
-        [--epochs 3] [--image-size 64] [--methods default] [--work /tmp/homework]
+        [--epochs 3] [--image-size 64] [--methods default] [--pseudo-categories 0]
+        [--work /tmp/homework]
 
 For every size (normal training images per category) and with and/or without the category
-CSV: builds a flat set (core.data.flatten: that many normals per category in train/, 35
+CSV (without it, --pseudo-categories K|-1=auto trains on K-Means groups): builds a flat set (core.data.flatten: that many normals per category in train/, 35
 shuffled test images per category, the answer key kept outside), trains ONE model with
 --skips none, exports a submission per method (`default` = what `export` picks with no
 --method) with raw and with calibrated scores, and prints per-category AUROC, their mean,
@@ -58,9 +59,10 @@ def trained_run(source: Path, work: Path, size: int, with_csv: bool, args) -> tu
     if not Run(run_dir).epochs() or not answers.is_file():
         answers = write_flat_dataset(source, flat, train_per_category=size, category_csv=with_csv)
         started = time.perf_counter()
+        pseudo = 0 if with_csv else args.pseudo_categories
         train_one(TrainConfig(data=str(flat), run=str(run_dir), image_size=args.image_size,
-                              epochs=args.epochs, model=ModelConfig(skips="none")),
-                  progress=False)
+                              epochs=args.epochs, model=ModelConfig(skips="none"),
+                              pseudo_categories=pseudo), progress=False)
         print(f"  trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
     return Run(run_dir), flat, answers
 
@@ -75,6 +77,8 @@ def main() -> None:
                         help="flat sets with the category CSV, without it, or both")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--pseudo-categories", type=int, default=0,
+                        help="sets without the CSV: K-Means groups as categories; -1 = auto")
     parser.add_argument("--methods", default="default",
                         help="comma-separated; 'default' = export's own choice (ensemble)")
     args = parser.parse_args()
@@ -83,7 +87,8 @@ def main() -> None:
           f"{'':24s} mean   raw    calib  oracle")
     for size in (int(s) for s in args.sizes.split(",")):
         for with_csv in variants:
-            work = args.work / f"n{size}-{'csv' if with_csv else 'nocsv'}"
+            name = "csv" if with_csv else f"nocsv{args.pseudo_categories or ''}"
+            work = args.work / f"n{size}-{name}"
             run, flat, answers = trained_run(args.source, work, size, with_csv, args)
             for method in args.methods.split(","):
                 pooled = {}
