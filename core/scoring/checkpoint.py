@@ -219,10 +219,11 @@ def score_checkpoint(
 
     cached_only: None on a cache miss instead of computing, for views that show what was
     already evaluated. calibration (test split only): "none" = raw scores; "normals" =
-    per-category z-scores against the category's held-out validation normals
-    (core.scoring.calibration), so one ranking over mixed categories is fair; then
-    image_scores are calibrated and raw_scores keeps the raw ones. When calibration is
-    impossible (too few held-out normals) image_scores stay raw and `calibration` says why.
+    per-category z-scores against the category's reference normals (calibration_reference:
+    leave-one-out training normals and held-out ones; core.scoring.calibration), so one
+    ranking over mixed categories is fair; then image_scores are calibrated and raw_scores
+    keeps the raw ones. When calibration is impossible (fewer than MIN_REFERENCE reference
+    normals in a category) image_scores stay raw and `calibration` says why.
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images

@@ -67,9 +67,9 @@ def combine(members: dict[str, MethodScores],
         ref = reference.get(method)
         if ref is None:
             raise ValueError(
-                "method 'ensemble' calibrates its members against the run's held-out normal "
-                "images and this run has none; train with --val-fraction above 0 (or a val/good "
-                "folder), or score with one method"
+                f"method 'ensemble' calibrates its members against reference normal images and "
+                f"member '{method}' has none; score a checkpoint (its training normals are the "
+                "reference), or score with one method"
             )
         ref = _as_reference(ref)
         try:

@@ -61,7 +61,7 @@ def test_ensemble_is_the_mean_of_calibrated_members(held_out_run, demo_root):
 
 def test_ensemble_needs_a_run_normals_and_two_methods(sets, tiny_run, demo_root):
     model, test, train = sets
-    with pytest.raises(ValueError, match="held-out normals"):
+    with pytest.raises(ValueError, match="calibrated against a run.s normal images"):
         score_image_set(model, test, "ensemble", train=train)
     with pytest.raises(ValueError, match="members 'knn'"):
         score_checkpoint(tiny_run, 2, demo_root, "ensemble", members="knn")
