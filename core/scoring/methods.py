@@ -297,7 +297,7 @@ def score_image_set_methods(
         if method in CHECKPOINT_METHODS:
             raise ValueError(
                 f"method '{method}' combines other methods' scores calibrated against a run's "
-                "held-out normals; score a checkpoint (score_checkpoint, python -m core score)"
+                "normal images; score a checkpoint (score_checkpoint, python -m core score)"
             )
     opts = ScoreOptions.from_kwargs(options)
     banks = dict(banks or {})

@@ -51,7 +51,7 @@ DEFAULT_METHOD = "ensemble"
 FALLBACK_METHOD = "knn"
 FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
 SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"
-# combine other methods' scores calibrated against a run's held-out normals, so they exist for
+# combine other methods' scores calibrated against a run's normal images, so they exist for
 # checkpoints (score_checkpoint), not for bare image sets (score_image_set)
 CHECKPOINT_METHODS = ("ensemble",)
 
