@@ -1,13 +1,19 @@
 """The homework job end to end: one model, a flat unlabeled test set, one pooled AUROC.
 
-    python benchmarks/bench_homework.py ../shared/realdata [--epochs 3] [--image-size 64]
-        [--methods knn,rawknn,pixel] [--no-category-csv [--pseudo-categories -1]]
+    python benchmarks/bench_homework.py ../shared/realdata [--sizes 30,60,200] [--csv both]
+        [--epochs 3] [--image-size 64] [--methods default] [--pseudo-categories 0]
         [--work /tmp/homework]
 
-Builds a flat set (core.data.flatten: 60 normals per category in train/ with a category CSV,
-35 shuffled test images per category, the answer key kept outside), trains ONE model with
---skips none, exports a submission per method with raw and with calibrated scores, and
-prints per-category AUROC, their mean and the pooled AUROC a judge would compute.
+For every size (normal training images per category) and with and/or without the category
+CSV (without it, --pseudo-categories K|-1=auto trains on K-Means groups): builds a flat set (core.data.flatten: that many normals per category in train/, 35
+shuffled test images per category, the answer key kept outside), trains ONE model with
+--skips none, exports a submission per method (`default` = what `export` picks with no
+--method) with raw and with calibrated scores, and prints per-category AUROC, their mean,
+and the pooled AUROC a judge would compute: raw, calibrated (what `export` writes by default)
+and oracle -- the raw scores z-scored per category with the median and standard deviation of
+that category's normal TEST images, read from the answer key (only a benchmark can do that).
+Epochs are explicit (the last one trained), so the numbers do not depend on how "best" is
+chosen.
 """
 
 from __future__ import annotations
@@ -27,48 +33,81 @@ from core.runs import Run
 from core.train import train_one
 
 
-def submission_aurocs(submission: Path, answers: Path) -> tuple[dict[str, float], float]:
+def submission_scores(submission: Path, answers: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, true categories, scores) of a submission's rows, from the answer key."""
     key = {r["file"]: r for r in csv.DictReader(answers.read_text().splitlines())}
     rows = list(csv.DictReader(submission.read_text().splitlines()))
     labels = np.array([int(key[r["id"]]["label"]) for r in rows])
     cats = np.array([key[r["id"]]["category"] for r in rows])
-    scores = np.array([float(r["anomaly_score"]) for r in rows])
-    per = {c: image_auroc(labels[cats == c], scores[cats == c]) for c in sorted(set(cats))}
-    return per, image_auroc(labels, scores)
+    return labels, cats, np.array([float(r["anomaly_score"]) for r in rows])
+
+
+def oracle_scores(labels: np.ndarray, cats: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Raw scores z-scored per category against its own normal test images (answer key)."""
+    out = np.array(scores, np.float64)
+    for category in set(cats.tolist()):
+        normals = scores[(cats == category) & (labels == 0)]
+        spread = np.std(normals, ddof=1) if len(normals) > 1 else 0.0
+        out[cats == category] = (scores[cats == category] - np.median(normals)) / max(spread, 1e-12)
+    return out
+
+
+def trained_run(source: Path, work: Path, size: int, with_csv: bool, args) -> tuple[Run, Path, Path]:
+    flat = work / "flat"
+    answers = work / "flat_answers.csv"
+    run_dir = work / "run"
+    if not Run(run_dir).epochs() or not answers.is_file():
+        answers = write_flat_dataset(source, flat, train_per_category=size, category_csv=with_csv)
+        started = time.perf_counter()
+        pseudo = 0 if with_csv else args.pseudo_categories
+        train_one(TrainConfig(data=str(flat), run=str(run_dir), image_size=args.image_size,
+                              epochs=args.epochs, model=ModelConfig(skips="none"),
+                              pseudo_categories=pseudo), progress=False)
+        print(f"  trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
+    return Run(run_dir), flat, answers
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/homework"))
+    parser.add_argument("--sizes", default="30,60,200",
+                        help="normal training images per category, one flat set each")
+    parser.add_argument("--csv", choices=("both", "yes", "no"), default="both",
+                        help="flat sets with the category CSV, without it, or both")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--methods", default="knn,rawknn,pixel")
-    parser.add_argument("--no-category-csv", action="store_true")
     parser.add_argument("--pseudo-categories", type=int, default=0,
-                        help="K-Means groups for a train folder without categories; -1 = auto")
+                        help="sets without the CSV: K-Means groups as categories; -1 = auto")
+    parser.add_argument("--methods", default="default",
+                        help="comma-separated; 'default' = export's own choice (ensemble)")
     args = parser.parse_args()
-    flat = args.work / "flat"
-    answers = write_flat_dataset(args.source, flat, category_csv=not args.no_category_csv)
-    run_dir = args.work / "run"
-    if not Run(run_dir).epochs():
-        started = time.perf_counter()
-        train_one(TrainConfig(data=str(flat), run=str(run_dir), image_size=args.image_size,
-                              epochs=args.epochs, model=ModelConfig(skips="none"),
-                              pseudo_categories=args.pseudo_categories), progress=False)
-        print(f"trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
-    run = Run(run_dir)
-    print(f"{'method':8s} {'calibration':11s} per-category AUROC            mean   pooled  gap")
-    for method in args.methods.split(","):
-        for calibration in ("none", "normals"):
-            out = args.work / f"export-{method}-{calibration}"
-            written = export_epoch(run, "last", out, test_dir=flat / "test", method=method,
-                                   calibration=calibration, overwrite=True)
-            per, pooled = submission_aurocs(written["submission"], answers)
-            mean = float(np.mean(list(per.values())))
-            cats = " ".join(f"{c}={v:.3f}" for c, v in per.items())
-            print(f"{method:8s} {calibration:11s} {cats}  {mean:.3f}  {pooled:.3f}  "
-                  f"{pooled - mean:+.3f}")
+    variants = {"both": (True, False), "yes": (True,), "no": (False,)}[args.csv]
+    print(f"{'normals':>7s} {'csv':3s} {'method':8s} per-category AUROC"
+          f"{'':24s} mean   raw    calib  oracle")
+    for size in (int(s) for s in args.sizes.split(",")):
+        for with_csv in variants:
+            name = "csv" if with_csv else f"nocsv{args.pseudo_categories or ''}"
+            work = args.work / f"n{size}-{name}"
+            run, flat, answers = trained_run(args.source, work, size, with_csv, args)
+            for method in args.methods.split(","):
+                pooled = {}
+                for calibration in ("none", "normals"):
+                    written = export_epoch(
+                        run, args.epochs, work / f"export-{method}-{calibration}", flat / "test",
+                        method=None if method == "default" else method,
+                        calibration=calibration, overwrite=True)
+                    labels, cats, scores = submission_scores(written["submission"], answers)
+                    pooled[calibration] = image_auroc(labels, scores)
+                    if calibration == "none":
+                        raw = scores
+                per = {c: image_auroc(labels[cats == c], raw[cats == c])
+                       for c in sorted(set(cats.tolist()))}
+                oracle = image_auroc(labels, oracle_scores(labels, cats, raw))
+                text = " ".join(f"{c[:8]}={v:.3f}" for c, v in per.items())
+                print(f"{size:7d} {'yes' if with_csv else 'no':3s} {method:8s} {text:42s} "
+                      f"{np.mean(list(per.values())):.3f}  {pooled['none']:.3f}  "
+                      f"{pooled['normals']:.3f}  {oracle:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from core.scoring import METHODS, parse_methods
 from core.scoring.checkpoint import (
     SCORING_VERSION,
     calibrate_result,
+    calibration_reference,
     can_calibrate,
     checkpoint_config,
     load_checkpoint_model,
@@ -257,9 +258,13 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
         named, first.labels, {m: r.image_scores for m, r in results.items()}, first.defects
     )
     image, defect = _image_aurocs(table, sorted(set(named)))
+    references = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
+                                           **options) for m in methods}
+    if None in references.values():
+        return None  # cached_only, and a leave-one-out reference is not cached
     calibration = {}
     for m, r in results.items():
-        calibrated = calibrate_result(r, vals[m])
+        calibrated = calibrate_result(r, references[m])
         calibration[m] = calibrated.calibration
         image[m]["overall_calibrated"] = (
             image_auroc(r.labels, calibrated.image_scores) if calibrated.calibrated else None
@@ -287,7 +292,8 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
             m: pixel_report(r, masks) for m, r in results.items() if r.anomaly_maps is not None
         }
     if thresholds:
-        out["thresholds"] = {m: threshold_reports(r, vals[m]) for m, r in results.items()}
+        out["thresholds"] = {m: threshold_reports(r, vals[m], references[m])
+                             for m, r in results.items()}
     if routing:
         out["routing"] = routing_report(run, resolved, data_root, device, policy)
     out["notes"] = evaluation_notes(out)

@@ -126,8 +126,8 @@ def export_epoch(
     rule chose it and why, and its method becomes the default method), "best" (lowest validation
     loss) or "last". test_dir: a folder of images, or a dataset whose test
     split is scored. method/options: how the submission is scored (see core.scoring); None =
-    the default (core.scoring.checkpoint.resolve_method: ensemble, or knn where the run holds
-    out too few normals, which the card then says).
+    the default (core.scoring.checkpoint.resolve_method: ensemble, or knn where a category has
+    too few normals to calibrate with, which the card then says).
     calibration: "normals" (default) writes per-category calibrated scores, so the pooled
     ranking a judge computes over mixed categories is fair; "none" writes raw scores.
     overwrite: replace an export already in out_dir (its files not written again are removed,

@@ -19,6 +19,7 @@ import numpy as np
 from core.data.samples import UNLABELED
 from core.metrics import confusion_at, f1_max, jump_threshold, percentile_threshold
 from core.scoring.checkpoint import calibrate_result
+from core.scoring.reference import ReferenceScores
 from core.scoring.results import MethodScores
 
 PERCENTILE = 99.0  # the percentile rule's default q
@@ -69,15 +70,17 @@ def choose_threshold(rule: str, labels, scores, normal_scores=None,
 
 
 def normal_scores(
-    val: MethodScores | None, calibrated: bool, category: str | None = None
+    val: MethodScores | None, calibrated: bool, category: str | None = None,
+    reference: ReferenceScores | None = None,
 ) -> np.ndarray:
     """(M,) float64 scores of the held-out validation normals (a score_checkpoint result of the
-    val split; None: the run holds none), calibrated against themselves when the test scores
-    are calibrated, so both are on one scale; only `category`'s when given."""
+    val split; None: the run holds none), calibrated when the test scores are, against the
+    same reference (core.scoring.checkpoint.calibration_reference; None: the normals
+    themselves), so both are on one scale; only `category`'s when given."""
     if val is None:
         return np.zeros(0)
     if calibrated:
-        val = calibrate_result(val, val)
+        val = calibrate_result(val, val if reference is None else reference)
     scores = np.asarray(val.image_scores, np.float64)
     if category is None:
         return scores
@@ -106,21 +109,24 @@ def threshold_report(labels, scores, normal_val, q: float = PERCENTILE) -> dict[
     return report
 
 
-def threshold_reports(test: MethodScores, val: MethodScores | None) -> dict[str, Any]:
+def threshold_reports(test: MethodScores, val: MethodScores | None,
+                      reference: ReferenceScores | None = None) -> dict[str, Any]:
     """Per category and overall: F1-max, jump threshold and the 99th percentile of the
     category's held-out validation normals, with the confusion counts each would give.
-    test, val: score_checkpoint results (raw scores) of the test and val splits."""
+    test, val: score_checkpoint results (raw scores) of the test and val splits; reference:
+    what calibrated scores are calibrated against (None: the held-out normals)."""
     labels = np.asarray(test.labels)
     scores = np.asarray(test.image_scores, np.float64)
     cats = np.asarray(test.categories, dtype=object)
     val_scores = normal_scores(val, calibrated=False)
     val_cats = np.asarray([] if val is None else val.categories, dtype=object)
     reports = {"overall": threshold_report(labels, scores, val_scores)}
-    calibrated = calibrate_result(test, val)
+    calibrated = calibrate_result(test, val if reference is None else reference)
     if calibrated.calibrated:
         # one threshold for every category only makes sense on calibrated scores
         reports["overall (calibrated)"] = threshold_report(
-            labels, np.asarray(calibrated.image_scores), normal_scores(val, calibrated=True)
+            labels, np.asarray(calibrated.image_scores),
+            normal_scores(val, calibrated=True, reference=reference)
         )
     for category in sorted(set(cats.tolist())):
         sel = cats == category

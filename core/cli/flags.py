@@ -26,7 +26,8 @@ SCORING_FLAGS: dict[str, tuple[str, Any, str]] = {
     "k": ("k", int, "knn/rawknn: mean distance to the k nearest (default 1)"),
     "bank_scope": ("bank_scope", str, f"knn/rawknn bank: {', '.join(BANK_SCOPES)} (default auto)"),
     "neighbours": (
-        "neighbours", int, "knn: nearest normal images whose patches are searched (default 5)"
+        "neighbours", int, "knn: nearest normal images whose patches are searched; 0 (default) "
+        "= auto: all of a category of at most 200 normals, else 5"
     ),
     "max_bank": ("max_bank", int, "entries kept per category bank (default 262144)"),
     "members": (

@@ -10,17 +10,17 @@ Calibration compares an image's score with the normal scores of its own category
 
     calibrated = (score - median_c) / scale_c
 
-median_c and scale_c come from the category's held-out validation normals (the run's
-`val` split: images the model never trained on, scored exactly like test images, so their
-scores are unbiased). scale_c is the standard deviation of those normals, shrunk on a log scale toward the
-categories' median standard deviation with the weight of PRIOR_NORMALS normals, bounded below by
-SCALE_FLOOR times the median of the categories' standard deviations, so a category whose few
-normals happen to score alike is not blown up; a category with fewer than MIN_NORMALS
-held-out normals takes that median spread as its own. With fewer than FEW_NORMALS normals in a
-category the description says that calibration is uncertain: measured on a flat set with 3
-held-out normals per category, calibrated pooled AUROC fell below the raw one (knn .683 vs
-.820), while with 3-6 per category it rose well above it (.800 vs .715). A calibrated score reads as "how
-many normal spreads above this category's typical normal".
+median_c and scale_c come from the category's reference normals (core.scoring.reference):
+for knn, rawknn and patchz the leave-one-out scores of its training normals plus its held-out
+validation normals, for the other methods the held-out normals alone. scale_c is a robust
+spread (SPREAD: the interquartile range / 1.349, which equals the standard deviation for
+normally distributed scores and ignores the odd outlying normal), shrunk on a log scale
+toward the categories' median spread with the weight of PRIOR_NORMALS normals and bounded
+below by SCALE_FLOOR times that median. A category with fewer than MIN_REFERENCE reference
+normals cannot be calibrated: its median and spread are noise, and measured on flat sets with
+3 held-out normals per category calibration lowered the pooled AUROC (knn .683 against .820
+raw); then every score stays raw and the description says why. A calibrated score reads as
+"how many normal spreads above this category's typical normal".
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import numpy as np
 
 CALIBRATIONS = ("normals", "none")
 SCALE_FLOOR = 0.1
-MIN_NORMALS = 2  # to measure a category's own spread
+MIN_REFERENCE = 10  # reference normals every category needs, else scores stay raw
 PRIOR_NORMALS = 3  # weight of the typical spread in each category's (see fit_calibration)
-FEW_NORMALS = 5  # below this many held-out normals in a category, the description warns
+IQR_TO_SD = 1.349  # interquartile range of a normal distribution, in standard deviations
 
 
 class CalibrationError(ValueError):
@@ -68,8 +68,8 @@ class Calibration:
         for name in set(cats.tolist()):
             if name not in self.categories:
                 raise CalibrationError(
-                    f"category '{name}' has no held-out normal scores to calibrate with; "
-                    "train with --val-fraction above 0 (or a val/good folder), or use raw scores"
+                    f"category '{name}' has no reference normal scores to calibrate with; "
+                    "train with normals of it (or a val/good folder), or use raw scores"
                 )
             stats = self.categories[name]
             sel = cats == name
@@ -82,7 +82,7 @@ class Calibration:
         out = np.empty(maps.shape, np.float32)
         for i, name in enumerate(categories):
             if name not in self.categories:
-                raise CalibrationError(f"category '{name}' has no held-out normal scores")
+                raise CalibrationError(f"category '{name}' has no reference normal scores")
             stats = self.categories[name]
             out[i] = (maps[i] - stats.median) / stats.scale
         return out
@@ -92,30 +92,46 @@ class Calibration:
             f"{c}: median {s.median:.4g}, scale {s.scale:.3g} (n={s.n})"
             for c, s in sorted(self.categories.items())
         ]
-        text = f"per-category z-scores against {self.reference}: " + "; ".join(parts)
-        few = sorted(c for c, s in self.categories.items() if s.n < FEW_NORMALS)
-        if few:
-            text += (f". Warning: fewer than {FEW_NORMALS} held-out normals in {', '.join(few)}, so "
-                     "each category's typical score is uncertain and calibration can lower the "
-                     "pooled ranking; raise --val-fraction, or compare with --calibration none")
-        return text
+        return f"per-category z-scores against {self.reference}: " + "; ".join(parts)
 
 
-def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -> Calibration:
-    """Statistics of normal scores (N,) per category (N,). Non-finite scores are ignored."""
+def robust_spread(scores: np.ndarray) -> float:
+    """Interquartile range / IQR_TO_SD of (n,) scores: a standard deviation for normal data
+    that one outlying normal cannot inflate."""
+    q1, q3 = np.percentile(scores, [25, 75])
+    return float(q3 - q1) / IQR_TO_SD
+
+
+def fit_calibration(
+    normal_scores: Sequence[float], categories: Sequence[str], reference: str = "held-out "
+    "validation normals"
+) -> Calibration:
+    """Statistics of reference normal scores (N,) per category (N,); non-finite scores are
+    ignored. reference: what the scores are, for the description.
+
+    Raises CalibrationError, naming the categories and their counts, when a category has fewer
+    than MIN_REFERENCE normals (or none spread at all): calibrating it would add noise.
+    """
     scores = np.asarray(normal_scores, np.float64)
     cats = np.asarray(list(categories), dtype=object)
     finite = np.isfinite(scores)
     names = sorted(set(cats[finite].tolist()))
     own = {name: scores[finite & (cats == name)] for name in names}
-    spread = {n: float(np.std(v, ddof=1)) for n, v in own.items() if len(v) >= MIN_NORMALS}
+    few = {n: len(v) for n, v in own.items() if len(v) < MIN_REFERENCE}
+    if few or not own:
+        counts = ", ".join(f"{n}: {c}" for n, c in sorted(few.items())) or "none"
+        raise CalibrationError(
+            f"calibration needs at least {MIN_REFERENCE} reference normal images per category "
+            f"and has too few ({reference} per category: {counts}); scores stay raw. Train "
+            "with a larger --val-fraction or add val/good images (knn, rawknn, patchz and "
+            "ensemble also use every training normal)"
+        )
+    spread = {n: robust_spread(v) for n, v in own.items()}
     measured = [v for v in spread.values() if v > 0]
     if not measured:
-        counts = ", ".join(f"{n}: {len(v)}" for n, v in own.items()) or "none"
         raise CalibrationError(
-            f"calibration needs at least {MIN_NORMALS} held-out normal images in some category "
-            f"to measure how normal scores spread (held-out normals per category: {counts}); "
-            "train with a larger --val-fraction or add val/good images, or use raw scores"
+            f"every reference normal of each category scores the same ({reference}); "
+            "there is no spread to calibrate with, so scores stay raw"
         )
     typical = float(np.median(measured))
     floor = SCALE_FLOOR * typical
@@ -123,11 +139,11 @@ def fit_calibration(normal_scores: Sequence[float], categories: Sequence[str]) -
     def scale(name: str) -> float:
         # shrinkage of the log spread toward the typical one, worth PRIOR_NORMALS normals:
         # a few normals cannot make a category's spread tiny (or huge) by chance
-        if name not in spread or spread[name] <= 0:
+        if spread[name] <= 0:
             return max(typical, floor)
         dof = len(own[name]) - 1
         log_scale = (dof * np.log(spread[name]) + PRIOR_NORMALS * np.log(typical)) / (dof + PRIOR_NORMALS)
         return max(float(np.exp(log_scale)), floor)
 
     stats = {str(n): CategoryNormals(float(np.median(own[n])), scale(n), len(own[n])) for n in names}
-    return Calibration(stats)
+    return Calibration(stats, reference)

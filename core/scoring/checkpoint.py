@@ -27,7 +27,7 @@ from core.model import UNetAutoencoder
 from core.runs import Run, RunError, model_from_checkpoint
 from core.scoring.calibration import (
     CALIBRATIONS,
-    MIN_NORMALS,
+    MIN_REFERENCE,
     CalibrationError,
     fit_calibration,
 )
@@ -38,7 +38,7 @@ from core.scoring.data import (
     reference_root,
     reference_samples,
 )
-from core.scoring.ensemble import combine
+from core.scoring.ensemble import combine, ensemble_reference
 from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
@@ -50,12 +50,13 @@ from core.scoring.options import (
     ensemble_members,
 )
 from core.scoring.patchbank import PatchBank
+from core.scoring.reference import LEAVE_ONE_OUT_METHODS, ReferenceScores, leave_one_out_scores
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 from core.scoring.testset import TestSet, build_test_set
 
 # Part of every cache key written here: bump it when a change to scoring code changes results,
 # so results cached by older code are recomputed instead of served.
-SCORING_VERSION = 2  # 2: typed records, image-first patch knn (core.scoring.patchbank)
+SCORING_VERSION = 3  # 2: typed records, image-first patch knn; 3: banks record kept images
 
 
 def load_checkpoint_model(
@@ -218,10 +219,11 @@ def score_checkpoint(
 
     cached_only: None on a cache miss instead of computing, for views that show what was
     already evaluated. calibration (test split only): "none" = raw scores; "normals" =
-    per-category z-scores against the category's held-out validation normals
-    (core.scoring.calibration), so one ranking over mixed categories is fair; then
-    image_scores are calibrated and raw_scores keeps the raw ones. When calibration is
-    impossible (too few held-out normals) image_scores stay raw and `calibration` says why.
+    per-category z-scores against the category's reference normals (calibration_reference:
+    leave-one-out training normals and held-out ones; core.scoring.calibration), so one
+    ranking over mixed categories is fair; then image_scores are calibrated and raw_scores
+    keeps the raw ones. When calibration is impossible (fewer than MIN_REFERENCE reference
+    normals in a category) image_scores stay raw and `calibration` says why.
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
@@ -298,15 +300,10 @@ def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, c
     raw = score_checkpoint_methods(run, epoch, data_root, wanted, split, device, "none",
                                    cached_only, maps, **options)
     config, resolved = _checkpoint_header(run, epoch)
-    has_val = bool(scoring_samples(config, data_root, "val"))
-    reference = (
-        score_checkpoint_methods(run, epoch, data_root, members, "val", device, "none",
-                                 cached_only, False, **options)
-        if has_val
-        else dict.fromkeys(members)
-    )
+    reference = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
+                                          **options) for m in members}
     results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
-    missing = any(raw[m] is None for m in members) or (has_val and None in reference.values())
+    missing = any(raw[m] is None for m in members) or (cached_only and None in reference.values())
     results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
     if calibration == "normals" and split == "test":
         for m, scores in results.items():
@@ -315,12 +312,20 @@ def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, c
     return {m: results[m] for m in methods}
 
 
-def can_calibrate(config: TrainConfig, data_root: str | Path) -> bool:
-    """Whether the run's held-out normals can calibrate scores (core.scoring.calibration): one
-    in every trained category and MIN_NORMALS in at least one."""
-    counts = Counter(s.category for s in scoring_samples(config, data_root, "val"))
-    trained = trained_categories(config, data_root)
-    return all(counts[c] >= 1 for c in trained) and max(counts.values(), default=0) >= MIN_NORMALS
+def can_calibrate(config: TrainConfig, data_root: str | Path, method: str = DEFAULT_METHOD,
+                  members: str = "knn,patchz") -> bool:
+    """Whether `method` can be calibrated on this run (core.scoring.calibration): every trained
+    category holds MIN_REFERENCE reference normals (held-out ones, plus the training normals for
+    the methods with leave-one-out scores; an ensemble needs it for every member)."""
+    val = Counter(s.category for s in scoring_samples(config, data_root, "val"))
+    train = Counter(s.category for s in reference_samples(reference_root(config, data_root),
+                                                          "train", config))
+    methods = ensemble_members(members) if method == "ensemble" else (method,)
+    for name in methods:
+        counts = val + train if name in LEAVE_ONE_OUT_METHODS else val
+        if any(counts[c] < MIN_REFERENCE for c in train):
+            return False
+    return True
 
 
 def resolve_method(
@@ -329,15 +334,15 @@ def resolve_method(
     """(the method to score with, a sentence when the default could not be used).
 
     `method` when given; else DEFAULT_METHOD (ensemble), or FALLBACK_METHOD (knn) when the
-    run's held-out normals are too few to calibrate the ensemble's members."""
+    run's normals are too few to calibrate the ensemble's members (can_calibrate)."""
     if method:
         return check_method(method), None
     if can_calibrate(checkpoint_config(run, epoch), data_root):
         return DEFAULT_METHOD, None
     return FALLBACK_METHOD, (
         f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
-        f"against held-out normals and this run has too few (train with --val-fraction 0.2 or "
-        f"a val/good folder for it)"
+        f"against at least {MIN_REFERENCE} normals per category and this run has fewer (add "
+        f"normal training images, or a val/good folder)"
     )
 
 
@@ -379,21 +384,83 @@ def _cache_params(method, split, stamps: _DataStamps, config, opts: ScoreOptions
 
 
 def _calibrated(run, epoch, data_root, config, scores: MethodScores, device, options):
-    held_out = scoring_samples(config, data_root, "val")
-    val = (
-        score_checkpoint(run, epoch, data_root, scores.method, "val", device, **options)
-        if held_out
-        else None  # calibrate_result then says why it is raw
+    return calibrate_result(
+        scores, calibration_reference(run, epoch, data_root, scores.method, device, **options)
     )
-    return calibrate_result(scores, val)
 
 
-def calibrate_result(test: MethodScores, val: MethodScores | None) -> MethodScores:
-    """A copy of a test result with per-category calibrated image_scores against the held-out
-    normals `val` (None: there are none, and the copy says why it stays raw)."""
+def calibration_reference(
+    run: Run,
+    epoch: int | str,
+    data_root: str | Path,
+    method: str,
+    device: torch.device | str = "cpu",
+    cached_only: bool = False,
+    **options,
+) -> ReferenceScores | None:
+    """The normal scores `method` is calibrated with on this checkpoint (core.scoring.reference):
+    leave-one-out scores of the training normals (knn, rawknn, patchz; cached like scores)
+    followed by the held-out normals' scores; for an ensemble its members' references combined.
+    None only when cached_only and something is not cached."""
+    opts = ScoreOptions.from_kwargs(options)
+    config, resolved = _checkpoint_header(run, epoch)
+    if method == "ensemble":
+        refs = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
+                                         **options) for m in ensemble_members(opts.members)}
+        return None if None in refs.values() else ensemble_reference(refs)
+    parts = []
+    if method in LEAVE_ONE_OUT_METHODS:
+        parts.append(_leave_one_out(run, resolved, data_root, method, config, opts, device,
+                                    cached_only))
+    if scoring_samples(config, data_root, "val"):
+        val = score_checkpoint(run, resolved, data_root, method, "val", device,
+                               cached_only=cached_only, **options)
+        parts.append(None if val is None else ReferenceScores(
+            np.asarray(val.image_scores, np.float64), list(val.categories), list(val.paths),
+            np.ones(len(val), bool)))
+    return None if None in parts else ReferenceScores.join(parts)
+
+
+def _leave_one_out(run: Run, epoch: int, data_root, method: str, config: TrainConfig,
+                   opts: ScoreOptions, device, cached_only: bool) -> ReferenceScores | None:
+    samples = reference_samples(reference_root(config, data_root), "train", config)
+    params = {"v": SCORING_VERSION, "method": method, "reference": fingerprint(samples),
+              "size": config.image_size, "options": opts.cache_params(method)}
+
+    def compute() -> dict[str, Any]:
+        train = load_samples(samples, config.image_size)
+        bank = None
+        if method == "knn":
+            model = load_checkpoint_model(run, epoch, device)[0]
+            bank = checkpoint_bank(run, epoch, model, config, data_root, opts, device)
+        return {"scores": leave_one_out_scores(method, train, opts, bank),
+                "categories": list(train.categories),
+                "names": [str(s.path) for s in train.samples]}
+
+    kind = f"loo-{method}"
+    record = load_cached(run, epoch, kind, params) if cached_only else cached(
+        run, epoch, kind, params, compute)
+    if record is None:
+        return None
+    scores = np.asarray(record["scores"], np.float64)
+    return ReferenceScores(scores, list(record["categories"]), list(record["names"]),
+                           np.zeros(len(scores), bool))
+
+
+def calibrate_result(test: MethodScores, reference: ReferenceScores | MethodScores | None
+                     ) -> MethodScores:
+    """A copy of a test result with per-category calibrated image_scores against `reference`
+    (calibration_reference's, or a result on held-out normals; None: there are none). When it
+    is too small (core.scoring.calibration), the copy keeps the raw scores and says why."""
+    if isinstance(reference, MethodScores):
+        reference = ReferenceScores(np.asarray(reference.image_scores, np.float64),
+                                    list(reference.categories), list(reference.paths),
+                                    np.ones(len(reference), bool))
+    what = "held-out validation normals" if reference is None else reference.describe()
     try:
         fitted = (
-            fit_calibration([], []) if val is None else fit_calibration(val.image_scores, val.categories)
+            fit_calibration([], [], what) if reference is None
+            else fit_calibration(reference.scores, reference.categories, what)
         )
     except CalibrationError as err:
         return dataclasses.replace(test, calibration=f"none (raw scores): {err}")

@@ -3,12 +3,14 @@
 Why: methods fail on different images -- the feature bank misses colour and low-frequency
 defects that raw patch statistics catch, and raw statistics miss texture defects the encoder
 sees -- and their raw scores live on unrelated scales. Each member's image scores (and maps)
-are first calibrated per category against the run's held-out normals (core.scoring.calibration:
+are first calibrated per category against their reference normals (core.scoring.reference:
+leave-one-out scores of the training normals and the held-out normals; core.scoring.calibration:
 z-scores, median 0 and spread 1 on normal images), so averaging gives every member the same
 weight on every category. Members come from ScoreOptions.members (default knn,patchz).
 
 The ensemble is computed from its members' cached results, so it costs nothing beyond them
-and is not cached itself. It needs held-out normals; without them it says so in one sentence.
+and is not cached itself. It needs MIN_REFERENCE reference normals per category for every
+member; without them it says so in one sentence.
 """
 
 from __future__ import annotations
@@ -18,13 +20,43 @@ import dataclasses
 import numpy as np
 
 from core.scoring.calibration import CalibrationError, fit_calibration
+from core.scoring.reference import ReferenceScores
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 
 
-def combine(members: dict[str, MethodScores], reference: dict[str, MethodScores | None]
-            ) -> MethodScores:
+def _as_reference(ref: ReferenceScores | MethodScores) -> ReferenceScores:
+    if isinstance(ref, ReferenceScores):
+        return ref
+    return ReferenceScores(np.asarray(ref.image_scores, np.float64), list(ref.categories),
+                           list(ref.paths), np.ones(len(ref), bool))
+
+
+def ensemble_reference(references: dict[str, ReferenceScores]) -> ReferenceScores:
+    """The ensemble's own reference: on the reference images every member scored (aligned by
+    name, in the first member's order), the mean of the members' calibrated scores. Raises
+    ValueError naming a member that cannot be calibrated."""
+    refs = {m: _as_reference(r) for m, r in references.items()}
+    first = next(iter(refs.values()))
+    common = set.intersection(*(set(r.names) for r in refs.values()))
+    rows = [i for i, name in enumerate(first.names) if name in common]
+    calibrated = []
+    for method, ref in refs.items():
+        position = {name: i for i, name in enumerate(ref.names)}
+        try:
+            fitted = fit_calibration(ref.scores, ref.categories, ref.describe())
+        except CalibrationError as err:
+            raise ValueError(f"method 'ensemble' cannot calibrate member '{method}': {err}") from err
+        order = [position[first.names[i]] for i in rows]
+        calibrated.append(fitted.apply(ref.scores[order], [ref.categories[i] for i in order]))
+    return ReferenceScores(np.mean(calibrated, axis=0), [first.categories[i] for i in rows],
+                           [first.names[i] for i in rows], first.held_out[rows])
+
+
+def combine(members: dict[str, MethodScores],
+            reference: dict[str, ReferenceScores | MethodScores | None]) -> MethodScores:
     """The ensemble of `members` ({method: result on the images to score}), each calibrated
-    against reference[method] (its result on the held-out normals; None: there are none).
+    against reference[method] (its reference normals, core.scoring.reference, or its result on
+    the held-out normals; None: there are none).
 
     Returns a MethodScores with method "ensemble": image_scores (N,) the mean of the members'
     calibrated scores, anomaly_maps (N, S, S) the mean of the members' calibrated maps (those
@@ -35,12 +67,13 @@ def combine(members: dict[str, MethodScores], reference: dict[str, MethodScores 
         ref = reference.get(method)
         if ref is None:
             raise ValueError(
-                "method 'ensemble' calibrates its members against the run's held-out normal "
-                "images and this run has none; train with --val-fraction above 0 (or a val/good "
-                "folder), or score with one method"
+                f"method 'ensemble' calibrates its members against reference normal images and "
+                f"member '{method}' has none; score a checkpoint (its training normals are the "
+                "reference), or score with one method"
             )
+        ref = _as_reference(ref)
         try:
-            fitted = fit_calibration(ref.image_scores, ref.categories)
+            fitted = fit_calibration(ref.scores, ref.categories, ref.describe())
             scores.append(fitted.apply(result.image_scores, result.categories))
             if result.anomaly_maps is not None:
                 maps.append(fitted.apply_maps(result.anomaly_maps, result.categories))
@@ -56,8 +89,8 @@ def combine(members: dict[str, MethodScores], reference: dict[str, MethodScores 
             np.mean(maps, axis=0).astype(MAP_STORAGE_DTYPE).astype(np.float32) if maps else None
         ),
         bank_categories=None,
-        info={"members": described, "calibration": "per-category z-scores against held-out "
-              "normals, averaged"},
+        info={"members": described, "calibration": "per-category z-scores against each "
+              "member's reference normals, averaged"},
         seconds=sum(r.seconds or 0.0 for r in members.values()),
         raw_scores=None,
         calibration=None,

@@ -90,8 +90,9 @@ class FeatureBank:
     """Vectors of normal training images, grouped by category.
 
     vectors: (M, D) float32; owner: (M,) int index into `categories`. `kind` and `info`
-    describe what the vectors are (levels, patch grid, thumbnail size), so a bank built for one
-    purpose is never used for another.
+    describe what the vectors are (levels, patch grid, thumbnail size; "kept": each row's
+    image index among the images it was built from, for one vector per image), so a bank
+    built for one purpose is never used for another.
     """
 
     vectors: np.ndarray
@@ -118,16 +119,20 @@ class FeatureBank:
         if len(cats) != len(vectors):
             raise ValueError(f"bank: {len(vectors)} vector sets but {len(cats)} categories")
         names = sorted(set(cats.tolist()))
-        parts, owners = [], []
+        parts, owners, kept = [], [], []
         for index, name in enumerate(names):
             rows = vectors[cats == name].reshape(-1, vectors.shape[-1])
             rows = cap_rows(rows, int(max_per_category), category_seed(seed, name))
             parts.append(rows.astype(np.float32, copy=False))
             owners.append(np.full(len(rows), index, np.int64))
+            if vectors.ndim == 2:  # one row per image: which images the bank kept
+                own = np.flatnonzero(cats == name)
+                kept += cap_rows(own, int(max_per_category), category_seed(seed, name)).tolist()
         dim = vectors.shape[-1]
         stacked = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
         owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-        return cls(stacked, owner, names, kind, dict(info or {}))
+        described = {**(info or {}), **({"kept": kept} if vectors.ndim == 2 else {})}
+        return cls(stacked, owner, names, kind, described)
 
     def rows_of(self, category: str | None) -> np.ndarray:
         """The vectors of one category, or all of them for None (the global bank)."""
@@ -209,3 +214,25 @@ def grouped_knn(
         global_idx = idx[:, 0] if rows is None else rows[idx[:, 0]]
         nearest[sel] = global_idx.reshape((len(sel),) + lead[1:])
     return mean_dist, nearest
+
+
+def leave_one_out_knn(bank: FeatureBank, k: int = 1) -> np.ndarray:
+    """Each bank entry's mean distance to its k nearest OTHER entries of its own category.
+
+    Returns (M,) float64 in bank row order; NaN for an entry alone in its category. These are
+    the scores the entries would get as test images of a bank without them (calibration's
+    reference, core.scoring.reference).
+    """
+    out = np.full(len(bank.vectors), np.nan)
+    for index in range(len(bank.categories)):
+        rows = np.flatnonzero(bank.owner == index)
+        if len(rows) < 2:
+            continue
+        table = bank.vectors[rows]
+        dist, idx = knn_search(table, table, min(int(k), len(rows) - 1) + 1)
+        others = idx != np.arange(len(rows))[:, None]
+        # an entry is normally its own nearest; with exact duplicates it may come second
+        keep = np.where(others.all(axis=1, keepdims=True), np.arange(dist.shape[1]) < dist.shape[1] - 1,
+                        others)
+        out[rows] = np.nanmean(np.where(keep, dist, np.nan), axis=1)
+    return out

@@ -195,6 +195,14 @@ def _check_bank_size(bank: FeatureBank | PatchBank, images: ImageSet) -> None:
         )
 
 
+def patch_distance_maps(distances: np.ndarray, bank: PatchBank, options: ScoreOptions) -> np.ndarray:
+    """knn's (N, P) patch distances -> (N, S, S) float32 maps at the bank's image size, smoothed
+    like every map (options.sigma)."""
+    size, grid = int(bank.info["image_size"]), int(bank.info["grid"])
+    grid_maps = torch.from_numpy(distances.reshape(len(distances), grid, grid))
+    return gaussian_smooth(upsample(grid_maps, size), options.sigma_for(size)).numpy()
+
+
 def _knn(
     model, images: ImageSet, train, options: ScoreOptions, device, bank, queries=None
 ) -> ScoreResult:
@@ -215,9 +223,7 @@ def _knn(
         return ScoreResult("knn", distances.astype(np.float64), None, groups, routed, info)
     distances = patch_knn(queries, groups, bank, options.k, options.neighbours)
     info["neighbours"] = int(options.neighbours)
-    size, grid = images.images.shape[1], int(bank.info["grid"])
-    grid_maps = torch.from_numpy(distances.reshape(len(images), grid, grid))
-    maps = gaussian_smooth(upsample(grid_maps, size), options.sigma_for(size)).numpy()
+    maps = patch_distance_maps(distances, bank, options)
     return ScoreResult("knn", reduce_maps(maps, options.reduce), maps, groups, routed, info)
 
 
@@ -291,7 +297,7 @@ def score_image_set_methods(
         if method in CHECKPOINT_METHODS:
             raise ValueError(
                 f"method '{method}' combines other methods' scores calibrated against a run's "
-                "held-out normals; score a checkpoint (score_checkpoint, python -m core score)"
+                "normal images; score a checkpoint (score_checkpoint, python -m core score)"
             )
     opts = ScoreOptions.from_kwargs(options)
     banks = dict(banks or {})

@@ -108,3 +108,26 @@ def patchz_scores(
         scores[sel] = stats.zscores(patches[sel], None if key == "\0global" else key)
     grids = scores.reshape(len(images), grid_side, grid_side)
     return scores.max(axis=1).astype(np.float64), grids
+
+
+def leave_one_out_patchz(images: np.ndarray, categories: Sequence[str], thumb_size: int) -> np.ndarray:
+    """Each normal image's patchz score against the statistics of the OTHER normals of its
+    category (exactly, from running sums: no image is compared with itself).
+
+    images: uint8 (N, S, S, 3) training normals; categories: (N,). Returns (N,) float64, NaN
+    for an image alone in its category (calibration's reference, core.scoring.reference).
+    """
+    patches = image_patches(images, thumb_size).astype(np.float64)
+    cats = np.asarray(list(categories), dtype=object)
+    out = np.full(len(images), np.nan)
+    for name in sorted(set(cats.tolist())):
+        rows = np.flatnonzero(cats == name)
+        n = len(rows)
+        if n < 2:
+            continue
+        x = patches[rows]
+        mean = (x.sum(axis=0)[None] - x) / (n - 1)
+        var = ((x * x).sum(axis=0)[None] - x * x) / (n - 1) - mean * mean
+        z = (x - mean) / (np.sqrt(np.clip(var, 0.0, None)) + STD_FLOOR)
+        out[rows] = np.sqrt(np.mean(z * z, axis=-1)).max(axis=1)
+    return out

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import metrics, thresholds, visual
 from core.runs import Run
-from core.scoring.checkpoint import resolve_method
+from core.scoring.checkpoint import calibration_reference, resolve_method
 from core.scoring.results import MethodScores
 from dashboard import state, widgets
 
@@ -161,7 +161,8 @@ def main() -> None:
             method = widgets.method_picker("Method", methods, key="scores_method", default=default)
         calibrated = st.toggle(
             "Calibrated scores", value=True, key="scores_calibrated",
-            help="Each score as a z-score against its category's held-out normal scores, so one "
+            help="Each score as a z-score against its category's normal scores (leave-one-out "
+                 "training normals and held-out ones for knn, rawknn, patchz), so one "
                  "ranking over mixed categories is fair (what a pooled AUROC judges). Off: raw scores.")
         calibration = "normals" if calibrated else "none"
         with st.spinner(f"Scoring the test set with {method} (once per epoch; cached on disk)…"):
@@ -181,8 +182,11 @@ def main() -> None:
         val_normals = None
         if rule == thresholds.PERCENTILE_RULE:  # the normals on the same scale as the test scores
             val = state.scores(run, epoch, data_root, method, split="val")
+            reference = (calibration_reference(run, epoch, data_root, method)
+                         if result.calibrated else None)  # what the test scores were fitted on
             val_normals = thresholds.normal_scores(val, result.calibrated,
-                                                   None if category == "all" else category)
+                                                   None if category == "all" else category,
+                                                   reference)
         chosen = thresholds.choose_threshold(rule, labels, scores, val_normals, q)
         threshold, note = chosen.value, chosen.note
         axis = f"{method}, calibrated" if result.calibrated and calibrated else method

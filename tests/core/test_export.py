@@ -62,9 +62,9 @@ def test_card_says_what_and_why(tiny_run, tmp_path):
     logged = {m["epoch"]: m for m in tiny_run.metrics()}
     assert card["epoch"] == 2 and card["why"] == "best knn AUROC on the holdout"
     assert card["metrics"]["val_loss"] == pytest.approx(logged[2]["val_loss"])
-    # the default (ensemble) calibrates against held-out normals; tiny_run holds out one per
-    # category, too few, so the card names the fallback and says why
-    assert card["scoring"]["method"] == FALLBACK_METHOD and DEFAULT_METHOD in card["scoring"]["note"]
+    # the default (ensemble) calibrates its members against their reference normals: tiny_run
+    # holds out one per category, and 9 more training normals each give a leave-one-out score
+    assert card["scoring"]["method"] == DEFAULT_METHOD and "note" not in card["scoring"]
     assert json.loads(written["config"].read_text())["image_size"] == 32
     default = export_epoch(tiny_run, tiny_run.best_by_val_loss(), tmp_path / "out2")
     assert json.loads(default["card"].read_text())["why"] == "lowest validation loss of the run"
@@ -76,12 +76,19 @@ def test_submission_csv_format(tiny_run, kaggle_folder, tmp_path):
     images = sorted(kaggle_folder.glob("*.png"))
     assert rows[0] == ["id", "anomaly_score"]
     assert [r[0] for r in rows[1:]] == [p.stem for p in images]  # one row per image, ids = stems
-    # calibrated by default; the tiny run holds out one normal per category, too few to
-    # measure a spread, so the scores stay raw and the card says why
+    # calibrated by default, against leave-one-out scores of the training normals and the one
+    # held-out normal per category: 10 per category
     scores = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn", calibration="normals").image_scores
     np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], scores)  # full precision
-    np.testing.assert_array_equal(scores, score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn").image_scores)
-    assert card_calibration(written).startswith("none (raw scores): calibration needs at least 2")
+    raw = score_checkpoint(tiny_run, 2, kaggle_folder, "rawknn").image_scores
+    assert not np.allclose(scores, raw)
+    assert "leave-one-out scores of the training normals" in card_calibration(written)
+    # pixel has only the held-out normals, too few: the scores stay raw and the card says why
+    pixel = export_epoch(tiny_run, 2, tmp_path / "pixel", test_dir=kaggle_folder, method="pixel")
+    np.testing.assert_array_equal(
+        [float(r[1]) for r in _rows(pixel["submission"])[1:]],
+        score_checkpoint(tiny_run, 2, kaggle_folder, "pixel").image_scores)
+    assert card_calibration(pixel).startswith("none (raw scores): calibration needs at least 10")
     assert all(len(r) == 2 for r in rows)
     card = json.loads(written["card"].read_text())
     assert card["submission"]["rows"] == len(images) and "image_auroc" not in card["submission"]
@@ -176,3 +183,24 @@ def test_exporting_a_flagged_epoch_says_so_on_the_card_and_the_command_line(
     assert "warning    epoch 2 is flagged collapsed" in capsys.readouterr().err
     healthy = json.loads(export_epoch(run, 1, tmp_path / "o3")["card"].read_text())
     assert "collapsed" not in [f["name"] for f in (healthy.get("health") or {}).get("flags", [])]
+
+
+def test_too_few_normals_keep_raw_knn_scores_and_say_why(demo_root, tmp_path):
+    """6 normals per category: too few to calibrate even with leave-one-out scores, so the
+    default falls back to knn, the submission keeps its raw scores, and the card says why."""
+    from core.data.flatten import write_flat_dataset
+    from core.train import train_one
+    from tests.conftest import tiny_config
+
+    root = tmp_path / "few"
+    write_flat_dataset(demo_root, root, train_per_category=6, test_per_category=4)
+    run = train_one(tiny_config(root, tmp_path / "run", epochs=1), progress=False,
+                    log=lambda _: None)
+    written = export_epoch(run, 1, tmp_path / "out", test_dir=root / "test")
+    card = json.loads(written["card"].read_text())
+    assert card["scoring"]["method"] == FALLBACK_METHOD
+    assert "at least 10 normals per category" in card["scoring"]["note"]
+    assert card["scoring"]["calibration"].startswith("none (raw scores): calibration needs at "
+                                                     "least 10 reference normal images")
+    raw = score_checkpoint(run, 1, root / "test", FALLBACK_METHOD).image_scores
+    np.testing.assert_array_equal([float(r[1]) for r in _rows(written["submission"])[1:]], raw)

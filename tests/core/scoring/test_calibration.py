@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.metrics import image_auroc
-from core.scoring.calibration import CalibrationError, fit_calibration
+from core.scoring.calibration import MIN_REFERENCE, CalibrationError, fit_calibration
 
 
 def two_scales(seed: int = 0):
@@ -37,26 +37,29 @@ def test_calibration_makes_pooled_auroc_match_the_categories():
 
 
 def test_a_category_without_normals_is_named():
-    fitted = fit_calibration([1.0, 1.1, 0.9], ["a", "a", "a"])
-    with pytest.raises(CalibrationError, match="category 'b' has no held-out normal scores.*--val-fraction"):
+    fitted = fit_calibration(np.linspace(0.9, 1.1, 12), ["a"] * 12)
+    with pytest.raises(CalibrationError, match="category 'b' has no reference normal scores"):
         fitted.apply([1.0, 2.0], ["a", "b"])
 
 
 def test_identical_normals_do_not_blow_up():
-    fitted = fit_calibration([2.0, 2.0, 1.0, 3.0], ["same", "same", "spread", "spread"])
+    same = [2.0] * 12
+    fitted = fit_calibration(same + list(np.linspace(1.0, 3.0, 12)), ["same"] * 12 + ["spread"] * 12)
     assert fitted.categories["same"].scale > 0
     assert np.isfinite(fitted.apply([2.5], ["same"])).all()
-    assert "median" in fitted.describe() and "n=2" in fitted.describe()
+    assert "median" in fitted.describe() and "n=12" in fitted.describe()
 
 
-def test_too_few_normals_everywhere_is_refused_with_a_reason():
-    with pytest.raises(CalibrationError, match="at least 2 held-out normal images.*--val-fraction"):
-        fit_calibration([1.0, 5.0], ["a", "b"])  # one normal each: no spread to measure
-    fitted = fit_calibration([1.0, 1.2, 0.8, 5.0], ["a", "a", "a", "b"])
-    assert fitted.categories["b"].scale == pytest.approx(fitted.categories["a"].scale)  # the typical spread
+def test_too_few_reference_normals_are_refused_naming_the_category():
+    scores = list(np.linspace(1.0, 2.0, 12)) + [5.0, 5.5, 4.5]
+    with pytest.raises(CalibrationError, match=f"at least {MIN_REFERENCE} reference normal.*b: 3"):
+        fit_calibration(scores, ["a"] * 12 + ["b"] * 3)
 
 
-def test_few_normals_are_named_in_a_warning():
-    fitted = fit_calibration([1.0, 1.2, 0.8, 5.0, 5.5, 4.5, 5.2, 4.8], ["a"] * 3 + ["b"] * 5)
-    assert "Warning: fewer than 5 held-out normals in a," in fitted.describe()
-    assert "in a, b" not in fitted.describe()
+def test_one_outlying_normal_does_not_set_the_scale():
+    rng = np.random.default_rng(1)
+    normals = rng.normal(0.0, 1.0, 40)
+    spoiled = np.r_[normals[:-1], 60.0]  # one mislabelled or broken "normal"
+    clean = fit_calibration(normals, ["a"] * 40).categories["a"].scale
+    assert fit_calibration(spoiled, ["a"] * 40).categories["a"].scale < 1.2 * clean
+    assert np.std(spoiled) > 5 * np.std(normals)  # a standard deviation would have exploded

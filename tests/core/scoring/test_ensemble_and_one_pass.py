@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.scoring import score_checkpoint, score_image_set, score_image_set_methods
-from core.scoring.checkpoint import calibrate_result
+from core.scoring.checkpoint import calibrate_result, calibration_reference
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from tests.conftest import tiny_config
 
@@ -45,23 +45,25 @@ def test_one_pass_gives_each_method_its_own_numbers(sets):
 
 def test_ensemble_is_the_mean_of_calibrated_members(held_out_run, demo_root):
     run = held_out_run
-    ensemble = score_checkpoint(run, 1, demo_root, "ensemble", members="pixel,rawknn")
+    ensemble = score_checkpoint(run, 1, demo_root, "ensemble", members="patchz,rawknn")
     expected = []
-    for member in ("pixel", "rawknn"):
+    for member in ("patchz", "rawknn"):
         test = score_checkpoint(run, 1, demo_root, member)
-        val = score_checkpoint(run, 1, demo_root, member, split="val")
-        expected.append(calibrate_result(test, val).image_scores)
+        reference = calibration_reference(run, 1, demo_root, member)
+        # every training normal (leave-one-out) and every held-out one: 10 per category
+        assert set(reference.counts().values()) == {(7, 3)}
+        expected.append(calibrate_result(test, reference).image_scores)
     np.testing.assert_allclose(ensemble.image_scores, np.mean(expected, axis=0))
-    assert ensemble.method == "ensemble" and ensemble.info["members"] == ["pixel", "rawknn"]
+    assert ensemble.method == "ensemble" and ensemble.info["members"] == ["patchz", "rawknn"]
     assert ensemble.anomaly_maps.shape[0] == len(ensemble.image_scores)
     assert np.isfinite(ensemble.anomaly_maps).all()
 
 
 def test_ensemble_needs_a_run_normals_and_two_methods(sets, tiny_run, demo_root):
     model, test, train = sets
-    with pytest.raises(ValueError, match="held-out normals"):
+    with pytest.raises(ValueError, match="calibrated against a run.s normal images"):
         score_image_set(model, test, "ensemble", train=train)
     with pytest.raises(ValueError, match="members 'knn'"):
         score_checkpoint(tiny_run, 2, demo_root, "ensemble", members="knn")
-    with pytest.raises(ValueError, match="cannot calibrate member 'knn'"):  # 1 normal each
-        score_checkpoint(tiny_run, 2, demo_root, "ensemble")
+    with pytest.raises(ValueError, match="cannot calibrate member 'pixel'.*10 reference"):
+        score_checkpoint(tiny_run, 2, demo_root, "ensemble", members="knn,pixel")  # 1 held out
