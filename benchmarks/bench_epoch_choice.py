@@ -86,7 +86,11 @@ def measure(run, data: Path) -> dict:
     picks = {"chosen": choice.epoch, "lowest val loss": run.best_by_val_loss() or epochs[-1],
              "last": epochs[-1], "best synthetic AUROC": synthetic_pick(run, method) or epochs[-1]}
     flagged = {int(r["epoch"]): ",".join(r["errors"]) for r in diagnosis["timeline"] if r["errors"]}
-    return {"method": method, "real": real, "picks": picks, "choice": choice, "flagged": flagged}
+    labelled = diagnose_run(run, data_root=data, cluster=False)  # cached: agreements with labels
+    agreements = [(a["criterion"], a["method"], a["spearman"])
+                  for a in (labelled.get("ranking") or {}).get("agreements", []) if a["spearman"] is not None]
+    return {"method": method, "real": real, "picks": picks, "choice": choice, "flagged": flagged,
+            "agreements": agreements}
 
 
 def regrets(result: dict, method: str) -> dict[str, float]:
@@ -110,12 +114,15 @@ def main() -> None:
     from core.scoring.options import DEFAULT_METHOD
 
     rows, per_rule, per_rule_default = [], {r: [] for r in RULES}, {r: [] for r in RULES}
+    agreement: dict[tuple[str, str], list[float]] = {}
     for name in args.runs.split(","):
         overrides, epochs = RECIPES[name]
         started = time.perf_counter()
         run = train(args.data, args.work / name, args.image_size, overrides, epochs)
         result = measure(run, args.data)
         mine, default = regrets(result, result["method"]), regrets(result, DEFAULT_METHOD)
+        for criterion, method, rho in result["agreements"]:
+            agreement.setdefault((criterion, method), []).append(rho)
         for rule in RULES:
             per_rule[rule].append(mine.get(rule, float("nan")))
             per_rule_default[rule].append(default.get(rule, float("nan")))
@@ -139,6 +146,9 @@ def main() -> None:
             finite = [v for v in values if _finite(v)]
             if finite:
                 print(f"  {rule:22s} mean {sum(finite) / len(finite):.3f}  worst {max(finite):.3f}")
+    print("\nmean Spearman of each label-free criterion with real AUROC across epochs (runs with >= 3 epochs):")
+    for (criterion, method), values in sorted(agreement.items()):
+        print(f"  {criterion:16s} {method:9s} {sum(values) / len(values):+.2f} over {len(values)} runs")
 
 
 if __name__ == "__main__":
