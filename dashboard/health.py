@@ -72,7 +72,8 @@ def ranking_of(diag: dict[str, Any] | None):
 
 def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
                 ) -> dict[int, list[str]]:
-    """epoch -> short marks for the picker: pinned, best by validation loss, health, damaged."""
+    """epoch -> short marks for the picker: pinned, best by validation loss, health, damaged, a
+    checkpoint copied in from another run."""
     marks: dict[int, list[str]] = {e: [] for e in epochs}
     pinned = (run.pinned() or {}).get("epoch")
     if pinned in marks:
@@ -89,6 +90,9 @@ def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = N
     for epoch in damaged_epochs(run):
         if epoch in marks:
             marks[epoch].append("✗ damaged")
+    for epoch in run.foreign_epochs():  # headers only, remembered per file version
+        if epoch in marks:
+            marks[epoch].append("⇄ other run")
     return marks
 
 

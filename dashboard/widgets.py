@@ -32,7 +32,8 @@ STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange
                "failed": ":red[:material/error:]", "empty": ":gray[:material/radio_button_unchecked:]"}
 PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 SELECT_PLOT_CONFIG = {"displaylogo": False}
-MARK_LEGEND = "★ pinned · ✓ best validation loss · ☆ suggested · ⚠ health flag · ✗ damaged file"
+MARK_LEGEND = ("★ pinned · ✓ best validation loss · ☆ suggested · ⚠ health flag · ✗ damaged file · "
+               "⇄ a checkpoint copied in from another run")
 
 
 # --------------------------------------------------------------------------- errors
