@@ -2,8 +2,10 @@
 
 checkpoints/<run>/
   config.json     the TrainConfig that made the run
-  epoch_NNN.pt    {"model", "optimizer", "epoch", "config"}; written to a temporary name and
-                  renamed, so a crash never leaves a half-written checkpoint under a real name;
+  epoch_NNN.pt    {"model", "optimizer", "epoch", "config", "metrics", "version"}; the config
+                  and metrics record tell a file copied in from another run (core.origin);
+                  written to a temporary name and renamed, so a crash never leaves a
+                  half-written checkpoint under a real name;
                   "optimizer" only in the latest, pinned and kept epochs (core.storage)
   metrics.jsonl   one JSON object per finished epoch, append-only
   status.json     job state: pid, state, epoch, device, message
