@@ -44,6 +44,7 @@ from core.scoring.checkpoint import load_checkpoint_model, resolve_method
 from core.scoring.data import run_data_root
 from core.scoring.options import FALLBACK_METHOD, ScoreOptions, check_method
 from core.scoring.results import MethodScores
+from core.scoring.testset import build_test_set
 from core.segmentation import SEG_KEY
 
 EXPORT_FILES = ("model.pt", "config.json", "card.json", "submission.csv")
@@ -195,6 +196,9 @@ def export_epoch(
         card["submission"] = write_submission(
             scored, test_dir, written["submission"], id_column, score_column
         )
+        left_out = build_test_set(config, test_dir, opts.unknown_categories).left_out
+        if left_out:  # the rows a judge will miss, said where the submission is described
+            card["submission"]["left_out"] = left_out
     atomic_write_json(written["card"], jsonable(card))
     for stale in set(existing_export(out)) - set(written.values()):  # only with overwrite=True
         stale.unlink()

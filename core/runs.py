@@ -2,8 +2,10 @@
 
 checkpoints/<run>/
   config.json     the TrainConfig that made the run
-  epoch_NNN.pt    {"model", "optimizer", "epoch", "config"}; written to a temporary name and
-                  renamed, so a crash never leaves a half-written checkpoint under a real name;
+  epoch_NNN.pt    {"model", "optimizer", "epoch", "config", "metrics", "version"}; the config
+                  and metrics record tell a file copied in from another run (core.origin);
+                  written to a temporary name and renamed, so a crash never leaves a
+                  half-written checkpoint under a real name;
                   "optimizer" only in the latest, pinned and kept epochs (core.storage)
   metrics.jsonl   one JSON object per finished epoch, append-only
   status.json     job state: pid, state, epoch, device, message
@@ -22,6 +24,7 @@ import pickle
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,10 @@ STARTUP_GRACE_S = 60  # a job being launched has no pid yet; after this long it 
 
 class RunError(ValueError):
     """A run, epoch or checkpoint cannot be used; the message says which and what to do."""
+
+
+class ForeignCheckpointWarning(UserWarning):
+    """A run folder holds a checkpoint another run wrote (a copied file); it is still read."""
 
 
 def current_umask() -> int:
@@ -198,9 +205,23 @@ class Run:
         return TrainConfig.load(path)
 
     def load(self, epoch: int, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """The epoch's checkpoint; one copied in from another run is named in a
+        ForeignCheckpointWarning (core.origin) and still returned."""
+        from core.origin import foreign_sentence
+
         if epoch not in self.epochs():
             raise RunError(f"{self.path}: epoch {epoch} does not exist; available: {_span(self.epochs())}")
-        return load_checkpoint(self.checkpoint_path(epoch), map_location)
+        payload = load_checkpoint(self.checkpoint_path(epoch), map_location)
+        note = foreign_sentence(self, epoch, payload)
+        if note:
+            warnings.warn(note, ForeignCheckpointWarning, stacklevel=2)
+        return payload
+
+    def foreign_epochs(self) -> dict[int, str]:
+        """{epoch: sentence} of checkpoints copied in from another run (core.origin)."""
+        from core.origin import foreign_epochs
+
+        return foreign_epochs(self)
 
     def load_model(self, epoch: int, device: str | torch.device = "cpu") -> UNetAutoencoder:
         payload = self.load(epoch)

@@ -74,7 +74,8 @@ def ranking_of(diag: dict[str, Any] | None):
 def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
                 ) -> dict[int, list[str]]:
     """epoch -> short marks for the picker: the chosen epoch (core.diagnostics.choice, by its
-    rule), the lowest validation loss where it differs, health, damaged."""
+    rule), the lowest validation loss where it differs, health, damaged, a checkpoint copied in
+    from another run."""
     marks: dict[int, list[str]] = {e: [] for e in epochs}
     choice = choose_epoch(run, diag)
     if choice.epoch in marks:
@@ -88,6 +89,9 @@ def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = N
     for epoch in damaged_epochs(run):
         if epoch in marks:
             marks[epoch].append("✗ damaged")
+    for epoch in run.foreign_epochs():  # headers only, remembered per file version
+        if epoch in marks:
+            marks[epoch].append("⇄ other run")
     return marks
 
 

@@ -35,7 +35,7 @@ PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "las
 SELECT_PLOT_CONFIG = {"displaylogo": False}
 MARK_LEGEND = ("★ pinned · ☆ chosen (by the rule named: suggested, lowest validation loss among healthy "
                "epochs, ...) · ✓ lowest validation loss, where it is not the chosen epoch · ⚠ health flag · "
-               "✗ damaged file")
+               "✗ damaged file · ⇄ a checkpoint copied in from another run")
 
 
 # --------------------------------------------------------------------------- errors

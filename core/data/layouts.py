@@ -306,6 +306,7 @@ def _warn_unmatched(gt: Path | None, defect_dir: Path, missing: list[Path], tota
 
 # Folder names of each split; MVTec AD 2 names them validation/ and test_public/ (its
 # test_private*/ folders hold no labels and are not read).
+PRIVATE_PREFIX = "test_private"
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test", "test_public")}
 
 
@@ -339,12 +340,20 @@ def _test_samples(folder: Path, category: str) -> list[Sample]:
 
 def _mvtec_samples(root: Path) -> list[Sample]:
     samples: list[Sample] = []
+    private: list[Path] = []
     for folder, category in _category_names(_category_dirs(root), root).items():
         train = _split_samples(folder, category, "train") + _split_samples(folder, category, "val")
         test = _test_samples(folder, category)
         if not train:
             _warn_untrainable(folder, category, len(test))
         samples += train + test
+        private += [p for p in _subfolders(folder) if p.name.lower().startswith(PRIVATE_PREFIX)]
+    if private:
+        warnings.warn(
+            f"{root}: {len(private)} MVTec AD 2 {PRIVATE_PREFIX}* folder(s) are not read (e.g. "
+            f"{private[0]}): their labels are not published -- to score them, pass such a "
+            "folder to python -m core export --test (a submission) or score --data",
+            LeftOutWarning, stacklevel=4)
     return samples
 
 
@@ -354,6 +363,21 @@ def _warn_untrainable(folder: Path, category: str, n_test: int) -> None:
         f"{normal}: holds no images, so category '{category}' is left out of training and its "
         f"{n_test} test images out of the evaluation -- add its normal training images",
         LeftOutWarning, stacklevel=4)
+
+
+def _warn_untrainable_rows(samples: list[Sample], source: Path) -> None:
+    """Categories of a CSV-described set (flat, VisA) that have test images but no training
+    image, each named once (the MVTec reader names the empty train/good folder instead)."""
+    trainable = {s.category for s in samples if s.split != "test"}
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.split == "test" and s.category and s.category not in trainable:
+            counts[s.category] = counts.get(s.category, 0) + 1
+    for category, n in sorted(counts.items()):
+        warnings.warn(
+            f"{source}: category '{category}' has {n} test images but no training image, so it "
+            "is left out of training and its test images out of the evaluation -- add its "
+            "normal training images", LeftOutWarning, stacklevel=4)
 
 
 # --- flat (Kaggle homework style) ----------------------------------------------------------
@@ -383,6 +407,7 @@ def _flat_samples(root: Path, category_file: Path | None = None) -> list[Sample]
         raise DatasetLayoutError(f"{root}/train: no training images; {MVTEC_HELP}")
     _warn_unused_rows(maps)
     _warn_unlabelled(root, samples, maps)
+    _warn_untrainable_rows(samples, root)
     return samples
 
 
@@ -552,7 +577,7 @@ def _visa_samples(root: Path) -> list[Sample]:
         raise DatasetLayoutError(
             f"{csv_path}: columns {', '.join(table.columns)} are not VisA's split columns "
             f"({', '.join(VISA_COLUMNS)}, mask); restore the file that came with the dataset")
-    samples, missing = [], []
+    samples, missing, no_mask = [], [], []
     for row_number, row in table.rows:
         category = row[columns["object"]]
         if category not in wanted:
@@ -560,13 +585,21 @@ def _visa_samples(root: Path) -> list[Sample]:
         sample = _visa_sample(base, category, row, columns, csv_path, row_number)
         if sample is None:
             missing.append((row_number, row[columns["image"]]))
-        else:
-            samples.append(sample)
+            continue
+        samples.append(sample)
+        if sample.label == ANOMALOUS and _visa_mask_cell(row, columns) and sample.mask_path is None:
+            no_mask.append((row_number, _visa_mask_cell(row, columns)))
     if missing:
         warnings.warn(
             f"{csv_path}: {len(missing)} row(s) name images that do not exist (e.g. row "
             f"{missing[0][0]}: '{missing[0][1]}'); they are left out -- restore the images",
             LeftOutWarning, stacklevel=4)
+    if no_mask:
+        warnings.warn(
+            f"{csv_path}: {len(no_mask)} row(s) name masks that do not exist (e.g. row "
+            f"{no_mask[0][0]}: '{no_mask[0][1]}'); those images count at image level only -- "
+            "restore the masks", MaskWarning, stacklevel=4)
+    _warn_untrainable_rows(samples, csv_path)
     return samples
 
 
@@ -582,8 +615,13 @@ def _visa_sample(base: Path, category: str, row: dict[str, str], columns: dict[s
     label = _parse_label(row[columns["label"]], csv_path, row_number)
     if split == "train":
         return Sample(image, category, NORMAL, "good", "train")
-    mask_cell = row.get(columns.get("mask", ""), "") if "mask" in columns else ""
+    mask_cell = _visa_mask_cell(row, columns)
     mask = base / mask_cell if mask_cell and (base / mask_cell).is_file() else None
     if label == NORMAL:
         return Sample(image, category, NORMAL, "good", "test")
     return Sample(image, category, ANOMALOUS, "anomaly", "test", mask)
+
+
+def _visa_mask_cell(row: dict[str, str], columns: dict[str, str]) -> str:
+    """The row's mask path below the dataset root, "" when the row names none."""
+    return row.get(columns["mask"], "").strip() if "mask" in columns else ""

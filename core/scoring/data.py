@@ -24,13 +24,14 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.config import TrainConfig
 from core.data.dataset import split_validation
-from core.data.images import IMAGE_EXTENSIONS, list_images, load_image_set
+from core.data.images import IMAGE_EXTENSIONS, LeftOutWarning, list_images, load_image_set
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import UNKNOWN, ImageSet, Sample
 from core.data.snapshot import remembered
@@ -60,13 +61,85 @@ def samples_to_score(
 
     trained: the run's categories. When the dataset holds some of them, only those are kept,
     so a per-category run (or a run on a subset) can be evaluated on the full dataset; when it
-    holds none, every sample is returned and the caller refuses the unseen categories.
+    holds none, every sample is returned and the caller refuses the unseen categories. What
+    is left out is named in one LeftOutWarning (see `select_test_samples`).
     """
+    return select_test_samples(root, layout, categories, trained).samples
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Test images of one category that are not scored: count, and why ("untrained": the run
+    did not train on the category; "no training images": the data holds none for it)."""
+
+    category: str
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TestSelection:
+    """The test samples to score and the categories left out of them."""
+
+    samples: list[Sample]
+    left_out: tuple[LeftOut, ...] = ()
+
+    def left_out_clause(self) -> str:
+        """A short clause for a summary line ("" when nothing is left out)."""
+        if not self.left_out:
+            return ""
+        n = sum(item.count for item in self.left_out)
+        names = _listed([item.category for item in self.left_out])
+        return f"{n} test images of {names} left out (no model of that category in this run)"
+
+
+UNTRAINED, NO_TRAINING_IMAGES = "untrained", "no training images"
+LISTED_NAMES = 5  # categories named in a sentence before "and N more"
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:LISTED_NAMES])
+    more = f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else ""
+    return f"categor{'y' if len(names) == 1 else 'ies'} {shown}{more}"
+
+
+def select_test_samples(
+    root: str | Path,
+    layout: str = "auto",
+    categories: Sequence[str] | None = None,
+    trained: Sequence[str] | None = None,
+) -> TestSelection:
+    """`samples_to_score` with what it leaves out. Test images of categories the run did not
+    train on are named in one LeftOutWarning with the way out (--route, or a run that
+    includes them); categories without any training images are named by the dataset reader
+    (core.data.layouts), so they are only counted here."""
+    root = Path(root).expanduser()
     samples = _test_samples(root, layout, categories)
     known = set(trained or ())
-    if known and any(s.category in known for s in samples):
-        samples = [s for s in samples if not s.category or s.category in known]
-    return samples
+    if not known or not any(s.category in known for s in samples):
+        return TestSelection(samples)
+    kept = [s for s in samples if not s.category or s.category in known]
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.category and s.category not in known:
+            counts[s.category] = counts.get(s.category, 0) + 1
+    trainable = _trainable_categories(root, layout, categories)
+    left_out = tuple(LeftOut(c, n, UNTRAINED if c in trainable else NO_TRAINING_IMAGES)
+                     for c, n in sorted(counts.items()))
+    untrained = [item for item in left_out if item.reason == UNTRAINED]
+    if untrained:
+        warnings.warn(
+            f"{root}: {sum(i.count for i in untrained)} test images of "
+            f"{_listed([i.category for i in untrained])} are left out of the scores: this run "
+            f"was trained on {', '.join(sorted(known))} only -- score them with a run that "
+            "includes them, or pass --route to score them against the nearest trained category",
+            LeftOutWarning, stacklevel=3)
+    return TestSelection(kept, left_out)
+
+
+def _trainable_categories(root: Path, layout: str, categories: Sequence[str] | None) -> set[str]:
+    """Categories of `root` with normal training images (train or val split)."""
+    return {s.category for s in discover_samples(root, layout, categories) if s.split != "test"}
 
 
 def _test_samples(

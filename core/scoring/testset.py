@@ -36,7 +36,7 @@ from core.scoring.data import (
     load_samples,
     reference_root,
     reference_samples,
-    samples_to_score,
+    select_test_samples,
 )
 from core.scoring.knn import knn_search
 from core.scoring.routing import thumbnail_vectors
@@ -56,7 +56,8 @@ class TestSet(ImageSet):
 
     root: the data folder. image_size: side in px the images were decoded at.
     category_source: (N,) one of SOURCES. routing_confidence: (N,) float in [0, 1], 1.0 where
-    the category was known. trained: the run's categories.
+    the category was known. trained: the run's categories. left_out: the test images of the
+    data that are not in this set (categories without a model in this run), as a summary clause.
     """
 
     root: Path = Path(".")
@@ -64,6 +65,7 @@ class TestSet(ImageSet):
     category_source: tuple[str, ...] = ()
     routing_confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
     trained: tuple[str, ...] = ()
+    left_out: str = ""
 
     @property
     def names(self) -> list[str]:
@@ -95,6 +97,8 @@ class TestSet(ImageSet):
             text += "; unlabeled, so AUROC cannot be computed (rankings and maps still work)"
         elif labelled < n:
             text += f"; {labelled} labelled"
+        if self.left_out:
+            text += f"; {self.left_out}"
         return text
 
 
@@ -117,11 +121,13 @@ def build_test_set(
             f"got '{unknown_categories}'"
         )
     route_unseen = unknown_categories == "route"
-    samples = samples_to_score(data_root, trained=None if route_unseen else config.categories)
+    selection = select_test_samples(data_root, trained=None if route_unseen else config.categories)
+    samples = selection.samples
     ref_root = reference_root(config, data_root)
     reference = reference_samples(ref_root, "train", config)
     trained = tuple(sorted({s.category for s in reference}))
-    key = (fingerprint(samples), fingerprint(reference), int(config.image_size), route_unseen)
+    key = (fingerprint(samples), fingerprint(reference), int(config.image_size), route_unseen,
+           selection.left_out)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -156,6 +162,7 @@ def build_test_set(
         category_source=tuple(sources),
         routing_confidence=confidence,
         trained=trained,
+        left_out=selection.left_out_clause(),
     )
     _CACHE[key] = test
     if len(_CACHE) > CACHE_SIZE:

@@ -41,6 +41,9 @@ def test_atomic_write_honours_the_umask_and_an_existing_files_mode(umask, tmp_pa
     assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_bytes() == b"[]"
 
 
+# a pill-only run scored on the three-category demo: the other two are named as left out
+# (tests/core/test_input_faults_round3.py)
+@pytest.mark.filterwarnings("ignore::core.data.images.LeftOutWarning")
 def test_run_cache_and_export_files_get_the_umasks_mode(umask, demo_root, tmp_path):
     run = Run(tmp_path / "run")
     set_kept(run, [1])

@@ -9,8 +9,11 @@ do. Everything is tiny (16-32 px, a few images, at most one 1-epoch training per
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -33,8 +36,8 @@ from core.data.images import (
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.metrics import aupro, pixel_auroc
-from core.runs import Run, load_checkpoint, save_checkpoint
-from tests.core.test_input_faults import _cli, _mvtec, _tiny, _train
+from core.runs import ForeignCheckpointWarning, Run, load_checkpoint, save_checkpoint
+from tests.core.test_input_faults import REPO, _cli, _mvtec, _tiny, _train
 
 SIZE = 16
 
@@ -361,7 +364,10 @@ def _mvtec_ad2(root: Path, category: str = "can") -> Path:
 
 
 def test_mvtec_ad_2_reads_test_public_its_masks_and_validation_normals(tmp_path):
-    samples = discover_samples(_mvtec_ad2(tmp_path))
+    with pytest.warns(LeftOutWarning, match=r"1 MVTec AD 2 test_private\* folder\(s\) are not "
+                      r"read \(e\.g\. .*can/test_private\): their labels are not published") as caught:
+        samples = discover_samples(_mvtec_ad2(tmp_path))
+    assert sum("test_private" in str(w.message) for w in caught) == 1
     by_split = {split: [s for s in samples if s.split == split] for split in ("train", "val", "test")}
     assert (len(by_split["train"]), len(by_split["val"]), len(by_split["test"])) == (5, 2, 4)
     assert {s.defect for s in by_split["test"]} == {"good", "bad"}  # ground_truth is no defect
@@ -393,3 +399,191 @@ def test_no_agreement_because_no_epoch_scored_is_not_called_missing_labels():
     assert "no epoch has a real AUROC (see the notes)" in format_ranking(ranking)[0]
     unlabelled = {**ranking, "notes": []}
     assert "the test set has no labels here" in format_ranking(unlabelled)[0]
+
+
+# --------------------------------------------------------------------------- 3. left out, round 2
+
+def _with_category(root: Path, target: Path, category: str, n_train: int) -> Path:
+    """A copy of the dataset `root` plus one more MVTec category with n_train training images
+    (its train/good folder is empty for 0) and 2 normal + 2 defect test images."""
+    shutil.copytree(root, target)
+    folder = target / category
+    (folder / "train" / "good").mkdir(parents=True)
+    for i in range(n_train):
+        _save(folder / "train" / "good" / f"{i:03d}.png", _rgb8(_texture(70 + i)))
+    for i in range(2):
+        _save(folder / "test" / "good" / f"{i:03d}.png", _rgb8(_texture(80 + i)))
+        _save(folder / "test" / "crack" / f"{i:03d}.png", _rgb8(_texture(90 + i)))
+    return target
+
+
+def _messages(caught, category=Warning) -> list[str]:
+    return [str(w.message) for w in caught if isinstance(w.message, category)]
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "score", "export"])
+def test_test_images_of_a_category_the_run_did_not_train_are_named_once(tiny_run, tmp_path,
+                                                                        capsys, verb):
+    run, root = tiny_run
+    assert run.config().categories == ["widget"]
+    data = _with_category(root, tmp_path / "data", "nut", n_train=3)
+    args = {"evaluate": ["--method", "pixel", "--data", data, "--epoch", "all", "--fast"],
+            "score": ["--method", "pixel", "--data", data],
+            "export": ["--method", "pixel", "--out", tmp_path / "export", "--test", data]}
+    with pytest.warns(LeftOutWarning) as caught:
+        code, out, err = _cli(capsys, verb, "--run", run.path, *args[verb])
+    assert code == 0 and "Traceback" not in err, err
+    left_out = [m for m in _messages(caught, LeftOutWarning) if "left out of the scores" in m]
+    assert len(left_out) == 1, left_out
+    assert re.search(r"data: 4 test images of category nut are left out of the scores: this run "
+                     r"was trained on widget only -- .*pass --route", left_out[0]), left_out[0]
+    if verb == "evaluate":
+        assert "test set: 6 test images in 1 categories; 4 test images of category nut left out" in out
+    if verb == "score":
+        assert out.count("\nwidget/") == 6 and "nut/" not in out
+    if verb == "export":
+        card = json.loads((tmp_path / "export" / "card.json").read_text())
+        assert card["submission"]["rows"] == 6
+        assert card["submission"]["left_out"].startswith("4 test images of category nut left out")
+
+
+def test_route_scores_the_untrained_category_and_leaves_nothing_out(tiny_run, tmp_path, capsys):
+    run, root = tiny_run
+    data = _with_category(root, tmp_path / "data", "nut", n_train=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left out, so nothing is named
+        code, out, err = _cli(capsys, "score", "--run", run.path, "--method", "pixel",
+                              "--data", data, "--route")
+    assert code == 0 and out.count("\nwidget/") == 10  # nut's 4 images scored as widget
+
+
+def test_a_category_without_training_images_is_named_once_not_twice(tiny_run, tmp_path, capsys):
+    run, root = tiny_run
+    data = _with_category(root, tmp_path / "data", "nut", n_train=0)
+    with pytest.warns(LeftOutWarning) as caught:
+        code, out, err = _cli(capsys, "evaluate", "--run", run.path, "--method", "pixel",
+                              "--data", data, "--fast")
+    assert code == 0 and "Traceback" not in err
+    (message,) = _messages(caught, LeftOutWarning)
+    assert re.search(r"nut/train/good: holds no images, so category 'nut' is left out of "
+                     r"training and its 4 test images out of the evaluation", message)
+    assert "; 4 test images of category nut left out" in out
+
+
+def test_csv_categories_without_training_images_are_named(tmp_path):
+    root = _flat(tmp_path, TRAIN, TEST)
+    (root / "train_categories.csv").write_text(
+        "file,category\n" + "".join(f"{n}.png,{c}\n" for n, c in TRAIN.items()))
+    (root / "test_labels.csv").write_text("file,category,label\nt1.png,screw,0\nt2.png,bolt,1\n"
+                                          "t3.png,bolt,1\n")
+    with pytest.warns(LeftOutWarning, match=r"category 'bolt' has 2 test images but no training "
+                      r"image, so it is left out of training and its test images out of the "
+                      r"evaluation -- add its normal training images"):
+        samples = discover_samples(root)
+    assert sorted(s.category for s in samples if s.split == "test") == ["bolt", "bolt", "screw"]
+
+
+def test_visa_masks_missing_on_disk_and_categories_without_train_rows_are_named(tmp_path):
+    root = _visa(tmp_path)
+    (root / "candle" / "Data" / "Masks" / "Anomaly" / "001.png").unlink()
+    csv_path = root / "split_csv" / "1cls.csv"
+    lines = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(line for line in lines
+                                  if not line.startswith("pcb1,train")) + "\n")
+    with pytest.warns(Warning) as caught:
+        samples = discover_samples(root)
+    (mask_note,) = _messages(caught, MaskWarning)
+    assert re.search(r"1cls\.csv: 1 row\(s\) name masks that do not exist \(e\.g\. row \d+: "
+                     r"'candle/Data/Masks/Anomaly/001\.png'\); those images count at image level "
+                     r"only -- restore the masks", mask_note), mask_note
+    (left,) = _messages(caught, LeftOutWarning)
+    assert "category 'pcb1' has 4 test images but no training image" in left
+    anomalies = {s.path.name: s.mask_path for s in samples
+                 if s.category == "candle" and s.label == ANOMALOUS}
+    assert anomalies["000.JPG"] is not None and anomalies["001.JPG"] is None
+
+
+# --------------------------------------------------------------------------- a checkpoint of another run
+
+def _foreign(payload: dict, run_folder: str = "/elsewhere/other_run") -> dict:
+    """The same checkpoint as if another training had written it: its own run folder and its
+    own training record."""
+    payload = dict(payload)
+    payload["config"] = {**payload["config"], "run": run_folder}
+    payload["metrics"] = {**payload["metrics"], "train_loss": payload["metrics"]["train_loss"] + 0.1,
+                          "seconds": payload["metrics"]["seconds"] + 1.0}
+    return payload
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "diagnose", "export"])
+def test_a_checkpoint_copied_in_from_another_run_is_named(tiny_run, tmp_path, capsys, verb):
+    run, root = tiny_run
+    copy = _copy_run(run, tmp_path / "copy")
+    save_checkpoint(copy.checkpoint_path(1), _foreign(load_checkpoint(run.checkpoint_path(1))))
+    args = {"evaluate": ["--method", "pixel", "--fast", "--data", root],
+            "diagnose": ["--no-cluster", "--data", root],
+            "export": ["--out", tmp_path / "export"]}
+    with pytest.warns(ForeignCheckpointWarning) as caught:
+        code, out, err = _cli(capsys, verb, "--run", copy.path, "--epoch", "1", *args[verb])
+    assert code == 0 and "Traceback" not in err, err
+    (message,) = _messages(caught, ForeignCheckpointWarning)
+    assert re.search(r"copy/epoch_001\.pt: not this run's epoch 1: its training record \(train_loss "
+                     r"[\d.]+\) is not the one this run logged for epoch 1 .* written by another "
+                     r"training \(/elsewhere/other_run\); .* move the file to its own run folder",
+                     message), message
+    assert copy.foreign_epochs() == {1: message}
+
+
+def test_a_checkpoint_dropped_in_as_a_new_epoch_is_named_and_own_epochs_are_not(tiny_run,
+                                                                               tmp_path):
+    run, _ = tiny_run
+    copy = _copy_run(run, tmp_path / "copy")
+    assert copy.foreign_epochs() == {}  # a run copied as a whole is its own
+    save_checkpoint(copy.checkpoint_path(2), _foreign(load_checkpoint(run.checkpoint_path(1))))
+    with pytest.warns(ForeignCheckpointWarning, match=r"epoch_002\.pt: not this run's epoch 2: it "
+                      r"holds epoch 1 of its run and it was written by the run /elsewhere/other_run"):
+        copy.load(2)
+    assert list(copy.foreign_epochs()) == [2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy.load(1)  # the run's own epoch: no word
+
+
+def test_a_run_copied_and_renamed_keeps_its_epochs(tiny_run, tmp_path):
+    """Copy a run and resume it under a new name: config.json then names the new folder, the
+    old epochs the old one, and their records still match: they are the run's own."""
+    run, _ = tiny_run
+    copy = _copy_run(run, tmp_path / "renamed")
+    raw = json.loads((copy.path / "config.json").read_text())
+    raw["run"] = str(copy.path)
+    (copy.path / "config.json").write_text(json.dumps(raw))
+    assert copy.foreign_epochs() == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy.load(1)
+
+
+# --------------------------------------------------------------------------- each warning once
+
+def test_export_shows_each_bad_file_warning_once(tiny_run, tmp_path):
+    """A real process (the user's terminal), the default method (test set, normals and
+    calibration each read the data): a broken image, an inverted mask, an image without a mask
+    and an untrained category are each named on exactly one stderr line."""
+    run, root = tiny_run
+    data = _with_category(root, tmp_path / "data", "nut", n_train=3)
+    crack = data / "widget" / "test" / "crack"
+    (crack / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    _save(data / "widget" / "ground_truth" / "crack" / "000_mask.png",
+          (1 - _box((SIZE, SIZE), slice(4, 10), slice(5, 11))) * 255)  # inverted
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RECONSCOPE_CACHE": str(tmp_path / "decoded")}
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "export", "--run", str(run.path), "--epoch", "1",
+         "--out", str(tmp_path / "export"), "--test", str(data)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == len(set(lines)), done.stderr
+    assert sum(line.startswith("warning: skipped ") and "broken.png" in line
+               for line in lines) == 1, done.stderr
+    assert sum("000_mask.png" in line and "inverted" in line for line in lines) == 1, done.stderr
+    assert sum("category nut are left out" in line for line in lines) == 1, done.stderr

@@ -28,7 +28,8 @@ from core.runs import (
 
 
 def _checkpoint(run: Run, epoch: int, **extra) -> None:
-    payload = {"model": {"w": torch.full((2,), float(epoch))}, "config": TrainConfig().to_dict()}
+    payload = {"model": {"w": torch.full((2,), float(epoch))},
+               "config": TrainConfig(run=str(run.path)).to_dict()}  # this run's own checkpoint
     save_checkpoint(run.checkpoint_path(epoch), {**payload, **extra})
 
 
@@ -116,7 +117,7 @@ def test_checkpoints_round_trip_and_load_as_weights_only(tmp_path):
     run = _run(tmp_path, epochs=(1,))
     payload = run.load(1)
     assert torch.equal(payload["model"]["w"], torch.ones(2))
-    assert TrainConfig.from_dict(payload["config"]) == TrainConfig()
+    assert TrainConfig.from_dict(payload["config"]) == TrainConfig(run=str(run.path))
 
 
 @pytest.mark.parametrize("content, message", [

@@ -157,3 +157,21 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
                             cached_only=True)
     assert cached is not None and cached.mean_auroc("knn") == pytest.approx(
         table.set_index("epoch").loc[1, "real_auroc_knn"])
+
+
+@pytest.mark.filterwarnings("ignore::core.runs.ForeignCheckpointWarning")  # pages load it too
+def test_a_checkpoint_copied_in_from_another_run_is_marked_in_the_epoch_picker(tiny_run, tmp_path,
+                                                                              monkeypatch):
+    from core.runs import load_checkpoint, save_checkpoint
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    path = root / "tiny" / "epoch_001.pt"
+    payload = load_checkpoint(path)
+    payload["config"]["run"] = "/elsewhere/other_run"  # another training's file, dropped in
+    payload["metrics"] = {**payload["metrics"], "seconds": payload["metrics"]["seconds"] + 1.0}
+    save_checkpoint(path, payload)
+    at = open_app(root, monkeypatch, "weights")
+    assert not at.exception, messages(at)
+    labels = list(epoch_slider(at).options)
+    assert "⇄ other run" in labels[0] and "⇄ other run" not in labels[1], labels

@@ -18,6 +18,7 @@ import core.scoring.checkpoint as checkpoint_module
 import core.scoring.knn as knn_module
 from core.config import ModelConfig, TrainConfig
 from core.data.demo import DemoSpec, generate_demo_dataset
+from core.data.images import LeftOutWarning
 from core.data.layouts import DatasetLayoutError
 from core.metrics import image_auroc
 from core.runs import Run, RunError, load_checkpoint, save_checkpoint
@@ -335,7 +336,8 @@ def test_categories_the_run_never_saw(tiny_run, tmp_path):
             size=32, n_train=2, n_test_good=1, n_test_per_defect=1, categories=("carpet", "screw")
         ),
     )
-    only_carpet = score_checkpoint(tiny_run, 2, root, "pixel")  # the categories it knows
+    with pytest.warns(LeftOutWarning, match=r"of category screw are left out of the scores"):
+        only_carpet = score_checkpoint(tiny_run, 2, root, "pixel")  # the categories it knows
     assert set(only_carpet.categories) == {"carpet"}
     unseen = tmp_path / "unseen"
     generate_demo_dataset(
@@ -378,5 +380,7 @@ def test_a_run_on_some_categories_scores_only_those(demo_root, tmp_path):
 
     run_dir = tmp_path / "pill_only"
     train_one(tiny_config(demo_root, run_dir, epochs=1, categories=["pill"]), progress=False, log=lambda _: None)
-    result = score_checkpoint(Run(run_dir), 1, demo_root, "pixel")
+    with pytest.warns(LeftOutWarning, match=r"test images of categories bottle, carpet are left "
+                      r"out of the scores: this run was trained on pill only"):
+        result = score_checkpoint(Run(run_dir), 1, demo_root, "pixel")
     assert set(result.categories) == {"pill"} and len(result.image_scores) > 0
