@@ -26,9 +26,13 @@ loads OpenMP, hence in the child's environment (and `prefer_passive_wait` before
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.runs import Run
 
 JOBS_ENV = "RECONSCOPE_JOBS"  # training jobs sharing this machine's cores at once (a sweep's)
 WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -107,6 +111,13 @@ def _cgroup_quota(path: Path) -> int | None:
         return None if limit == "max" else max(1, -(-int(limit) // int(period)))
     except (OSError, ValueError):
         return None
+
+
+def dashboard_share(runs: Iterable[Run]) -> ThreadShare:
+    """The dashboard's share: the cores that the training jobs among `runs` leave (each
+    job's status.json says how many threads it trains with)."""
+    busy = sum(int(run.status().get("threads") or 0) for run in runs if run.is_training())
+    return thread_share("dashboard", Workload(usable_cores(), busy=busy))
 
 
 def jobs_sharing(environ: Mapping[str, str] = os.environ) -> int:
