@@ -32,11 +32,14 @@ def main(args) -> int:
 
 
 def _start_follower(run: str) -> str:
+    from dataclasses import replace
+
     from core.follow import LOG_NAME, start_follower
     from core.threads import Workload, thread_share
 
     follower = start_follower(run)
-    share = thread_share("evaluator", Workload(1))
+    share = thread_share("evaluator", Workload(1))  # its niceness adds to this process's own
+    share = replace(share, nice=min(19, os.getpriority(os.PRIO_PROCESS, 0) + share.nice))
     return (f"background evaluator {share.describe()} while training, every core once it ends "
             f"(pid {follower.pid if follower else '-'}, log {Path(run) / LOG_NAME}; "
             "--no-follow turns it off)")

@@ -104,10 +104,11 @@ def test_launched_jobs_wait_passively_unless_the_user_chose(tmp_path, monkeypatc
     assert "policy ACTIVE" in (tmp_path / "b.log").read_text()
 
 
-def _train(config, *flags: str, follow: bool) -> subprocess.CompletedProcess:
+def _train(config, *flags: str, follow: bool, jobs: int = 1) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RECONSCOPE_NO_FOLLOW", "OMP_WAIT_POLICY")}
     if not follow:
         env["RECONSCOPE_NO_FOLLOW"] = "1"
+    env[JOBS_ENV] = str(jobs)
     return subprocess.run(
         [sys.executable, "-m", "core", "train", "--data", config.data, "--run", config.run,
          "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--base-width", "8",
@@ -144,3 +145,12 @@ def test_threads_flag_wins_and_a_job_without_evaluator_takes_every_core(demo_roo
                      forced.stdout.splitlines()[0]), forced.stdout
     bad = _train(tiny_config(demo_root, tmp_path / "bad"), "--threads", "-1", follow=False)
     assert bad.returncode == 2 and "num_threads must be 0 (the thread budget) or more" in bad.stderr
+
+
+def test_jobs_of_a_sweep_over_gpus_split_the_cores(demo_root, tmp_path):
+    done = _train(tiny_config(demo_root, tmp_path / "member"), follow=False, jobs=2)
+    assert done.returncode == 0, done.stderr
+    share = thread_share("training", Workload(usable_cores(), jobs=2, evaluator=False))
+    first = done.stdout.splitlines()[0]
+    assert f"{usable_cores()} cores, shared by 2 jobs;" in first
+    assert f"training {share.threads} thread" in first, first
