@@ -62,8 +62,8 @@ def launch_detached(command: list[str], log_path: Path, env: dict[str, str] | No
     launching process; stdout and stderr are appended to `log_path` after a `$ command` line.
     `env`: extra environment variables, on top of the thread budget's (passive OpenMP waiting,
     core.threads.child_env). The process is held here for reaping (no zombies)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1", **child_env(),
-               **(env or {}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1", **child_env(),
+           **(env or {})}
     with log_path.open("a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()

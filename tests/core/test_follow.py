@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from core.follow import follow_run
@@ -17,7 +18,8 @@ def test_follow_scores_every_epoch_into_the_cache(tiny_run, tmp_path):
     lines = []
     scored = follow_run(run, methods=("pixel",), poll_s=0.01, log=lines.append)
     # the job has ended: the evaluator catches up with every core (core.threads), says so once
-    assert lines[0] == f"threads: {usable_cores()} thread{'s' * (usable_cores() > 1)} (the job has ended)"
+    assert re.fullmatch(rf"threads: {usable_cores()} threads?( at nice \+\d+)? \(the job has ended\)",
+                        lines[0]), lines[0]
     assert scored == run.epochs() and len(lines) == 1 + len(scored)
     for epoch in run.epochs():  # what the Overview asks for is now read, not computed
         for method in ("pixel", "rawknn"):

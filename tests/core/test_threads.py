@@ -18,6 +18,7 @@ from core.threads import (
     JOBS_ENV,
     Workload,
     _cgroup_quota,
+    child_env,
     dashboard_share,
     jobs_sharing,
     thread_share,
@@ -95,10 +96,13 @@ def test_the_dashboard_leaves_running_jobs_their_threads(tmp_path):
 
 
 def test_launched_jobs_wait_passively_unless_the_user_chose(tmp_path, monkeypatch):
-    command = [sys.executable, "-c", "import os; print('policy', os.environ.get('OMP_WAIT_POLICY'))"]
+    command = [sys.executable, "-c", "import os; print('policy', os.environ.get('OMP_WAIT_POLICY'),"
+               f" 'jobs', os.environ.get('{JOBS_ENV}'))"]
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     reap(launch_detached(command, tmp_path / "a.log").pid, timeout=60)
-    assert "policy PASSIVE" in (tmp_path / "a.log").read_text()
+    assert "policy PASSIVE jobs None" in (tmp_path / "a.log").read_text()
+    reap(launch_detached(command, tmp_path / "s.log", env=child_env(2)).pid, timeout=60)  # a sweep's
+    assert "policy PASSIVE jobs 2" in (tmp_path / "s.log").read_text()
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     reap(launch_detached(command, tmp_path / "b.log").pid, timeout=60)
     assert "policy ACTIVE" in (tmp_path / "b.log").read_text()
