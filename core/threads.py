@@ -175,4 +175,4 @@ def apply(share: ThreadShare, renice: bool = True) -> ThreadShare:
 
 def wait_policy() -> str:
     """How idle OpenMP threads wait in this process's environment, for the report line."""
-    return (os.environ.get("OMP_WAIT_POLICY") or "OpenMP's default").lower()
+    return os.environ.get("OMP_WAIT_POLICY", "").lower() or "OpenMP's default"
