@@ -21,6 +21,9 @@ The rule (`thread_share`, the one place it lives), for a machine whose usable co
 evaluator's). Every child is started with OMP_WAIT_POLICY=PASSIVE (unless the user set it),
 so idle OpenMP threads sleep instead of spinning; it must be in the environment before torch
 loads OpenMP, hence in the child's environment (and `prefer_passive_wait` before import).
+On Linux both torch's OpenMP thread count and the niceness `apply` sets hold for the calling
+OS thread (and threads it starts later): call it in the thread that computes (the dashboard
+does so at the top of every script run); the evaluator is niced at launch, whole process.
 """
 
 from __future__ import annotations
