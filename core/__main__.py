@@ -13,6 +13,7 @@ import sys
 import warnings
 
 import core.cli
+from core.threads import prefer_passive_wait
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def shown_once(show):
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_wait()  # idle OpenMP threads sleep: set before any verb imports torch
     warnings.formatwarning = one_line_warning
     args = build_parser().parse_args(argv)
     saved_show = warnings.showwarning

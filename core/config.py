@@ -81,7 +81,7 @@ class TrainConfig:
     synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
-    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    num_threads: int = 0  # torch CPU threads; 0 = the thread budget (core.threads)
     workers: int = 0  # augmentation worker processes (torch DataLoader); 0 = one prefetch thread
     precision: str = "auto"  # auto | bf16 | fp32; auto = bf16 autocast on CUDA, fp32 elsewhere
     channels_last: str = "auto"  # auto | on | off; auto = on for CUDA only
@@ -231,6 +231,7 @@ def _validate(config, prefix: str) -> None:
             (0 <= config.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (config.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
             (isinstance(config.workers, int) and config.workers >= 0, "workers must be 0 or more"),
+            (config.num_threads >= 0, "num_threads must be 0 (the thread budget) or more"),
             (config.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
             (config.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
             (config.layout in ("auto", "mvtec", "visa", "flat"),

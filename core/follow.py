@@ -7,6 +7,8 @@ storing results in the run's per-checkpoint cache (core.cache) exactly as the da
 `evaluate` would compute them. It runs in its own low-priority process (`python -m core
 follow`, started by `python -m core train` and by the dashboard's training jobs), so it never
 blocks the next epoch, and it ends once the job has stopped and every epoch is scored.
+Its threads follow the budget (core.threads): 1 thread at nice +10 while the run trains,
+every core (still niced) for the epochs left once the job has ended.
 
 A run without test images (or whose data folder is gone) is not followed: there is nothing
 to score. A checkpoint that cannot be scored (diverged, damaged) is noted and skipped.
@@ -23,6 +25,15 @@ from pathlib import Path
 
 from core.diagnostics.timeline import RANKED_METHODS
 from core.runs import Run
+from core.threads import (
+    BACKGROUND_NICE,
+    ThreadShare,
+    Workload,
+    apply,
+    child_env,
+    thread_share,
+    usable_cores,
+)
 
 OVERVIEW_METHODS = RANKED_METHODS  # what the Overview's real-AUROC table shows first
 POLL_S = 2.0
@@ -32,9 +43,12 @@ ENDED_STATES = ("finished", "failed", "stopped")
 
 def follow_run(run: Run, data_root: str | Path | None = None,
                methods: Sequence[str] = OVERVIEW_METHODS, poll_s: float = POLL_S,
-               log: Callable[[str], None] = print, max_idle_s: float = 3600.0) -> list[int]:
+               log: Callable[[str], None] = print, max_idle_s: float = 3600.0,
+               threads: int = 0) -> list[int]:
     """Scores each epoch of `run` once it exists; returns the epochs scored. Stops when the
-    job is no longer running and every epoch is done, or after max_idle_s with nothing new."""
+    job is no longer running and every epoch is done, or after max_idle_s with nothing new.
+    threads: torch CPU threads; 0 = the budget's (core.threads), which changes when the job
+    ends (each change is logged)."""
     from core.diagnostics.timeline import diagnose_epoch
     from core.evaluate import evaluate_epoch
     from core.scoring.data import run_data_root
@@ -43,8 +57,11 @@ def follow_run(run: Run, data_root: str | Path | None = None,
     done: set[int] = set()
     scored: list[int] = []
     idle_since = time.monotonic()
+    share = None
     while True:
         pending = [e for e in run.epochs() if e not in done]
+        if pending:
+            share = _share_now(run, threads, share, log)
         for epoch in pending:
             done.add(epoch)
             try:
@@ -71,10 +88,29 @@ def follow_run(run: Run, data_root: str | Path | None = None,
         time.sleep(poll_s)
 
 
+def _share_now(run: Run, override: int, before: ThreadShare | None,
+               log: Callable[[str], None]) -> ThreadShare:
+    """Applies the budget's share for now: beside the training job, or catching up after it."""
+    role = "evaluator" if run.is_training() else "catch-up"
+    if before is not None and before.role == role:
+        return before
+    # the priority is the process's own (python -m core follow sets it), not this call's
+    share = apply(thread_share(role, Workload(usable_cores()), override), renice=False)
+    log(f"threads: {share.describe()} "
+        f"({'beside training' if role == 'evaluator' else 'the job has ended'})")
+    return share
+
+
+def follower_enabled() -> bool:
+    """False when RECONSCOPE_NO_FOLLOW is set (the test suite sets it)."""
+    return not os.environ.get("RECONSCOPE_NO_FOLLOW")
+
+
 def start_follower(run_path: str | Path, data_root: str | Path | None = None) -> subprocess.Popen | None:
-    """`python -m core follow` for the run, detached and at low priority; its output goes to
-    <run>/follow.log. None when RECONSCOPE_NO_FOLLOW is set (the test suite sets it)."""
-    if os.environ.get("RECONSCOPE_NO_FOLLOW"):
+    """`python -m core follow` for the run, detached, at low priority and with passive OpenMP
+    waiting (core.threads); its output goes to <run>/follow.log. None when not
+    follower_enabled()."""
+    if not follower_enabled():
         return None
     path = Path(run_path)
     path.mkdir(parents=True, exist_ok=True)
@@ -84,11 +120,11 @@ def start_follower(run_path: str | Path, data_root: str | Path | None = None) ->
     with (path / LOG_NAME).open("a") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_lower_priority)
+                                env=dict(os.environ, **child_env()), preexec_fn=_lower_priority)
 
 
 def _lower_priority() -> None:
     try:
-        os.nice(10)
+        os.nice(BACKGROUND_NICE)
     except OSError:
         pass

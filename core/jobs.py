@@ -19,6 +19,7 @@ from typing import Any
 from core.config import TrainConfig
 from core.locking import refuse_busy_run
 from core.runs import Run, is_alive
+from core.threads import Workload, child_env, jobs_sharing, thread_share, usable_cores
 
 # Launched jobs by pid: holding the Popen lets this process reap its own children (no zombies,
 # no ResourceWarning); jobs started by an earlier dashboard process are watched through their pid.
@@ -40,6 +41,8 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     if processes is None:
         processes = 1 if env and "CUDA_VISIBLE_DEVICES" in env else processes_for(config)
     command = training_command(job_config, run.path, resume, processes)
+    if processes > 1:  # torchrun would set each rank's OMP_NUM_THREADS to 1 (with a warning)
+        env = {**(env or {}), "OMP_NUM_THREADS": str(_rank_threads(config, processes, env))}
     run.write_status(state="starting", pid=None, epoch=len(run.epochs()), epochs=config.epochs,
                      message="starting", started=time.time())
     process = launch_detached(command, run.path / "train.log", env)
@@ -47,12 +50,20 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
     return process.pid
 
 
+def _rank_threads(config: TrainConfig, processes: int, env: dict[str, str] | None) -> int:
+    """Each torchrun rank's threads under the budget (core.threads); the rank applies it too."""
+    load = Workload(usable_cores(), jobs_sharing({**os.environ, **(env or {})}), processes)
+    return thread_share("training", load, config.num_threads).threads
+
+
 def launch_detached(command: list[str], log_path: Path, env: dict[str, str] | None = None
                     ) -> subprocess.Popen:
     """Starts `command` in its own process session, so it survives page reloads and the
     launching process; stdout and stderr are appended to `log_path` after a `$ command` line.
-    `env`: extra environment variables. The process is held here for reaping (no zombies)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_ALBUMENTATIONS_UPDATE="1", **(env or {}))
+    `env`: extra environment variables, on top of the thread budget's (passive OpenMP waiting,
+    core.threads.child_env). The process is held here for reaping (no zombies)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1", **child_env(),
+           **(env or {})}
     with log_path.open("a") as log:
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()

@@ -13,7 +13,8 @@ model.skips=all|none|1,2`; as soon as '|' appears, ',' belongs to the values. Lo
 
 Members are launched through core.jobs (a `python -m core train` process each, with status.json
 and train.log in its folder): one at a time per visible GPU (CUDA_VISIBLE_DEVICES pins each to
-its own), one after another on the CPU. Starting a sweep again skips finished members and
+its own, and RECONSCOPE_JOBS splits the CPU cores between them, core.threads), one after
+another on the CPU. Starting a sweep again skips finished members and
 resumes partial ones. Nothing here imports Streamlit.
 """
 
@@ -380,11 +381,14 @@ def check_data(plan: SweepPlan) -> None:
         raise SweepError(f"data folder {', '.join(missing)} does not exist; give the sweep an existing --data")
 
 
-def _start(plan: SweepPlan, member: SweepMember, gpu: int | None) -> Run:
+def _start(plan: SweepPlan, member: SweepMember, gpu: int | None, jobs: int = 1) -> Run:
+    """Launches one member; `jobs` members train at once, so each takes that share of the
+    CPU cores (core.threads, through RECONSCOPE_JOBS)."""
     from core.jobs import start_training
+    from core.threads import child_env
 
     config = plan.config(member)
-    env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else None
+    env = {"CUDA_VISIBLE_DEVICES": str(gpu), **child_env(jobs)} if gpu is not None else None
     start_training(config, resume=bool(Run(plan.run_path(member)).epochs()), env=env)
     return Run(plan.run_path(member))
 
@@ -419,7 +423,7 @@ def run_sweep(plan: SweepPlan, gpus: Sequence[int] | None = None, poll_s: float 
                 where = "the CPU" if slot is None else f"GPU {slot}"
                 log(f"{member.name}: {'resuming' if Run(plan.run_path(member)).epochs() else 'starting'} on {where}")
                 try:
-                    active[slot] = (member, _start(plan, member, slot))
+                    active[slot] = (member, _start(plan, member, slot, len(slots)))
                 except RunError as err:  # e.g. started elsewhere meanwhile: the others still run
                     states[member.name] = "failed"
                     log(f"{member.name}: not started: {err}")

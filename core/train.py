@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import __version__, distributed
+from core import __version__, distributed, threads
 from core.accel import Acceleration, device_memory
 from core.config import TrainConfig
 from core.data.augment import build_augmentation
@@ -86,10 +86,13 @@ def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] 
     return run, payload
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> list[Run]:
-    """Trains one model, or one per category when config.per_category; returns the runs."""
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print,
+          share: threads.ThreadShare | None = None) -> list[Run]:
+    """Trains one model, or one per category when config.per_category; returns the runs.
+    share: this process's share of the cores (core.threads); None = the budget of a job
+    without a background evaluator (config.num_threads overrides it)."""
     if not config.per_category:
-        return [train_one(config, resume, progress, log)]
+        return [train_one(config, resume, progress, log, share)]
     from core.data.layouts import discover_samples
 
     categories = config.categories or sorted({s.category for s in discover_samples(config.data, config.layout)})
@@ -97,20 +100,21 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log:
     for category in categories:
         sub = config.with_overrides({"categories": [category], "per_category": False,
                                      "run": str(Path(config.run) / category.replace("/", "_"))})
-        runs.append(train_one(sub, resume, progress, log))
+        runs.append(train_one(sub, resume, progress, log, share))
     return runs
 
 
-def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print) -> Run:
+def train_one(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print,
+              share: threads.ThreadShare | None = None) -> Run:
     """Trains one run while holding its OS-level lock: of two jobs started at once, one trains
-    and the other is refused with a RunLockedError."""
+    and the other is refused with a RunLockedError. share: as for `train`."""
     # under torchrun rank 0 holds the lock for the job; the other ranks write nothing
     rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else 0
     folder = Path(config.run).expanduser()
     new = not folder.exists()
     try:
         with run_lock(config.run) if rank == 0 else contextlib.nullcontext():
-            return _train_locked(config, resume, progress, log)
+            return _train_locked(config, resume, progress, log, share)
     except BaseException:
         if new and rank == 0:
             _remove_unborn_run(folder)
@@ -153,18 +157,20 @@ def _remove_unborn_run(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -> Run:
+def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log,
+                  share: threads.ThreadShare | None = None) -> Run:
     config = TrainConfig.from_dict(config.to_dict())  # filled in below; the caller's stays as given
     ctx = distributed.init(resolve_device(config.device))  # one process unless under torchrun
     device = ctx.device
     run, payload = distributed.on_main(ctx, prepare_run, config, resume)
     run = distributed.run_view(run, ctx)  # ranks other than 0 never write the run folder
     log, progress = (log, progress) if ctx.is_main else (_silent, False)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    workload = threads.training_workload(evaluator=False)
+    share = threads.apply(share or threads.thread_share("training", workload, config.num_threads))
     start_epoch = int(payload["epoch"]) if payload else 0
     run.write_status(state="running", pid=distributed.job_pid(), epoch=start_epoch, epochs=config.epochs,
-                     device=str(device), message="loading data", started=time.time())
+                     device=str(device), message="loading data", started=time.time(),
+                     threads=share.threads * workload.ranks)  # what the dashboard leaves it
     previous = _install_stop_handler()
     try:
         torch.manual_seed(config.seed)

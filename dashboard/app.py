@@ -7,14 +7,18 @@ they pick, call core, and draw.
 
 from __future__ import annotations
 
-from pathlib import Path
+from core import threads
 
-import streamlit as st
+threads.prefer_passive_wait()  # before torch loads (below): idle OpenMP threads sleep, not spin
 
-from core.data.snapshot import data_snapshot
-from core.diagnostics.choice import choose_epoch
-from core.runs import Run, RunError
-from dashboard import state, storage_panel, widgets
+from pathlib import Path  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from core.data.snapshot import data_snapshot  # noqa: E402
+from core.diagnostics.choice import choose_epoch  # noqa: E402
+from core.runs import Run, RunError  # noqa: E402
+from dashboard import state, storage_panel, widgets  # noqa: E402
 
 PAGE_DIR = Path(__file__).parent / "views"  # not "pages/": that name turns on Streamlit's old MPA mode
 
@@ -154,6 +158,7 @@ def main() -> None:
     st.set_page_config(page_title="ReconScope", page_icon="🔬", layout="wide")
     roots = runs_roots()
     runs = state.discover_runs(roots)
+    threads.apply(threads.dashboard_share(runs))  # its scoring takes the cores jobs leave
     current = navigation(bool(runs))
     with st.sidebar:
         with widgets.guard("Run picker"):

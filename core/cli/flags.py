@@ -104,6 +104,7 @@ TRAIN_FLAGS = {
 
 
 FLAG_HELP = {
+    "threads": "torch CPU threads per training process; 0 = the thread budget (core.threads)",
     "pseudo_categories": "a flat train folder without a category CSV: K-Means groups as categories, "
                          "K = 2..32 or auto (best silhouette in 2..8); 0 = one category",
 }

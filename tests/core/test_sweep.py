@@ -158,6 +158,7 @@ def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
     outcome = run_sweep(plan, gpus=[0, 1], log=lambda _: None)
     assert outcome.ok and len(launched) == 6 and max(most) == 2
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in launched] == ["0", "1"] * 3
+    assert {env["RECONSCOPE_JOBS"] for _, env in launched} == {"2"}  # they share the CPU cores
     assert [c.run for c, _ in launched] == [str(plan.run_path(m)) for m in plan.members]
     launched.clear()
     most.clear()

@@ -175,3 +175,25 @@ def test_a_checkpoint_copied_in_from_another_run_is_marked_in_the_epoch_picker(t
     assert not at.exception, messages(at)
     labels = list(epoch_slider(at).options)
     assert "⇄ other run" in labels[0] and "⇄ other run" not in labels[1], labels
+
+
+def test_the_dashboard_scores_with_the_cores_a_running_job_leaves(tiny_run, tmp_path, monkeypatch):
+    """What each script run really set, read in the script's own thread (torch's OpenMP
+    thread count is per thread: the page scores in the thread that set it)."""
+    import os
+
+    import core.threads
+    from core.threads import usable_cores
+
+    applied, apply = [], core.threads.apply
+    monkeypatch.setattr(core.threads, "apply", lambda share: applied.append(apply(share)))
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    status = {"state": "running", "pid": os.getpid(), "epoch": 2, "epochs": 4, "threads": 1}
+    (root / "tiny" / "status.json").write_text(json.dumps(status))
+    at = open_app(root, monkeypatch, "weights")
+    assert not at.exception, messages(at)
+    assert applied[-1].threads == max(1, usable_cores() - 1)  # the job trains on 1 thread
+    (root / "tiny" / "status.json").write_text(json.dumps({**status, "state": "finished"}))
+    at.run()
+    assert applied[-1].threads == usable_cores()  # nothing trains: every core
