@@ -146,7 +146,9 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
     root = copy_run(tiny_run.path, tmp_path)
     run = Run(root / tiny_run.path.name)
     data = run.config().data
-    methods = ("pixel", "ssim", "knn")  # the Overview's defaults
+    from core.follow import OVERVIEW_METHODS
+
+    methods = OVERVIEW_METHODS  # the Overview's defaults
     assert evaluate_epoch(run, 1, data, methods, pixel=False, thresholds=False, routing=False,
                           cached_only=True) is None  # nothing is computed when only cache is asked
     at = open_app(root, monkeypatch)
