@@ -23,7 +23,7 @@ def pick_run(runs: list[Run], roots: list[Path]) -> Run:
     job state is a caption below."""
     by_path = {str(r.path): r for r in runs}
     options = list(by_path)
-    current = st.session_state.get("rs_run_choice")
+    current = state.take_switch(options) or st.session_state.get("rs_run_choice")
     if current not in by_path:
         training = [p for p, r in by_path.items() if r.is_training()]
         current = training[0] if training else options[-1]
@@ -160,6 +160,7 @@ def main() -> None:
     with st.sidebar:
         with widgets.guard("Run picker"):
             state.set_selection(sidebar(runs, roots))
+        state.show_announcements()
         with st.expander("Runs folders"):
             st.caption(f"Default: `{roots[0]}` (env {state.ENV_CHECKPOINTS})")
             st.text_input("Add a runs folder", key="rs_extra_root", placeholder="/path/to/checkpoints",

@@ -12,7 +12,9 @@ import streamlit as st
 
 import core.jobs
 from core.config import OBJECTIVES, AugmentConfig, ModelConfig, TrainConfig
+from core.locking import refuse_busy_run
 from core.runs import Run, RunError
+from core.trainability import check_launch
 from dashboard import state, sweep_panel, widgets
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
@@ -182,20 +184,31 @@ def new_run_form(root: Path) -> None:
     sweep_panel.sweep_form(raw, root)
 
 
+def checked_config(raw: dict[str, Any]) -> TrainConfig:
+    """The form's settings as a TrainConfig, refused (RunError or ValueError, one sentence each)
+    before anything is created: no run name, an invalid setting, a run that is busy or has
+    epochs, a data folder without training images, settings that cannot train on them."""
+    if not Path(raw["run"]).name:
+        raise RunError("give the run a name")
+    config = TrainConfig.from_dict(raw)
+    refuse_busy_run(Run(Path(config.run).expanduser()), resume=False, probe_lock=True)
+    check_launch(config)
+    return config
+
+
 def launch(raw: dict[str, Any]) -> None:
+    """Validates the whole form, then starts the job and switches the app to the new run; a
+    refusal is shown under the button and creates nothing."""
+    try:
+        config = checked_config(raw)
+    except (RunError, ValueError) as err:
+        st.error(f"Cannot start: {err}", icon=":material/error:")
+        return
     with widgets.guard("Start training"):
-        if not Path(raw["run"]).name:
-            raise RunError("give the run a name")
-        try:
-            config = TrainConfig.from_dict(raw)
-        except ValueError as err:
-            st.error(f"Cannot start: {err}", icon=":material/error:")
-            return
         pid = core.jobs.start_training(config)
         run = Run(Path(config.run).expanduser())
         widgets.wait_until_started(run)
-        st.session_state["rs_run_choice"] = str(run.path)
-        st.toast(f"Started {run.name} (pid {pid})", icon=":material/rocket_launch:")
+        state.switch_to_run(run, f"Started {run.name} (pid {pid}); its progress is shown here")
         st.rerun()
 
 
