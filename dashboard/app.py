@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.data.snapshot import data_snapshot
 from core.runs import Run, RunError
-from dashboard import state, storage_panel, widgets
+from dashboard import data_notes, state, storage_panel, widgets
 
 PAGE_DIR = Path(__file__).parent / "views"  # not "pages/": that name turns on Streamlit's old MPA mode
 
@@ -154,6 +154,8 @@ def navigation(has_runs: bool):
 
 def main() -> None:
     st.set_page_config(page_title="ReconScope", page_icon="🔬", layout="wide")
+    data_notes.install()
+    data_notes.begin_rerun()
     roots = runs_roots()
     runs = state.discover_runs(roots)
     current = navigation(bool(runs))
@@ -167,6 +169,7 @@ def main() -> None:
                           persist_state="session")
     with data_snapshot():  # one look at the data files per rerun (core.data.snapshot)
         current.run()
+        data_notes.show_used()  # warnings about the data the page read, under its header
 
 
 main()

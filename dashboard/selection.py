@@ -18,6 +18,7 @@ import streamlit as st
 from core.runs import Run, list_runs
 from core.scoring.data import DataFolderMissing as _Missing
 from core.scoring.data import run_data_root
+from dashboard import data_notes
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
 ENV_DATA = "RECONSCOPE_DATA"
@@ -83,9 +84,11 @@ class Selection:
         """The sidebar's data folder, else the run's (core's one rule); raises when absent."""
         run = self.need_run()
         try:
-            return run_data_root(run.config(), self.data_override, "the sidebar")
+            root = run_data_root(run.config(), self.data_override, "the sidebar")
         except _Missing as err:
             raise DataFolderMissing(f"{err}. Set it under **Data folder** in the sidebar.") from err
+        data_notes.use(root)  # the page shows the warnings about this folder's files
+        return root
 
 
 def selection() -> Selection:

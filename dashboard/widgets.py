@@ -25,7 +25,7 @@ import core.jobs
 from core import visual
 from core.runs import Run, RunError
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
-from dashboard import state
+from dashboard import data_notes, state
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
                "finished": ":gray[:material/check_circle:]", "stopped": ":orange[:material/pause_circle:]",
@@ -249,6 +249,7 @@ def page_header(title: str, sel: state.Selection, what: str = "") -> None:
     if status.get("state") in ("running", "starting"):
         bits.append(f"{STATE_ICONS['running']} training ({status.get('message', '')})")
     st.caption(" · ".join(bits) + (f" — {what}" if what else ""))
+    data_notes.reserve_slot()
 
 
 # --------------------------------------------------------------------------- job panel

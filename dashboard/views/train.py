@@ -15,7 +15,7 @@ from core.config import OBJECTIVES, AugmentConfig, ModelConfig, TrainConfig
 from core.locking import refuse_busy_run
 from core.runs import Run, RunError
 from core.trainability import check_launch
-from dashboard import state, sweep_panel, widgets
+from dashboard import data_notes, state, sweep_panel, widgets
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 NORMS = ("batch", "instance", "group", "none")
@@ -58,6 +58,7 @@ def data_section(defaults: TrainConfig) -> dict[str, Any]:
     except ValueError as err:  # DatasetLayoutError: say so and let the user fix the folder
         st.warning(f"{err}", icon=":material/folder_off:")
         found = []
+    data_notes.show(data, data_notes.notes_for(data))  # e.g. masks that match no image
     c1, c2 = st.columns([3, 1])
     categories = c1.multiselect("Categories (empty = every category found)", found, key="train_categories")
     per_category = c2.checkbox("One model per category", value=defaults.per_category, key="train_per_category",

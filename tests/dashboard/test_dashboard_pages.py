@@ -157,3 +157,40 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
                             cached_only=True)
     assert cached is not None and cached.mean_auroc("knn") == pytest.approx(
         table.set_index("epoch").loc[1, "real_auroc_knn"])
+
+
+def broken_copy(demo_root: Path, tmp_path: Path, how_many: int | None) -> tuple[Path, list[Path]]:
+    """A copy of the demo data whose first `how_many` test images (None: all) are not images."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_root, data)
+    tests = sorted(p for p in data.glob("*/test/*/*.png"))[:how_many]
+    for path in tests:
+        path.write_bytes(b"this is not an image")
+    return data, tests
+
+
+@pytest.mark.filterwarnings("always::core.data.images.BadImageWarning")
+def test_a_skipped_file_is_named_on_the_page_that_reads_it(runs_root, demo_root, tmp_path, monkeypatch):
+    data, broken = broken_copy(demo_root, tmp_path, 1)
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    at.sidebar.text_input(key="rs_data_root").input(str(data)).run()
+    assert not at.exception and not at.error, messages(at)
+    assert any(str(broken[0]) in w.value and "cannot decode" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    at.run()  # a rerun reads the cached images; the note stays
+    assert any(str(broken[0]) in w.value for w in at.warning)
+    at.switch_page("views/weights.py").run()  # a page that reads no images shows no notes
+    assert not any(str(broken[0]) in w.value for w in at.warning)
+
+
+@pytest.mark.filterwarnings("always::core.data.images.BadImageWarning")
+def test_a_folder_of_non_images_lists_each_file_collapsed(runs_root, demo_root, tmp_path, monkeypatch):
+    data, broken = broken_copy(demo_root, tmp_path, None)
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    at.sidebar.text_input(key="rs_data_root").input(str(data)).run()
+    assert not at.exception, messages(at)
+    assert any("none of the" in e.value for e in at.error), messages(at)
+    assert any(f"{len(broken)} notes about the data" in w.value for w in at.warning), [w.value for w in at.warning]
+    listed = "\n".join(c.value for c in at.code)
+    assert all(str(path) in listed for path in broken)
+    assert any(e.label == f"The {len(broken)} notes" and not e.proto.expanded for e in at.expander)
