@@ -105,6 +105,7 @@ def sweep_body(folder: Path) -> None:
 def compare_sweep(folder: str) -> None:
     st.session_state["cmp_mode"] = "A sweep"
     st.session_state["cmp_sweep"] = folder
+    st.session_state["cmp_requested"] = True  # Compare keeps this choice over its defaults
 
 
 def sweep_buttons(folder: Path, running: bool) -> None:
