@@ -76,7 +76,8 @@ def main(args) -> int:
         print(f"{kind:10s} {path}")
     card = json.loads(written["card"].read_text())
     if "submission" in written:
-        print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
+        calibrated = card["scoring"]["calibration"] or "raw (not calibrated)"  # None: --calibration none
+        print(f"scores     {card['scoring']['method']}, {calibrated}")
         if card["scoring"].get("note"):
             print(f"note       {card['scoring']['note']}")
     health = card.get("health") or {}

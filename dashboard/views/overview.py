@@ -127,10 +127,13 @@ def curves_figure(table: pd.DataFrame, health: dict[int, dict[str, Any]], epoch:
         fig.add_vline(x=pinned, line={"color": "#eab308", "width": 2})
         fig.add_annotation(x=pinned, y=1.0, yref="paper", text="★ pinned", showarrow=False,
                            font={"color": "#a16207"}, yanchor="bottom")
-    fig.update_yaxes(type="log", row=1, col=1)
+    losses = [c for c in table.columns if c in ("train_loss", "val_loss") or c.startswith("loss_")]
+    widgets.log_axis(fig, table[losses].to_numpy(float), row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=2, col=1)
-    fig.update_xaxes(title_text="epoch", row=2, col=1, dtick=1 if len(x) <= 30 else None)
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="x unified",
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    widgets.epoch_axis(fig, x)
+    # "closest": one small box at the point under the mouse ("x unified" covered the chart)
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
                       legend={"orientation": "h", "y": -0.12}, clickmode="event+select")
     return fig
 

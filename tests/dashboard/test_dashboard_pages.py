@@ -194,3 +194,13 @@ def test_a_folder_of_non_images_lists_each_file_collapsed(runs_root, demo_root, 
     listed = "\n".join(c.value for c in at.code)
     assert all(str(path) in listed for path in broken)
     assert any(e.label == f"The {len(broken)} notes" and not e.proto.expanded for e in at.expander)
+
+
+def test_scores_auroc_table_follows_the_chosen_method(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "scores")
+    for method in ("feature", "pixel"):
+        at.selectbox(key="scores_method").set_value(method).run()
+        assert not at.exception and not at.error, messages(at)
+        table = at.dataframe[-1].value
+        assert list(table.index)[0] == method, list(table.index)
+        assert list(table.index).count(method) == 1
