@@ -31,19 +31,47 @@ def pick_run(runs: list[Run], roots: list[Path]) -> Run:
                           format_func=lambda p: widgets.run_name(by_path[p], _root_of(by_path[p], roots)),
                           help="Every folder with a config.json under the runs folder(s).")
     st.session_state["rs_run_choice"] = chosen
-    watch_run(by_path[chosen])
     return by_path[chosen]
 
 
-def watch_run(run: Run) -> None:
+KEY_SHOWN = "rs_shown_epochs"  # run path -> the epochs the pages show while it trains
+
+
+def shown_epochs(run: Run) -> list[int]:
+    """The epochs the pages show. While the run trains: those of the last refresh, so a page
+    keeps what it shows (and the work it is doing) when an epoch lands; the new ones are
+    offered under the run picker. Before the first epoch, and once the job ends: all."""
+    epochs = run.epochs()
+    store = st.session_state.setdefault(KEY_SHOWN, {})
+    key = str(run.path)
+    if not store.get(key) or not run.is_training():
+        store[key] = epochs
+    store[key] = [e for e in store[key] if e in epochs]
+    return store[key]
+
+
+def _show_new_epochs(run: Run) -> None:
+    st.session_state.setdefault(KEY_SHOWN, {}).pop(str(run.path), None)
+
+
+def watch_run(run: Run, shown: list[int]) -> None:
     """The run's job state under the picker. While it trains, a polling fragment refreshes the
-    line and reruns the whole app when an epoch is saved or the job ends, so every page
-    shows new epochs as they finish."""
-    known = (tuple(run.epochs()), run.is_training())
+    line and offers newly saved epochs with a button, so nothing is forced on the page. A run
+    without epochs yet, and the job's end, redraw the app at once (nothing to keep)."""
+    known = (tuple(shown), run.is_training())
 
     def line() -> None:
         st.caption(widgets.run_state_line(run))
-        if (tuple(run.epochs()), run.is_training()) != known:
+        epochs, training = tuple(run.epochs()), run.is_training()
+        if (epochs, training) == known:
+            return
+        if not known[0] or (training != known[1] and epochs == known[0]):
+            st.rerun(scope="app")
+        new = [e for e in epochs if e not in known[0]]
+        label = f"Show new epoch {new[-1]}" if new else "Refresh"
+        if st.button(label, key="rs_new_epoch", icon=":material/refresh:", width="stretch",
+                     help="Saved since this page was drawn; the pages keep what they show until you click."):
+            _show_new_epochs(run)
             st.rerun(scope="app")
 
     st.fragment(line, run_every=widgets.POLL_SECONDS if known[1] else None)()
@@ -69,6 +97,8 @@ def pick_epoch(run: Run, epochs: list[int], marks: dict[int, list[str]]) -> int 
         try:
             current = run.resolve_epoch("best")  # pinned, else lowest validation loss
         except RunError:
+            current = epochs[-1]
+        if current not in epochs:  # best is an epoch saved since the last refresh
             current = epochs[-1]
     if len(epochs) == 1:
         st.markdown(f"**Epoch** {widgets.epoch_label(epochs[0], marks)}")
@@ -100,7 +130,8 @@ def sidebar(runs: list[Run], roots: list[Path]) -> state.Selection:
         st.info("No runs yet. **Get started** trains a small demo run in a few minutes.")
         return state.Selection(roots=tuple(roots))
     run = pick_run(runs, roots)
-    epochs = run.epochs()
+    epochs = shown_epochs(run)
+    watch_run(run, epochs)
     marks = state.epoch_marks(run, epochs, state.known_diagnosis(run))
     epoch = pick_epoch(run, epochs, marks)
     summary = marks_summary(marks)

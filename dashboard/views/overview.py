@@ -264,10 +264,12 @@ def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
             data_root = sel.data_root()
         except state.DataFolderMissing:
             data_root = None
-        state.diagnosis(run, data_root)
+        result = state.diagnosis(run, data_root)
         done = True
-    if done:
+    if done and not run.is_training():
         st.rerun()  # the sidebar's epoch marks now know the health of each epoch
+    if done:  # while it trains a rerun could find a newer epoch and diagnose again, forever
+        return result
     failed[str(run.path)] = stamp
     return None
 

@@ -66,7 +66,8 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
 
 
 def serve(run_paths: list[Path], tmp_path_factory):
-    """`streamlit run dashboard/app.py` on 127.0.0.1 over copies of runs (or sweep folders)."""
+    """`streamlit run dashboard/app.py` on 127.0.0.1 over copies of runs (or sweep folders);
+    yields (url, runs folder)."""
     root = tmp_path_factory.mktemp("browser_runs")
     for run_path in run_paths:
         shutil.copytree(run_path, root / run_path.name, ignore=shutil.ignore_patterns("cache"))
@@ -81,7 +82,7 @@ def serve(run_paths: list[Path], tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        yield url
+        yield url, root
     finally:
         process.terminate()
         try:
@@ -92,13 +93,19 @@ def serve(run_paths: list[Path], tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, tiny_sweep, tmp_path_factory):
+def served(tiny_run, tiny_sweep, tmp_path_factory):
     yield from serve([tiny_run.path, tiny_sweep], tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
+def server(served):
+    return served[0]
+
+
+@pytest.fixture(scope="module")
 def flat_server(flat_run, tmp_path_factory):
-    yield from serve([flat_run.path], tmp_path_factory)
+    for url, _root in serve([flat_run.path], tmp_path_factory):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +125,13 @@ def settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
-def open_every_page(url: str, browser, prefix: str = "") -> list[str]:
+def open_every_page(url: str, browser, prefix: str = "", pages: dict | None = None) -> list[str]:
     """Visits every page; returns what went wrong (a missing plot or image, an exception or
     error box), and saves a screenshot of each page."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 2600})
     problems = []
-    for path, (name, needs) in PAGES.items():
+    for path, (name, needs) in (pages or PAGES).items():
         page.goto(f"{url}/{path}")
         settle(page)
         for need in needs:
@@ -169,4 +176,67 @@ def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
     settle(page)
     assert not page.locator('[data-testid="stException"]').count()
     page.screenshot(path=str(SHOTS / "reconstructions_other_epoch.png"), full_page=True)
+    page.close()
+
+
+def sidebar_pick_run(page, label: str) -> None:
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    box.click()
+    page.keyboard.type(label)
+    page.keyboard.press("Enter")
+    settle(page)
+
+
+def open_from_sidebar(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    settle(page)
+
+
+def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser):
+    """Start training switches to the new run's live panel within seconds; every page opens
+    while it trains without an error box; Compare opens on all four runs of a sweep."""
+    from core.jobs import stop_training, wait_for
+    from core.runs import Run
+
+    url, root = served
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{url}/train")
+    settle(page)
+    page.get_by_role("textbox", name="Run name").fill("live")
+    page.get_by_role("textbox", name="Run name").press("Enter")
+    settle(page)
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("500")  # still training while the pages are opened
+    page.get_by_role("spinbutton", name="Epochs", exact=True).press("Enter")
+    settle(page)
+    started = time.time()
+    page.get_by_role("button", name="Start training").click()
+    run = Run(root / "live")
+    try:
+        page.get_by_text("Job of live").wait_for(timeout=15_000)
+        switched_s = time.time() - started
+        page.screenshot(path=str(SHOTS / "live_train_launched.png"), full_page=True)
+        picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+        shown = picker.locator("input").first.input_value() or picker.inner_text()
+        assert "live" in shown, f"the sidebar's run picker shows {shown!r}"
+        assert switched_s < 10, f"the live panel took {switched_s:.1f} s"
+        deadline = time.time() + 180
+        while not run.epochs():
+            assert time.time() < deadline and run.status().get("state") != "failed", run.status()
+            time.sleep(0.5)
+        pages = {path: (name, ()) for path, (name, _needs) in PAGES.items()}
+        problems = open_every_page(url, browser, prefix="live_", pages=pages)
+        assert run.is_training(), "the run ended before every page was opened: raise its epochs"
+        assert not problems, "\n".join(problems)
+    finally:
+        stop_training(run)
+        wait_for(run, timeout=60)
+    member = sorted(p.name for p in (root / "grid2x2").iterdir() if (p / "config.json").is_file())
+    page.goto(url)
+    settle(page)
+    sidebar_pick_run(page, f"grid2x2/{member[0]}")
+    open_from_sidebar(page, "Compare")
+    assert page.get_by_label("A sweep").is_checked()
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert all(f"{name} · epoch" in text for name in member), text[:2000]
+    page.screenshot(path=str(SHOTS / "compare_sweep_default.png"), full_page=True)
     page.close()

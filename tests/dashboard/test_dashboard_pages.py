@@ -204,3 +204,28 @@ def test_scores_auroc_table_follows_the_chosen_method(runs_root, monkeypatch):
         table = at.dataframe[-1].value
         assert list(table.index)[0] == method, list(table.index)
         assert list(table.index).count(method) == 1
+
+
+def test_an_epoch_saved_while_training_is_offered_not_forced(tiny_run, tmp_path, monkeypatch):
+    """The pages keep the epochs they show when one lands; the sidebar offers it with a button."""
+    import os
+
+    from core.runs import Run
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    run = Run(root / "tiny")
+    later = tmp_path / "epoch_002.pt"
+    shutil.move(run.checkpoint_path(2), later)
+    run.write_status(state="running", pid=os.getpid(), epoch=1, epochs=2, message="epoch 2/2")
+    at = open_app(root, monkeypatch, "reconstructions")
+    assert not at.exception and not at.error, messages(at)
+    assert any(m.value.startswith("**Epoch** 1") for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    shutil.move(later, run.checkpoint_path(2))  # epoch 2 lands
+    at.run()  # any rerun (a widget, a page's own rerun) keeps the page on what it showed
+    assert not at.exception and not at.error, messages(at)
+    assert any(m.value.startswith("**Epoch** 1") for m in at.sidebar.markdown), "epoch 2 is not forced on the page"
+    offer = at.sidebar.button(key="rs_new_epoch")
+    assert offer.label == "Show new epoch 2"
+    offer.click().run()
+    assert len(epoch_slider(at).options) == 2, "the click shows it"
