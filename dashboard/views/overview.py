@@ -15,6 +15,7 @@ from core.runs import Run, RunError
 from dashboard import state, widgets
 
 CURVES_KEY = "overview_curves"
+KEY_HEALTH_NOW = "overview_health_now_runs"  # runs whose health the user asked for while training
 DEFAULT_METHODS = OVERVIEW_METHODS  # what training's follower scores as each epoch lands
 COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
           "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c", "seg": "#db2777",
@@ -254,6 +255,18 @@ def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
     known = state.known_diagnosis(run)
     if known is not None:
         return known
+    asked = st.session_state.setdefault(KEY_HEALTH_NOW, set())
+    if run.is_training() and str(run.path) not in asked:
+        # the page draws at once from what is cached; the health of every epoch (minutes on a
+        # CPU shared with training) runs when training ends, or now if the user asks
+        earlier = state.known_diagnosis(run, stale_ok=True)
+        left, right = st.columns([3, 1])
+        left.caption("While the run trains, the health checks and the suggested epoch "
+                     + ("are those of an earlier epoch; they are " if earlier else "are ")
+                     + "computed when training ends (the background evaluator caches each epoch's).")
+        right.button("Check health now", key="overview_health_now", icon=":material/health_and_safety:",
+                     on_click=asked.add, args=(str(run.path),))
+        return earlier
     failed = st.session_state.setdefault("rs_diagnosis_failed", {})
     stamp = state.run_fingerprint(run)
     if failed.get(str(run.path)) == stamp:

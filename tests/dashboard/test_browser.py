@@ -40,6 +40,7 @@ PAGES = {
 SELECTORS = {"plot": '[data-testid="stPlotlyChart"] .main-svg', "image": '[data-testid="stImage"] img',
              "table": '[data-testid="stDataFrame"]'}
 PAGE_TIMEOUT_MS = 240_000
+LIVE_HEADER_MS = 20_000  # a page opened during training shows its header by then (shared CPUs)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (.ci/run installs it)")]
@@ -125,15 +126,22 @@ def settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
-def open_every_page(url: str, browser, prefix: str = "", pages: dict | None = None) -> list[str]:
+def glance(page) -> None:
+    """For a page opened while a run trains (it may keep scoring epochs under a progress bar):
+    its header is drawn within seconds; then a few seconds to draw what is cached."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LIVE_HEADER_MS)
+    time.sleep(4.0)
+
+
+def open_every_page(url: str, browser, prefix: str = "", pages: dict | None = None, wait=None) -> list[str]:
     """Visits every page; returns what went wrong (a missing plot or image, an exception or
-    error box), and saves a screenshot of each page."""
+    error box), and saves a screenshot of each page. wait: how to wait for a page (settle)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 2600})
     problems = []
     for path, (name, needs) in (pages or PAGES).items():
         page.goto(f"{url}/{path}")
-        settle(page)
+        (wait or settle)(page)
         for need in needs:
             try:
                 page.wait_for_selector(SELECTORS[need], timeout=30_000)
@@ -224,7 +232,7 @@ def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser)
             assert time.time() < deadline and run.status().get("state") != "failed", run.status()
             time.sleep(0.5)
         pages = {path: (name, ()) for path, (name, _needs) in PAGES.items()}
-        problems = open_every_page(url, browser, prefix="live_", pages=pages)
+        problems = open_every_page(url, browser, prefix="live_", pages=pages, wait=glance)
         assert run.is_training(), "the run ended before every page was opened: raise its epochs"
         assert not problems, "\n".join(problems)
     finally:
