@@ -40,7 +40,8 @@ PAGES = {
 SELECTORS = {"plot": '[data-testid="stPlotlyChart"] .main-svg', "image": '[data-testid="stImage"] img',
              "table": '[data-testid="stDataFrame"]'}
 PAGE_TIMEOUT_MS = 240_000
-LIVE_HEADER_MS = 20_000  # a page opened during training shows its header by then (shared CPUs)
+NAV_TITLES = ("Overview", "Reconstructions", "Weights", "Features", "Scores", "Compare", "Get started", "Train")
+LIVE_HEADER_MS = 60_000  # header of a page opened during training (it waits for the previous page's work)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (.ci/run installs it)")]
@@ -126,31 +127,31 @@ def settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
-def glance(page) -> None:
-    """For a page opened while a run trains (it may keep scoring epochs under a progress bar):
-    its header is drawn within seconds; then a few seconds to draw what is cached."""
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LIVE_HEADER_MS)
-    time.sleep(4.0)
+def page_problems(page, name: str) -> list[str]:
+    """An exception or an error box on the page, as sentences."""
+    problems = []
+    if page.locator('[data-testid="stException"]').count():
+        problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
+    for box in page.locator('[data-testid="stAlertContentError"]').all():
+        problems.append(f"{name}: error box: {box.inner_text()[:300]}")
+    return problems
 
 
-def open_every_page(url: str, browser, prefix: str = "", pages: dict | None = None, wait=None) -> list[str]:
+def open_every_page(url: str, browser, prefix: str = "") -> list[str]:
     """Visits every page; returns what went wrong (a missing plot or image, an exception or
-    error box), and saves a screenshot of each page. wait: how to wait for a page (settle)."""
+    error box), and saves a screenshot of each page."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 2600})
     problems = []
-    for path, (name, needs) in (pages or PAGES).items():
+    for path, (name, needs) in PAGES.items():
         page.goto(f"{url}/{path}")
-        (wait or settle)(page)
+        settle(page)
         for need in needs:
             try:
                 page.wait_for_selector(SELECTORS[need], timeout=30_000)
             except Exception:  # noqa: BLE001 - collected and reported together below
                 problems.append(f"{name}: no {need} rendered")
-        if page.locator('[data-testid="stException"]').count():
-            problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
-        for box in page.locator('[data-testid="stAlertContentError"]').all():
-            problems.append(f"{name}: error box: {box.inner_text()[:300]}")
+        problems += page_problems(page, name)
         page.screenshot(path=str(SHOTS / f"{prefix}{name}.png"), full_page=True)
     page.close()
     return problems
@@ -231,8 +232,17 @@ def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser)
         while not run.epochs():
             assert time.time() < deadline and run.status().get("state") != "failed", run.status()
             time.sleep(0.5)
-        pages = {path: (name, ()) for path, (name, _needs) in PAGES.items()}
-        problems = open_every_page(url, browser, prefix="live_", pages=pages, wait=glance)
+        problems = []
+        for title in NAV_TITLES:  # in the same session, as a user clicks through the pages
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+            started = time.time()
+            page.wait_for_function("t => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')]"
+                                   ".some(h => h.innerText.trim() === t)", arg=title, timeout=LIVE_HEADER_MS)
+            header_s = time.time() - started
+            time.sleep(4.0)  # what is cached draws; the rest may keep computing under a progress bar
+            problems += page_problems(page, title)
+            page.screenshot(path=str(SHOTS / f"live_{title.lower().replace(' ', '_')}.png"), full_page=True)
+            print(f"{title}: header after {header_s:.1f} s while training")
         assert run.is_training(), "the run ended before every page was opened: raise its epochs"
         assert not problems, "\n".join(problems)
     finally:
