@@ -41,6 +41,8 @@ SELECTORS = {"plot": '[data-testid="stPlotlyChart"] .main-svg', "image": '[data-
              "table": '[data-testid="stDataFrame"]'}
 PAGE_TIMEOUT_MS = 240_000
 NAV_TITLES = ("Overview", "Reconstructions", "Weights", "Features", "Scores", "Compare", "Get started", "Train")
+NAV_PATHS = {"Overview": "", "Get started": "start"} | {t: t.lower() for t in NAV_TITLES[1:6] + ("Train",)}
+LIVE_WORK_MS = 90_000  # how long the live test lets a page finish before clicking on
 LIVE_HEADER_MS = 60_000  # header of a page opened during training (it waits for the previous page's work)
 
 pytestmark = [pytest.mark.browser,
@@ -188,22 +190,9 @@ def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
     page.close()
 
 
-def sidebar_pick_run(page, label: str) -> None:
-    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
-    box.click()
-    page.keyboard.type(label)
-    page.keyboard.press("Enter")
-    settle(page)
-
-
-def open_from_sidebar(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    settle(page)
-
-
 def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser):
     """Start training switches to the new run's live panel within seconds; every page opens
-    while it trains without an error box; Compare opens on all four runs of a sweep."""
+    while it trains, its header within seconds, without an error box."""
     from core.jobs import stop_training, wait_for
     from core.runs import Run
 
@@ -233,14 +222,18 @@ def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser)
             assert time.time() < deadline and run.status().get("state") != "failed", run.status()
             time.sleep(0.5)
         problems = []
-        for title in NAV_TITLES:  # in the same session, as a user clicks through the pages
-            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+        for title in NAV_TITLES:
+            page.goto(f"{url}/{NAV_PATHS[title]}")
             started = time.time()
             page.wait_for_function("t => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')]"
                                    ".some(h => h.innerText.trim() === t)", arg=title, timeout=LIVE_HEADER_MS)
             header_s = time.time() - started
             time.sleep(4.0)  # what is cached draws; the rest may keep computing under a progress bar
             problems += page_problems(page, title)
+            try:  # let the page finish its work before the next click (a click waits for it)
+                page.wait_for_selector(IDLE, timeout=LIVE_WORK_MS)
+            except Exception:  # noqa: BLE001 - still scoring epochs: move on all the same
+                pass
             page.screenshot(path=str(SHOTS / f"live_{title.lower().replace(' ', '_')}.png"), full_page=True)
             print(f"{title}: header after {header_s:.1f} s while training")
         assert run.is_training(), "the run ended before every page was opened: raise its epochs"
@@ -248,13 +241,4 @@ def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser)
     finally:
         stop_training(run)
         wait_for(run, timeout=60)
-    member = sorted(p.name for p in (root / "grid2x2").iterdir() if (p / "config.json").is_file())
-    page.goto(url)
-    settle(page)
-    sidebar_pick_run(page, f"grid2x2/{member[0]}")
-    open_from_sidebar(page, "Compare")
-    assert page.get_by_label("A sweep").is_checked()
-    text = page.locator('[data-testid="stMain"]').inner_text()
-    assert all(f"{name} · epoch" in text for name in member), text[:2000]
-    page.screenshot(path=str(SHOTS / "compare_sweep_default.png"), full_page=True)
     page.close()
