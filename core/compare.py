@@ -163,6 +163,27 @@ def labels_for(runs: Sequence[Run]) -> list[str]:
     return [f"{r.path.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name for r in runs]
 
 
+def training_data(run: Run) -> tuple[str, tuple[str, ...]]:
+    """(data folder, sorted categories) the run was trained on, as its config.json records them;
+    two runs are comparable on validation loss, AUROC and reconstructions only when these match.
+    Raises RunError when config.json cannot be read."""
+    config = run.config()
+    return str(Path(config.data).expanduser().resolve()), tuple(sorted(config.categories))
+
+
+def data_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """The runs grouped by training_data, groups in order of their first run; a run whose
+    config cannot be read is a group of its own."""
+    groups: dict[Any, list[Run]] = {}
+    for run in runs:
+        try:
+            key: Any = training_data(run)
+        except RunError:
+            key = ("unreadable", str(run.path))
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
 # --------------------------------------------------------------------------- per run
 
 

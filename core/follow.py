@@ -2,7 +2,8 @@
 
 `follow_run` watches a run folder and scores each new checkpoint's test set with the methods
 the dashboard's Overview shows first (OVERVIEW_METHODS; image AUROC, calibrated and raw) and
-computes its health flags (core.diagnostics, without clustering),
+computes its health flags (core.diagnostics, without clustering), then maps the newest epoch's
+encoder features as the Features page first shows them (UMAP and K-Means, `map_features`),
 storing results in the run's per-checkpoint cache (core.cache) exactly as the dashboard and
 `evaluate` would compute them. It runs in its own low-priority process (`python -m core
 follow`, started by `python -m core train` and by the dashboard's training jobs), so it never
@@ -10,8 +11,8 @@ blocks the next epoch, and it ends once the job has stopped and every epoch is s
 Its threads follow the budget (core.threads): 1 thread at nice +10 while the run trains,
 every core (still niced) for the epochs left once the job has ended.
 
-A run without test images (or whose data folder is gone) is not followed: there is nothing
-to score. A checkpoint that cannot be scored (diverged, damaged) is noted and skipped.
+A run without test labels is not evaluated (only its features are mapped); one whose data
+folder is gone is noted and skipped. A checkpoint that cannot be scored (diverged, damaged) is noted and skipped.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ ENDED_STATES = ("finished", "failed", "stopped")
 def follow_run(run: Run, data_root: str | Path | None = None,
                methods: Sequence[str] = OVERVIEW_METHODS, poll_s: float = POLL_S,
                log: Callable[[str], None] = print, max_idle_s: float = 3600.0,
-               threads: int = 0) -> list[int]:
-    """Scores each epoch of `run` once it exists; returns the epochs scored. Stops when the
-    job is no longer running and every epoch is done, or after max_idle_s with nothing new.
-    threads: torch CPU threads; 0 = the budget's (core.threads), which changes when the job
-    ends (each change is logged)."""
+               threads: int = 0, features: bool = True) -> list[int]:
+    """Scores each epoch of `run` once it exists (when its test set has labels) and, with
+    `features`, maps the newest epoch's features (map_features); returns the epochs scored.
+    Stops when the job is no longer running and every epoch is done, or after max_idle_s with
+    nothing new. threads: torch CPU threads; 0 = the budget's (core.threads), which changes
+    when the job ends (each change is logged)."""
     from core.diagnostics.timeline import diagnose_epoch
     from core.evaluate import evaluate_epoch
     from core.scoring.data import run_data_root
@@ -58,6 +60,7 @@ def follow_run(run: Run, data_root: str | Path | None = None,
     scored: list[int] = []
     idle_since = time.monotonic()
     share = None
+    labelled: bool | None = None
     while True:
         pending = [e for e in run.epochs() if e not in done]
         if pending:
@@ -67,9 +70,12 @@ def follow_run(run: Run, data_root: str | Path | None = None,
             try:
                 config = run.config()
                 root = run_data_root(config, data_root)
-                if not build_test_set(config, root).has_labels:
-                    log(f"epoch {epoch}: the test set has no labels; nothing to evaluate")
-                    return scored
+                if labelled is None:
+                    labelled = build_test_set(config, root).has_labels
+                    if not labelled:
+                        log(f"epoch {epoch}: the test set has no labels; nothing to evaluate")
+                if not labelled:
+                    continue
                 started = time.perf_counter()
                 evaluate_epoch(run, epoch, root, methods, pixel=False, thresholds=False,
                                routing=False)
@@ -79,6 +85,8 @@ def follow_run(run: Run, data_root: str | Path | None = None,
                     f"{time.perf_counter() - started:.1f} s")
             except (ValueError, RuntimeError, OSError) as err:
                 log(f"epoch {epoch}: not evaluated: {err}")
+        if pending and features:
+            map_features(run, pending[-1], data_root, log)  # the newest only: UMAP is the slow part
         if pending:
             idle_since = time.monotonic()
             continue
@@ -104,6 +112,26 @@ def _share_now(run: Run, override: int, before: ThreadShare | None,
 def follower_enabled() -> bool:
     """False when RECONSCOPE_NO_FOLLOW is set (the test suite sets it)."""
     return not os.environ.get("RECONSCOPE_NO_FOLLOW")
+
+
+def map_features(run: Run, epoch: int, data_root: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> bool:
+    """The Features page's default view of one epoch (UMAP of the bottleneck features and
+    K-Means with k = number of categories, core.diagnostics.features' defaults) computed into
+    the run's cache, so the page opens from it. Labels are not needed. False when it failed."""
+    from core.diagnostics.features import feature_clusters, feature_embedding
+    from core.scoring.data import run_data_root
+
+    started = time.perf_counter()
+    try:
+        root = run_data_root(run.config(), data_root)
+        feature_embedding(run, epoch, root)
+        feature_clusters(run, epoch, root)
+    except (ValueError, RuntimeError, OSError) as err:
+        log(f"epoch {epoch}: features not mapped: {err}")
+        return False
+    log(f"epoch {epoch}: features mapped in {time.perf_counter() - started:.1f} s")
+    return True
 
 
 def start_follower(run_path: str | Path, data_root: str | Path | None = None) -> subprocess.Popen | None:

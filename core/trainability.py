@@ -70,3 +70,24 @@ def check_trainable(config: TrainConfig, n_train: int) -> None:
     reason = untrainable_reason(config, n_train)
     if reason:
         raise UntrainableConfigError(f"{config.run}: this configuration cannot train: {reason}")
+
+
+def check_launch(config: TrainConfig) -> int:
+    """Refuses, before a job is launched (so nothing is created), a configuration whose data
+    folder holds no training images or whose settings cannot train on them; returns the number
+    of training images found (before the validation share is held out).
+
+    Raises core.data.layouts.DatasetLayoutError (folder missing, no dataset in it, unknown
+    category) or UntrainableConfigError, each naming the folder or the settings to change.
+    The training loop checks the same again once the images are decoded."""
+    from core.data.layouts import DatasetLayoutError, discover_samples
+
+    samples = discover_samples(config.data, config.layout, config.categories or None,
+                               config.category_file or None)
+    n_train = sum(s.split == "train" for s in samples)
+    if not n_train:
+        raise DatasetLayoutError(f"{config.data}: no training images found (train/good/ per category, "
+                                 "or train/ of a flat set); point the data folder at the dataset")
+    kept = max(1, round(n_train * (1.0 - config.val_fraction)))  # the validation share is held out
+    check_trainable(config, kept)
+    return n_train

@@ -18,7 +18,7 @@ import streamlit as st  # noqa: E402
 from core.data.snapshot import data_snapshot  # noqa: E402
 from core.diagnostics.choice import choose_epoch  # noqa: E402
 from core.runs import Run, RunError  # noqa: E402
-from dashboard import state, storage_panel, widgets  # noqa: E402
+from dashboard import data_notes, state, storage_panel, widgets  # noqa: E402
 
 PAGE_DIR = Path(__file__).parent / "views"  # not "pages/": that name turns on Streamlit's old MPA mode
 
@@ -28,7 +28,7 @@ def pick_run(runs: list[Run], roots: list[Path]) -> Run:
     job state is a caption below."""
     by_path = {str(r.path): r for r in runs}
     options = list(by_path)
-    current = st.session_state.get("rs_run_choice")
+    current = state.take_switch(options) or st.session_state.get("rs_run_choice")
     if current not in by_path:
         training = [p for p, r in by_path.items() if r.is_training()]
         current = training[0] if training else options[-1]
@@ -36,19 +36,47 @@ def pick_run(runs: list[Run], roots: list[Path]) -> Run:
                           format_func=lambda p: widgets.run_name(by_path[p], _root_of(by_path[p], roots)),
                           help="Every folder with a config.json under the runs folder(s).")
     st.session_state["rs_run_choice"] = chosen
-    watch_run(by_path[chosen])
     return by_path[chosen]
 
 
-def watch_run(run: Run) -> None:
+KEY_SHOWN = "rs_shown_epochs"  # run path -> the epochs the pages show while it trains
+
+
+def shown_epochs(run: Run) -> list[int]:
+    """The epochs the pages show. While the run trains: those of the last refresh, so a page
+    keeps what it shows (and the work it is doing) when an epoch lands; the new ones are
+    offered under the run picker. Before the first epoch, and once the job ends: all."""
+    epochs = run.epochs()
+    store = st.session_state.setdefault(KEY_SHOWN, {})
+    key = str(run.path)
+    if not store.get(key) or not run.is_training():
+        store[key] = epochs
+    store[key] = [e for e in store[key] if e in epochs]
+    return store[key]
+
+
+def _show_new_epochs(run: Run) -> None:
+    st.session_state.setdefault(KEY_SHOWN, {}).pop(str(run.path), None)
+
+
+def watch_run(run: Run, shown: list[int]) -> None:
     """The run's job state under the picker. While it trains, a polling fragment refreshes the
-    line and reruns the whole app when an epoch is saved or the job ends, so every page
-    shows new epochs as they finish."""
-    known = (tuple(run.epochs()), run.is_training())
+    line and offers newly saved epochs with a button, so nothing is forced on the page. A run
+    without epochs yet, and the job's end, redraw the app at once (nothing to keep)."""
+    known = (tuple(shown), run.is_training())
 
     def line() -> None:
         st.caption(widgets.run_state_line(run))
-        if (tuple(run.epochs()), run.is_training()) != known:
+        epochs, training = tuple(run.epochs()), run.is_training()
+        if (epochs, training) == known:
+            return
+        if not known[0] or (training != known[1] and epochs == known[0]):
+            st.rerun(scope="app")
+        new = [e for e in epochs if e not in known[0]]
+        label = f"Show new epoch {new[-1]}" if new else "Refresh"
+        if st.button(label, key="rs_new_epoch", icon=":material/refresh:", width="stretch",
+                     help="Saved since this page was drawn; the pages keep what they show until you click."):
+            _show_new_epochs(run)
             st.rerun(scope="app")
 
     st.fragment(line, run_every=widgets.POLL_SECONDS if known[1] else None)()
@@ -72,6 +100,8 @@ def pick_epoch(run: Run, epochs: list[int], marks: dict[int, list[str]]) -> int 
     following = current not in epochs
     if following:  # the chosen epoch (core's one rule), on the diagnosis computed so far
         current = choose_epoch(run, state.known_diagnosis(run)).epoch or epochs[-1]
+        if current not in epochs:  # chosen among epochs saved since the last refresh
+            current = epochs[-1]
     if len(epochs) == 1:
         st.markdown(f"**Epoch** {widgets.epoch_label(epochs[0], marks)}")
         return epochs[0]
@@ -102,7 +132,8 @@ def sidebar(runs: list[Run], roots: list[Path]) -> state.Selection:
         st.info("No runs yet. **Get started** trains a small demo run in a few minutes.")
         return state.Selection(roots=tuple(roots))
     run = pick_run(runs, roots)
-    epochs = run.epochs()
+    epochs = shown_epochs(run)
+    watch_run(run, epochs)
     marks = state.epoch_marks(run, epochs, state.known_diagnosis(run))
     epoch = pick_epoch(run, epochs, marks)
     summary = marks_summary(marks)
@@ -156,6 +187,8 @@ def navigation(has_runs: bool):
 
 def main() -> None:
     st.set_page_config(page_title="ReconScope", page_icon="🔬", layout="wide")
+    data_notes.install()
+    data_notes.begin_rerun()
     roots = runs_roots()
     runs = state.discover_runs(roots)
     threads.apply(threads.dashboard_share(runs))  # its scoring takes the cores jobs leave
@@ -163,12 +196,14 @@ def main() -> None:
     with st.sidebar:
         with widgets.guard("Run picker"):
             state.set_selection(sidebar(runs, roots))
+        state.show_announcements()
         with st.expander("Runs folders"):
             st.caption(f"Default: `{roots[0]}` (env {state.ENV_CHECKPOINTS})")
             st.text_input("Add a runs folder", key="rs_extra_root", placeholder="/path/to/checkpoints",
                           persist_state="session")
     with data_snapshot():  # one look at the data files per rerun (core.data.snapshot)
         current.run()
+        data_notes.show_used()  # warnings about the data the page read, under its header
 
 
 main()

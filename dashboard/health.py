@@ -36,13 +36,16 @@ def diagnosis(run: Run, data_root: Path | None) -> dict[str, Any]:
     return result
 
 
-def known_diagnosis(run: Run) -> dict[str, Any] | None:
+def known_diagnosis(run: Run, stale_ok: bool = False) -> dict[str, Any] | None:
     """The diagnosis computed earlier (by any session of this process), if the run has not
-    changed since; the sidebar uses it for its marks without ever waiting for a new one."""
+    changed since (stale_ok: also when epochs were added since, as while it trains); the
+    sidebar uses it for its marks without ever waiting for a new one."""
     entry = _DIAGNOSES.get(str(run.path))
     if not entry:
         return None
     key, result = entry
+    if stale_ok:
+        return result
     try:
         return result if key == run_fingerprint(run) else None
     except RunError:

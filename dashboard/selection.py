@@ -18,12 +18,16 @@ import streamlit as st
 from core.runs import Run, list_runs
 from core.scoring.data import DataFolderMissing as _Missing
 from core.scoring.data import run_data_root
+from dashboard import data_notes
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
 ENV_DATA = "RECONSCOPE_DATA"
 KEY_SELECTION = "rs_selection"
 KEY_EPOCHS = "rs_epoch_choice"
 KEY_NONCE = "rs_epoch_nonce"
+KEY_SWITCH = "rs_run_switch"  # the run path that the next rerun's run picker moves to
+KEY_RUN_WIDGET = "rs_run"
+KEY_TOASTS = "rs_toasts"
 
 
 class NotReady(Exception):
@@ -80,9 +84,11 @@ class Selection:
         """The sidebar's data folder, else the run's (core's one rule); raises when absent."""
         run = self.need_run()
         try:
-            return run_data_root(run.config(), self.data_override, "the sidebar")
+            root = run_data_root(run.config(), self.data_override, "the sidebar")
         except _Missing as err:
             raise DataFolderMissing(f"{err}. Set it under **Data folder** in the sidebar.") from err
+        data_notes.use(root)  # the page shows the warnings about this folder's files
+        return root
 
 
 def selection() -> Selection:
@@ -116,3 +122,32 @@ def go_to_epoch(run: Run, epoch: int) -> None:
     remember_epoch(run, epoch)
     nonces = st.session_state.setdefault(KEY_NONCE, {})
     nonces[str(run.path)] = nonces.get(str(run.path), 0) + 1
+
+
+def switch_to_run(run: Run, message: str) -> None:
+    """After a launch: the next rerun's sidebar selects `run` and shows `message` as a toast.
+    The picker cannot be moved in the rerun that drew it, and Streamlit keeps a keyed
+    widget's value over a new default, so the move waits for the picker's next draw."""
+    st.session_state[KEY_SWITCH] = str(run.path)
+    announce(message)
+
+
+def announce(message: str) -> None:
+    """A toast for the next rerun (one shown just before st.rerun can be lost)."""
+    st.session_state.setdefault(KEY_TOASTS, []).append(message)
+
+
+def show_announcements() -> None:
+    for message in st.session_state.pop(KEY_TOASTS, []):
+        st.toast(message, icon=":material/rocket_launch:")
+
+
+def take_switch(options: Sequence[str]) -> str | None:
+    """The run a launch asked to switch to, once the picker lists it (until then it is kept);
+    sets the picker's value, which the picker's draw right after this reads."""
+    pending = st.session_state.get(KEY_SWITCH)
+    if pending not in options:
+        return None
+    del st.session_state[KEY_SWITCH]
+    st.session_state[KEY_RUN_WIDGET] = pending
+    return pending

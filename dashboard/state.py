@@ -46,6 +46,7 @@ from dashboard.selection import (
     DataFolderMissing,
     NotReady,
     Selection,
+    announce,
     chosen_epoch,
     default_checkpoints_root,
     default_data_root,
@@ -55,6 +56,9 @@ from dashboard.selection import (
     remember_epoch,
     selection,
     set_selection,
+    show_announcements,
+    switch_to_run,
+    take_switch,
 )
 
 __all__ = [
@@ -64,5 +68,7 @@ __all__ = [
     "diagnosis", "discover_runs", "epoch_marks", "epoch_widget_key", "flag_sentences",
     "go_to_epoch", "health_by_epoch", "image_aurocs", "known_diagnosis", "map_methods", "model", "ranking_of",
     "note_damaged", "reconstructions", "remember_epoch", "run_fingerprint", "scores",
-    "scoring_methods", "selection", "set_selection", "subset_maps", "test_set",
+    "scoring_methods", "selection", "set_selection", "subset_maps", "switch_to_run", "take_switch",
+    "announce", "show_announcements",
+    "test_set",
 ]

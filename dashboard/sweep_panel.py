@@ -14,7 +14,8 @@ import streamlit as st
 import core.sweep
 from core.config import TrainConfig
 from core.runs import RunError
-from dashboard import widgets
+from core.trainability import check_launch
+from dashboard import state, widgets
 
 KEY_WATCH = "train_sweep_watch"
 DEFAULT_GRID = "loss=l1,l2\nmodel.skips=all|none"
@@ -41,19 +42,26 @@ def sweep_form(raw: dict[str, Any], root: Path) -> None:
 
 
 def launch_sweep(raw: dict[str, Any], folder: Path, grid_text: str) -> None:
+    """Validates every member's settings and data before anything is written (a refusal shows
+    under the button), then starts the runner and shows the sweep's progress."""
     sweep = sweep_core()
     if not folder.name:
         st.error("Cannot start the sweep: give it a name.", icon=":material/error:")
         return
     try:
         grid = sweep.parse_grid([line.strip() for line in grid_text.splitlines() if line.strip()])
-        plan = sweep.open_or_plan(folder, TrainConfig.from_dict(raw), grid)
+        base = TrainConfig.from_dict(raw)
+        if not sweep.is_sweep(folder):  # a new plan: refuse bad data or settings before saving it
+            fresh = sweep.plan_sweep(folder, base, grid)
+            for member in fresh.members:
+                check_launch(fresh.config(member))
+        plan = sweep.open_or_plan(folder, base, grid)
         sweep.start_sweep(plan)
     except (ValueError, RunError) as err:
         st.error(f"Cannot start the sweep: {err}", icon=":material/error:")
         return
     st.session_state[KEY_WATCH] = str(plan.folder)
-    st.toast(f"Sweep {plan.name} started: {len(plan.members)} runs", icon=":material/grid_view:")
+    state.announce(f"Sweep {plan.name} started: {len(plan.members)} runs; its progress is shown here")
     st.rerun()
 
 
@@ -97,6 +105,7 @@ def sweep_body(folder: Path) -> None:
 def compare_sweep(folder: str) -> None:
     st.session_state["cmp_mode"] = "A sweep"
     st.session_state["cmp_sweep"] = folder
+    st.session_state["cmp_requested"] = True  # Compare keeps this choice over its defaults
 
 
 def sweep_buttons(folder: Path, running: bool) -> None:

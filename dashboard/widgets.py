@@ -26,7 +26,7 @@ from core import visual
 from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
-from dashboard import state
+from dashboard import data_notes, state
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
                "finished": ":gray[:material/check_circle:]", "stopped": ":orange[:material/pause_circle:]",
@@ -261,6 +261,7 @@ def page_header(title: str, sel: state.Selection, what: str = "") -> None:
     if status.get("state") in ("running", "starting"):
         bits.append(f"{STATE_ICONS['running']} training ({status.get('message', '')})")
     st.caption(" · ".join(bits) + (f" — {what}" if what else ""))
+    data_notes.reserve_slot()
 
 
 # --------------------------------------------------------------------------- job panel
@@ -343,3 +344,49 @@ def wait_until_started(run: Run, timeout: float = 30.0) -> None:
             if (run.path / "config.json").is_file() or run.status().get("state") in ("failed", "finished", "stopped"):
                 return
             time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- chart axes
+# Plotly's own ticks on an epoch axis of a few epochs fall on halves (0.5, 1.5 ...), and on a
+# log axis it labels minor ticks with bare digits ("6 5 4 3 2 0.1"); these set readable ones.
+
+MAX_EPOCH_TICKS = 30
+LOG_STEPS = ((1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), (1.0,))
+
+
+def epoch_axis(fig, epochs, **selector) -> None:
+    """Whole-epoch ticks on x: every epoch up to 30 of them, else integer steps."""
+    epochs = sorted({int(e) for e in epochs})
+    if 0 < len(epochs) <= MAX_EPOCH_TICKS:
+        fig.update_xaxes(tickmode="array", tickvals=epochs, ticktext=[str(e) for e in epochs], **selector)
+    else:
+        fig.update_xaxes(tickformat="d", **selector)
+
+
+def log_ticks(values) -> tuple[list[float], list[str]]:
+    """Tick values and full-number labels (0.02, 0.05, 0.1 ...) for a log axis over `values`:
+    1-2-5 steps per decade, finer when the values span under half a decade, powers of ten only
+    over more than four decades. Empty when no value is positive and finite."""
+    values = np.asarray(values, np.float64).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return [], []
+    low, high = float(values.min()), float(values.max())
+    span = np.log10(high / low)
+    steps = LOG_STEPS[1] if span < 0.5 else LOG_STEPS[2] if span > 4 else LOG_STEPS[0]
+    decades = range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+    candidates = sorted(float(f"{m * 10.0 ** k:.6g}") for k in decades for m in steps)
+    inside = [t for t in candidates if low <= t <= high]
+    below = [t for t in candidates if t < low][-1:]
+    above = [t for t in candidates if t > high][:1]
+    ticks = below + inside + above if len(inside) < 2 else inside
+    return ticks, [f"{t:g}" for t in ticks]
+
+
+def log_axis(fig, values, **selector) -> None:
+    """A log y axis over `values` with log_ticks' labels."""
+    ticks, text = log_ticks(values)
+    if ticks:
+        fig.update_yaxes(type="log", tickmode="array", tickvals=ticks, ticktext=text, **selector)
+    else:
+        fig.update_yaxes(type="log", **selector)

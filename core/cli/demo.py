@@ -2,6 +2,10 @@ from __future__ import annotations
 
 from core.demo_job import DEMO_DATA, DEMO_RUN, launch_demo
 
+# the address .streamlit/config.toml serves on (headless: no browser is opened for you)
+WATCH = ("watch it in the dashboard at http://127.0.0.1:8501 (started by `streamlit run dashboard/app.py`, "
+         "the README's command)")
+
 VERB = "demo"
 HELP = "make the demo data (if missing) and start the demo training job in the background"
 
@@ -22,7 +26,7 @@ def main(args) -> int:
         print(f"demo run {run.path} is already training (pid {launch.pid})")
         return 0
     if launch.state == "done":
-        print(f"demo run {run.path} already has {run.epochs()[-1]} epochs; open the dashboard to look at it")
+        print(f"demo run {run.path} already has {run.epochs()[-1]} epochs; {WATCH}")
         return 0
     print(f"demo training started (pid {launch.pid}); log: {run.path / 'train.log'}")
     if args.wait:
@@ -31,5 +35,5 @@ def main(args) -> int:
         status = wait_for(run, timeout=3600)
         print(f"demo run {status['state']}: {status.get('message', '')}")
         return 0 if status["state"] == "finished" else 1
-    print("now open the dashboard: streamlit run dashboard/app.py")
+    print(WATCH)
     return 0

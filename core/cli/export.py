@@ -82,7 +82,8 @@ def main(args) -> int:
             if text:
                 print(f"epoch      {text}", file=sys.stderr)
     if "submission" in written:
-        print(f"scores     {card['scoring']['method']}, {card['scoring']['calibration']}")
+        calibrated = card["scoring"]["calibration"] or "raw (not calibrated)"  # None: --calibration none
+        print(f"scores     {card['scoring']['method']}, {calibrated}")
         if card["scoring"].get("note"):
             print(f"note       {card['scoring']['note']}")
     health = card.get("health") or {}

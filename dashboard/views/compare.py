@@ -22,6 +22,8 @@ from dashboard import state, widgets
 KEY_MODE = "cmp_mode"
 KEY_SWEEP = "cmp_sweep"
 KEY_RUNS = "cmp_runs"
+KEY_DEFAULT_FOR = "cmp_defaults_for"  # the sidebar run the defaults were set for
+KEY_REQUESTED = "cmp_requested"  # set by "Compare this sweep": keep its choice
 SWEEP_MODE, RUNS_MODE = "A sweep", "Runs"
 
 
@@ -68,19 +70,70 @@ def _tiles(key: tuple, _comparison, data_root: str, name: str):
 # --------------------------------------------------------------------------- picking
 
 
+def set_defaults(sel: state.Selection, sweeps: list[Path]) -> None:
+    """What Compare opens on, set when first opened and whenever the sidebar's run changes: the
+    sweep the run belongs to (all its members), else every run trained on the run's data and
+    categories. A choice made elsewhere ("Compare this sweep") is kept."""
+    current = str(sel.run.path) if sel.run is not None else ""
+    requested = st.session_state.pop(KEY_REQUESTED, False)
+    if requested or st.session_state.get(KEY_DEFAULT_FOR) == current:
+        st.session_state[KEY_DEFAULT_FOR] = current
+        return
+    st.session_state[KEY_DEFAULT_FOR] = current
+    own = None
+    if sel.run is not None:
+        own = next((s for s in sweeps if sel.run.path.resolve().is_relative_to(s.resolve())), None)
+        group = next(g for g in core.compare.data_groups(sel.runs) if sel.run.path in {r.path for r in g})
+        st.session_state[KEY_RUNS] = [str(r.path) for r in group]
+    if own is not None or (sel.run is None and sweeps):
+        st.session_state[KEY_MODE] = SWEEP_MODE
+        st.session_state[KEY_SWEEP] = str(own or sweeps[0])
+    else:
+        st.session_state[KEY_MODE] = RUNS_MODE
+
+
 def pick_runs(sel: state.Selection) -> list[Run]:
     sweeps = sweeps_under(sel.roots)
+    set_defaults(sel, sweeps)
     modes = [SWEEP_MODE, RUNS_MODE] if sweeps else [RUNS_MODE]
+    if st.session_state.get(KEY_MODE) not in modes:
+        st.session_state[KEY_MODE] = modes[0]
     mode = st.radio("Compare", modes, horizontal=True, key=KEY_MODE)
     if mode == SWEEP_MODE:
         folder = st.selectbox("Sweep", [str(s) for s in sweeps], key=KEY_SWEEP,
                               format_func=lambda p: Path(p).name, help="Folders with a sweep.json (python -m core sweep).")
         return core.compare.expand_runs([folder])
     by_path = {str(r.path): r for r in sel.runs}
-    default = [str(sel.run.path)] if sel.run is not None else []
-    chosen = st.multiselect("Runs", list(by_path), default=default, key=KEY_RUNS,
+    st.session_state[KEY_RUNS] = [p for p in st.session_state.get(KEY_RUNS, []) if p in by_path]
+    chosen = st.multiselect("Runs", list(by_path), key=KEY_RUNS,
                             format_func=lambda p: widgets.run_name(by_path[p], _root(by_path[p], sel.roots)))
     return [by_path[p] for p in chosen]
+
+
+def shared_data_runs(runs: list[Run], sel: state.Selection) -> list[Run]:
+    """The picked runs that share one training set. When they were trained on different data or
+    categories, says so in place and lets the user pick which group is compared: validation
+    losses, AUROCs, clusters and reconstructions are measured on each run's own data."""
+    groups = core.compare.data_groups(runs)
+    if len(groups) == 1:
+        return runs
+    labels = [_group_label(g) for g in groups]
+    own = next((i for i, g in enumerate(groups) if sel.run is not None and sel.run.path in {r.path for r in g}), 0)
+    st.warning(f"These {len(runs)} runs were trained on {len(groups)} different data folders or category "
+               "sets, so their losses, AUROCs, clusters and reconstructions cannot be ranked side by side. "
+               "Runs are compared only with those trained on the same data:", icon=":material/rule:")
+    choice = st.radio("Compare the runs trained on", labels, index=own, key=f"cmp_group::{'|'.join(labels)}")
+    return groups[labels.index(choice)]
+
+
+def _group_label(group: list[Run]) -> str:
+    try:
+        data, categories = core.compare.training_data(group[0])
+    except RunError:
+        return f"an unreadable config.json ({group[0].name})"
+    shown = ", ".join(categories[:4]) + (f" +{len(categories) - 4}" if len(categories) > 4 else "")
+    names = ", ".join(r.name for r in group[:4]) + (f" +{len(group) - 4}" if len(group) > 4 else "")
+    return f"{data} · {shown or 'every category'} — {names}"
 
 
 def _root(run: Run, roots) -> Path | None:
@@ -168,6 +221,7 @@ def open_run(path: str, epoch: int | None) -> None:
     """Button callback (runs before the sidebar is drawn): select the run and its epoch."""
     st.session_state["rs_run_choice"] = path
     st.session_state["rs_run"] = path
+    st.session_state[KEY_DEFAULT_FOR] = path  # the picked runs stay as they are
     if epoch is not None:
         state.go_to_epoch(Run(Path(path)), epoch)
 
@@ -196,6 +250,7 @@ def main() -> None:
         if not runs:
             st.info("Pick at least one run.")
             return
+        runs = shared_data_runs(runs, sel)
         c1, c2 = st.columns(2)
         health = c1.checkbox("Health flags", value=True, key="cmp_health")
         cluster = c2.checkbox("Purity and confused pairs (K-Means)", value=True, key="cmp_cluster")

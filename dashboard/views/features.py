@@ -15,6 +15,7 @@ import streamlit as st
 
 import core.diagnostics
 from core.diagnostics.clustering import UMAP_MAX_FIT
+from core.diagnostics.features import MAX_POINTS  # the default view core.follow maps ahead
 from core.runs import Run
 from dashboard import state, widgets
 
@@ -141,7 +142,7 @@ def controls(depth: int, methods: list[str]) -> tuple[str, int, str, str, str, i
     levels = ["bottleneck", "all", *map(str, range(depth + 1))]
     level = c[0].selectbox("Encoder level", levels, key="feat_level", persist_state="session",
                            format_func=lambda v: {"bottleneck": "bottleneck", "all": "all levels"}.get(v, f"level {v}"))
-    max_points = c[1].select_slider("Images (max)", POINT_CHOICES, value=20000, key="feat_points",
+    max_points = c[1].select_slider("Images (max)", POINT_CHOICES, value=MAX_POINTS, key="feat_points",
                                     persist_state="session",
                                     help="Images drawn, balanced over categories with a fixed seed. "
                                          f"Above {UMAP_MAX_FIT:,} UMAP is fitted on a seeded "

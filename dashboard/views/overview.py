@@ -16,6 +16,7 @@ from core.runs import Run, RunError
 from dashboard import state, widgets
 
 CURVES_KEY = "overview_curves"
+KEY_HEALTH_NOW = "overview_health_now_runs"  # runs whose health the user asked for while training
 DEFAULT_METHODS = OVERVIEW_METHODS  # what training's follower scores as each epoch lands
 COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
           "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c", "seg": "#db2777",
@@ -128,10 +129,13 @@ def curves_figure(table: pd.DataFrame, health: dict[int, dict[str, Any]], epoch:
         fig.add_vline(x=pinned, line={"color": "#eab308", "width": 2})
         fig.add_annotation(x=pinned, y=1.0, yref="paper", text="★ pinned", showarrow=False,
                            font={"color": "#a16207"}, yanchor="bottom")
-    fig.update_yaxes(type="log", row=1, col=1)
+    losses = [c for c in table.columns if c in ("train_loss", "val_loss") or c.startswith("loss_")]
+    widgets.log_axis(fig, table[losses].to_numpy(float), row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=2, col=1)
-    fig.update_xaxes(title_text="epoch", row=2, col=1, dtick=1 if len(x) <= 30 else None)
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="x unified",
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    widgets.epoch_axis(fig, x)
+    # "closest": one small box at the point under the mouse ("x unified" covered the chart)
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="closest",
                       legend={"orientation": "h", "y": -0.12}, clickmode="event+select")
     return fig
 
@@ -257,6 +261,18 @@ def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
     known = state.known_diagnosis(run)
     if known is not None:
         return known
+    asked = st.session_state.setdefault(KEY_HEALTH_NOW, set())
+    if run.is_training() and str(run.path) not in asked:
+        # the page draws at once from what is cached; the health of every epoch (minutes on a
+        # CPU shared with training) runs when training ends, or now if the user asks
+        earlier = state.known_diagnosis(run, stale_ok=True)
+        left, right = st.columns([3, 1])
+        left.caption("While the run trains, the health checks and the suggested epoch "
+                     + ("are those of an earlier epoch; they are " if earlier else "are ")
+                     + "computed when training ends (the background evaluator caches each epoch's).")
+        right.button("Check health now", key="overview_health_now", icon=":material/health_and_safety:",
+                     on_click=asked.add, args=(str(run.path),))
+        return earlier
     failed = st.session_state.setdefault("rs_diagnosis_failed", {})
     stamp = state.run_fingerprint(run)
     if failed.get(str(run.path)) == stamp:
@@ -267,10 +283,12 @@ def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
             data_root = sel.data_root()
         except state.DataFolderMissing:
             data_root = None
-        state.diagnosis(run, data_root)
+        result = state.diagnosis(run, data_root)
         done = True
-    if done:
+    if done and not run.is_training():
         st.rerun()  # the sidebar's epoch marks now know the health of each epoch
+    if done:  # while it trains a rerun could find a newer epoch and diagnose again, forever
+        return result
     failed[str(run.path)] = stamp
     return None
 

@@ -121,11 +121,16 @@ def draw_ranking(result: MethodScores, sel: np.ndarray, test) -> None:
 
 
 def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method: str) -> None:
-    defaults = list(dict.fromkeys([m for m in ("pixel", "ssim") if m in methods] + [method]))
-    chosen = st.multiselect("Methods", methods, default=defaults, key="scores_auroc_methods",
-                            help="knn and rawknn build a memory bank first: slower the first time.")
-    if not chosen:
-        return
+    """The method picked above (first row), beside the other methods the user adds."""
+    others = [m for m in methods if m != method]
+    key = "scores_auroc_methods"
+    if key in st.session_state:  # keep the user's picks, without the method shown above
+        st.session_state[key] = [m for m in st.session_state[key] if m in others]
+    else:
+        st.session_state[key] = [m for m in ("pixel", "ssim") if m in others]
+    added = st.multiselect(f"Beside {method}, also", others, key=key,
+                           help="knn and rawknn build a memory bank first: slower the first time.")
+    chosen = [method, *added]
     with st.spinner("Scoring the test set with each method (cached on disk)…"):
         result = state.image_aurocs(run, epoch, data_root, chosen)
     if not state.test_set(run, data_root).has_labels:

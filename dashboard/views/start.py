@@ -20,7 +20,7 @@ def start_demo(root: Path, data: Path) -> Run:
     with st.spinner(f"Starting the demo (drawing the demo images into {data} the first time)…"):
         launch = launch_demo(data, free_run_path(root))
     widgets.wait_until_started(launch.run)
-    st.session_state["rs_run_choice"] = str(launch.run.path)
+    state.switch_to_run(launch.run, f"Started the demo run {launch.run.name}")
     return launch.run
 
 

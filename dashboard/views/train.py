@@ -12,8 +12,10 @@ import streamlit as st
 
 import core.jobs
 from core.config import OBJECTIVES, AugmentConfig, ModelConfig, TrainConfig
+from core.locking import refuse_busy_run
 from core.runs import Run, RunError
-from dashboard import state, sweep_panel, widgets
+from core.trainability import check_launch
+from dashboard import data_notes, state, sweep_panel, widgets
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
 NORMS = ("batch", "instance", "group", "none")
@@ -56,6 +58,7 @@ def data_section(defaults: TrainConfig) -> dict[str, Any]:
     except ValueError as err:  # DatasetLayoutError: say so and let the user fix the folder
         st.warning(f"{err}", icon=":material/folder_off:")
         found = []
+    data_notes.show(data, data_notes.notes_for(data))  # e.g. masks that match no image
     c1, c2 = st.columns([3, 1])
     categories = c1.multiselect("Categories (empty = every category found)", found, key="train_categories")
     per_category = c2.checkbox("One model per category", value=defaults.per_category, key="train_per_category",
@@ -184,20 +187,31 @@ def new_run_form(root: Path) -> None:
     sweep_panel.sweep_form(raw, root)
 
 
+def checked_config(raw: dict[str, Any]) -> TrainConfig:
+    """The form's settings as a TrainConfig, refused (RunError or ValueError, one sentence each)
+    before anything is created: no run name, an invalid setting, a run that is busy or has
+    epochs, a data folder without training images, settings that cannot train on them."""
+    if not Path(raw["run"]).name:
+        raise RunError("give the run a name")
+    config = TrainConfig.from_dict(raw)
+    refuse_busy_run(Run(Path(config.run).expanduser()), resume=False, probe_lock=True)
+    check_launch(config)
+    return config
+
+
 def launch(raw: dict[str, Any]) -> None:
+    """Validates the whole form, then starts the job and switches the app to the new run; a
+    refusal is shown under the button and creates nothing."""
+    try:
+        config = checked_config(raw)
+    except (RunError, ValueError) as err:
+        st.error(f"Cannot start: {err}", icon=":material/error:")
+        return
     with widgets.guard("Start training"):
-        if not Path(raw["run"]).name:
-            raise RunError("give the run a name")
-        try:
-            config = TrainConfig.from_dict(raw)
-        except ValueError as err:
-            st.error(f"Cannot start: {err}", icon=":material/error:")
-            return
         pid = core.jobs.start_training(config)
         run = Run(Path(config.run).expanduser())
         widgets.wait_until_started(run)
-        st.session_state["rs_run_choice"] = str(run.path)
-        st.toast(f"Started {run.name} (pid {pid})", icon=":material/rocket_launch:")
+        state.switch_to_run(run, f"Started {run.name} (pid {pid}); its progress is shown here")
         st.rerun()
 
 

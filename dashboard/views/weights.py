@@ -67,7 +67,7 @@ def stats_figure(frames: dict[str, pd.DataFrame], stat: str) -> go.Figure:
                       yaxis_title=STATS[stat], xaxis_tickangle=-45, showlegend=not single,
                       legend={"orientation": "h", "y": 1.1})
     if stat in LOG_STATS:
-        fig.update_yaxes(type="log", dtick="D2")
+        widgets.log_axis(fig, np.concatenate([f[stat].to_numpy(np.float64) for f in frames.values()]))
     return fig
 
 
@@ -105,6 +105,7 @@ def std_heatmap(table: pd.DataFrame, epoch: int) -> go.Figure:
         fig.add_vline(x=epoch, line={"color": "#111827", "width": 2, "dash": "dot"})
     fig.update_layout(height=max(320, 22 * len(table) + 80), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       xaxis_title="epoch", yaxis={"autorange": "reversed"})
+    widgets.epoch_axis(fig, table.columns)
     return fig
 
 
@@ -119,7 +120,8 @@ def gradient_figure(table: pd.DataFrame, stats: pd.DataFrame | None) -> go.Figur
                                  hovertemplate=f"{layer}<br>" + "epoch %{x}: %{y:.3g}<extra></extra>"))
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
                       yaxis_title="mean gradient L2 norm", showlegend=False)
-    fig.update_yaxes(type="log", dtick=1, exponentformat="power")
+    widgets.log_axis(fig, table.to_numpy(np.float64))
+    widgets.epoch_axis(fig, table.columns)
     return fig
 
 
@@ -138,7 +140,7 @@ def comparison_section(run: Run, epoch: int, other: Run, other_epoch: int) -> No
                              hovertemplate="%{x}<br>std %{y:.4g} (b/a %{customdata:.2f})<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       xaxis_tickangle=-45, yaxis_title="weight std", legend={"orientation": "h", "y": 1.12})
-    fig.update_yaxes(type="log", dtick="D2")
+    widgets.log_axis(fig, weights[["std_a", "std_b"]].to_numpy(np.float64))
     st.plotly_chart(fig, config=widgets.PLOT_CONFIG, key="weights_compare_bars")
     left, right = st.columns([2, 3])
     left.dataframe(result["by_part"], hide_index=True, width="stretch",
@@ -149,8 +151,9 @@ def comparison_section(run: Run, epoch: int, other: Run, other_epoch: int) -> No
         for suffix, name, color in (("_a", a, "#2563eb"), ("_b", b, "#c2410c")):
             curves.add_trace(go.Scatter(x=losses["epoch"], y=losses[column + suffix], mode="lines",
                                         name=f"{column.replace('_', ' ')} {name}", line={"color": color, "dash": dash}))
-    curves.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_type="log",
-                         legend={"font": {"size": 10}})
+    curves.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"font": {"size": 10}})
+    widgets.log_axis(curves, losses.drop(columns="epoch").to_numpy(np.float64))
+    widgets.epoch_axis(curves, losses["epoch"])
     right.plotly_chart(curves, config=widgets.PLOT_CONFIG, key="weights_compare_losses")
 
 

@@ -153,6 +153,11 @@ def test_cli_export(tiny_run, kaggle_folder, tmp_path, capsys):
     assert code == 0
     assert _rows(out / "submission.csv")[0] == ["id", "anomaly"]
     assert "submission" in capsys.readouterr().out
+    raw = ["export", "--run", str(tiny_run.path), "--out", str(tmp_path / "raw"), "--test", str(kaggle_folder),
+           "--method", "pixel", "--calibration", "none"]
+    assert cli(raw) == 0
+    printed = capsys.readouterr().out
+    assert "scores     pixel, raw (not calibrated)" in printed and "None" not in printed
     args = ["export", "--run", str(tiny_run.path), "--out", str(out), "--test", str(tmp_path / "nope")]
     assert cli(args) == 2 and "already holds an export" in capsys.readouterr().err
     code = cli(args + ["--overwrite"])

@@ -40,6 +40,10 @@ PAGES = {
 SELECTORS = {"plot": '[data-testid="stPlotlyChart"] .main-svg', "image": '[data-testid="stImage"] img',
              "table": '[data-testid="stDataFrame"]'}
 PAGE_TIMEOUT_MS = 240_000
+NAV_TITLES = ("Overview", "Reconstructions", "Weights", "Features", "Scores", "Compare", "Get started", "Train")
+NAV_PATHS = {"Overview": "", "Get started": "start"} | {t: t.lower() for t in NAV_TITLES[1:6] + ("Train",)}
+LIVE_WORK_MS = 90_000  # how long the live test lets a page finish before clicking on
+LIVE_HEADER_MS = 60_000  # header of a page opened during training (it waits for the previous page's work)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (.ci/run installs it)")]
@@ -66,7 +70,8 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> 
 
 
 def serve(run_paths: list[Path], tmp_path_factory):
-    """`streamlit run dashboard/app.py` on 127.0.0.1 over copies of runs (or sweep folders)."""
+    """`streamlit run dashboard/app.py` on 127.0.0.1 over copies of runs (or sweep folders);
+    yields (url, runs folder)."""
     root = tmp_path_factory.mktemp("browser_runs")
     for run_path in run_paths:
         shutil.copytree(run_path, root / run_path.name, ignore=shutil.ignore_patterns("cache"))
@@ -81,7 +86,7 @@ def serve(run_paths: list[Path], tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        yield url
+        yield url, root
     finally:
         process.terminate()
         try:
@@ -92,13 +97,19 @@ def serve(run_paths: list[Path], tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, tiny_sweep, tmp_path_factory):
+def served(tiny_run, tiny_sweep, tmp_path_factory):
     yield from serve([tiny_run.path, tiny_sweep], tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
+def server(served):
+    return served[0]
+
+
+@pytest.fixture(scope="module")
 def flat_server(flat_run, tmp_path_factory):
-    yield from serve([flat_run.path], tmp_path_factory)
+    for url, _root in serve([flat_run.path], tmp_path_factory):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +129,16 @@ def settle(page) -> None:
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
+def page_problems(page, name: str) -> list[str]:
+    """An exception or an error box on the page, as sentences."""
+    problems = []
+    if page.locator('[data-testid="stException"]').count():
+        problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
+    for box in page.locator('[data-testid="stAlertContentError"]').all():
+        problems.append(f"{name}: error box: {box.inner_text()[:300]}")
+    return problems
+
+
 def open_every_page(url: str, browser, prefix: str = "") -> list[str]:
     """Visits every page; returns what went wrong (a missing plot or image, an exception or
     error box), and saves a screenshot of each page."""
@@ -132,10 +153,7 @@ def open_every_page(url: str, browser, prefix: str = "") -> list[str]:
                 page.wait_for_selector(SELECTORS[need], timeout=30_000)
             except Exception:  # noqa: BLE001 - collected and reported together below
                 problems.append(f"{name}: no {need} rendered")
-        if page.locator('[data-testid="stException"]').count():
-            problems.append(f"{name}: exception shown: {page.locator('[data-testid=stException]').first.inner_text()}")
-        for box in page.locator('[data-testid="stAlertContentError"]').all():
-            problems.append(f"{name}: error box: {box.inner_text()[:300]}")
+        problems += page_problems(page, name)
         page.screenshot(path=str(SHOTS / f"{prefix}{name}.png"), full_page=True)
     page.close()
     return problems
@@ -169,4 +187,58 @@ def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
     settle(page)
     assert not page.locator('[data-testid="stException"]').count()
     page.screenshot(path=str(SHOTS / "reconstructions_other_epoch.png"), full_page=True)
+    page.close()
+
+
+def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser):
+    """Start training switches to the new run's live panel within seconds; every page opens
+    while it trains, its header within seconds, without an error box."""
+    from core.jobs import stop_training, wait_for
+    from core.runs import Run
+
+    url, root = served
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{url}/train")
+    settle(page)
+    page.get_by_role("textbox", name="Run name").fill("live")
+    page.get_by_role("textbox", name="Run name").press("Enter")
+    settle(page)
+    page.get_by_role("spinbutton", name="Epochs", exact=True).fill("500")  # still training while the pages are opened
+    page.get_by_role("spinbutton", name="Epochs", exact=True).press("Enter")
+    settle(page)
+    started = time.time()
+    page.get_by_role("button", name="Start training").click()
+    run = Run(root / "live")
+    try:
+        page.get_by_text("Job of live").wait_for(timeout=15_000)
+        switched_s = time.time() - started
+        page.screenshot(path=str(SHOTS / "live_train_launched.png"), full_page=True)
+        picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+        shown = picker.locator("input").first.input_value() or picker.inner_text()
+        assert "live" in shown, f"the sidebar's run picker shows {shown!r}"
+        assert switched_s < 10, f"the live panel took {switched_s:.1f} s"
+        deadline = time.time() + 180
+        while not run.epochs():
+            assert time.time() < deadline and run.status().get("state") != "failed", run.status()
+            time.sleep(0.5)
+        problems = []
+        for title in NAV_TITLES:
+            page.goto(f"{url}/{NAV_PATHS[title]}")
+            started = time.time()
+            page.wait_for_function("t => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')]"
+                                   ".some(h => h.innerText.trim() === t)", arg=title, timeout=LIVE_HEADER_MS)
+            header_s = time.time() - started
+            time.sleep(4.0)  # what is cached draws; the rest may keep computing under a progress bar
+            problems += page_problems(page, title)
+            try:  # let the page finish its work before the next click (a click waits for it)
+                page.wait_for_selector(IDLE, timeout=LIVE_WORK_MS)
+            except Exception:  # noqa: BLE001 - still scoring epochs: move on all the same
+                pass
+            page.screenshot(path=str(SHOTS / f"live_{title.lower().replace(' ', '_')}.png"), full_page=True)
+            print(f"{title}: header after {header_s:.1f} s while training")
+        assert run.is_training(), "the run ended before every page was opened: raise its epochs"
+        assert not problems, "\n".join(problems)
+    finally:
+        stop_training(run)
+        wait_for(run, timeout=60)
     page.close()

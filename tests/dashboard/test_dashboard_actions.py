@@ -110,3 +110,38 @@ def test_demo_button_generates_data_and_starts_training(tmp_path, monkeypatch):
     finally:
         stop_training(run)
     wait_for(run, timeout=60)
+
+
+def test_start_training_refuses_a_missing_data_folder_and_creates_nothing(runs_root, tmp_path, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "train")
+    fill_train_form(at, tmp_path / "no-such-folder", "never-made")
+    at.button(key="train_start").click().run()
+    assert not at.exception, messages(at)
+    assert any("no-such-folder" in e.value and "does not exist" in e.value for e in at.error), messages(at)
+    assert not (runs_root / "never-made").exists(), "a refused launch leaves no run folder"
+    assert at.sidebar.selectbox(key="rs_run").value == str(runs_root / "tiny")
+
+
+def test_start_training_switches_to_the_new_run_and_shows_its_live_panel(runs_root, demo_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "train")
+    assert at.sidebar.selectbox(key="rs_run").value == str(runs_root / "tiny")
+    fill_train_form(at, demo_root, "launched")
+    at.button(key="train_start").click().run()
+    run = Run(runs_root / "launched")
+    try:
+        assert not at.exception and not at.error, messages(at)
+        assert at.sidebar.selectbox(key="rs_run").value == str(run.path), "the sidebar moves to the new run"
+        assert any(h.value == "Job of launched" for h in at.subheader), "the new run's live panel is shown"
+        assert any("launched" in t.value for t in at.toast), "a toast says the job started"
+    finally:
+        wait_for(run, timeout=JOB_TIMEOUT)
+
+
+def test_start_sweep_refuses_a_missing_data_folder_and_creates_nothing(runs_root, tmp_path, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "train")
+    fill_train_form(at, tmp_path / "no-such-folder", "unused")
+    at.text_input(key="train_sweep_name").input("refused-sweep").run()
+    at.button(key="train_sweep_start").click().run()
+    assert not at.exception, messages(at)
+    assert any("Cannot start the sweep" in e.value and "no-such-folder" in e.value for e in at.error), messages(at)
+    assert not (runs_root / "refused-sweep").exists(), "a refused sweep leaves no folder"

@@ -115,3 +115,54 @@ def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, mon
     assert not at.exception and not at.error, messages(at)
     assert at.selectbox(key="cmp_sweep").value == str(folder)
     assert sorted(at.dataframe[0].value["run"]) == ["loss-l1", "loss-l2"]
+
+
+@pytest.fixture(scope="module")
+def mixed_root(tiny_sweep, tiny_run, flat_run, tmp_path_factory):
+    """The 2x2 sweep (demo data), the tiny run (demo data) and the homework run (flat data)."""
+    root = tmp_path_factory.mktemp("cmp_mixed")
+    for path in (tiny_sweep, tiny_run.path, flat_run.path):
+        shutil.copytree(path, root / path.name, ignore=shutil.ignore_patterns("cache"))
+    return root
+
+
+def pick_sidebar_run(at, path) -> None:
+    at.sidebar.selectbox(key="rs_run").set_value(str(path)).run()
+
+
+def test_compare_opens_on_the_whole_sweep_of_the_sidebar_run(mixed_root, monkeypatch):
+    at = open_app(mixed_root, monkeypatch)
+    member = sorted(p for p in (mixed_root / "grid2x2").iterdir() if p.is_dir())[0]
+    pick_sidebar_run(at, member)
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.radio(key="cmp_mode").value == "A sweep"
+    assert at.selectbox(key="cmp_sweep").value == str(mixed_root / "grid2x2")
+    assert len(at.dataframe[0].value) == 4, "all four members are compared"
+
+
+def test_compare_opens_on_the_runs_sharing_the_runs_data(mixed_root, monkeypatch):
+    at = open_app(mixed_root, monkeypatch)
+    pick_sidebar_run(at, mixed_root / "homework")
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and not at.error, messages(at)
+    assert at.radio(key="cmp_mode").value == "Runs"
+    assert at.multiselect(key="cmp_runs").value == [str(mixed_root / "homework")]
+    pick_sidebar_run(at, mixed_root / "tiny")  # the demo-data run: itself and the sweep's four
+    assert sorted(at.multiselect(key="cmp_runs").value) == sorted(
+        [str(mixed_root / "tiny")] + [str(p) for p in (mixed_root / "grid2x2").iterdir() if p.is_dir()])
+
+
+def test_compare_says_when_runs_were_trained_on_different_data(mixed_root, monkeypatch):
+    at = open_app(mixed_root, monkeypatch)
+    pick_sidebar_run(at, mixed_root / "homework")
+    at.switch_page("views/compare.py").run()
+    at.multiselect(key="cmp_runs").set_value([str(mixed_root / "tiny"), str(mixed_root / "homework")]).run()
+    assert not at.exception and not at.error, messages(at)
+    assert any("different data" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert list(at.dataframe[0].value["run"]) == ["homework"], "only the sidebar run's data group is ranked"
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert not any(c.startswith("tiny") for c in captions), "no demo-data model reconstructs homework images"
+    group = at.radio[[r.label for r in at.radio].index("Compare the runs trained on")]
+    group.set_value(next(o for o in group.options if "tiny" in o)).run()
+    assert list(at.dataframe[0].value["run"]) == ["tiny"]

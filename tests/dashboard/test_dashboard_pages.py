@@ -199,3 +199,75 @@ def test_the_dashboard_scores_with_the_cores_a_running_job_leaves(tiny_run, tmp_
     (root / "tiny" / "status.json").write_text(json.dumps({**status, "state": "finished"}))
     at.run()
     assert applied[-1].threads == usable_cores()  # nothing trains: every core
+
+
+def broken_copy(demo_root: Path, tmp_path: Path, how_many: int | None) -> tuple[Path, list[Path]]:
+    """A copy of the demo data whose first `how_many` test images (None: all) are not images."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_root, data)
+    tests = sorted(p for p in data.glob("*/test/*/*.png"))[:how_many]
+    for path in tests:
+        path.write_bytes(b"this is not an image")
+    return data, tests
+
+
+@pytest.mark.filterwarnings("always::core.data.images.BadImageWarning")
+def test_a_skipped_file_is_named_on_the_page_that_reads_it(runs_root, demo_root, tmp_path, monkeypatch):
+    data, broken = broken_copy(demo_root, tmp_path, 1)
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    at.sidebar.text_input(key="rs_data_root").input(str(data)).run()
+    assert not at.exception and not at.error, messages(at)
+    assert any(str(broken[0]) in w.value and "cannot decode" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    at.run()  # a rerun reads the cached images; the note stays
+    assert any(str(broken[0]) in w.value for w in at.warning)
+    at.switch_page("views/weights.py").run()  # a page that reads no images shows no notes
+    assert not any(str(broken[0]) in w.value for w in at.warning)
+
+
+@pytest.mark.filterwarnings("always::core.data.images.BadImageWarning")
+def test_a_folder_of_non_images_lists_each_file_collapsed(runs_root, demo_root, tmp_path, monkeypatch):
+    data, broken = broken_copy(demo_root, tmp_path, None)
+    at = open_app(runs_root, monkeypatch, "reconstructions")
+    at.sidebar.text_input(key="rs_data_root").input(str(data)).run()
+    assert not at.exception, messages(at)
+    assert any("none of the" in e.value for e in at.error), messages(at)
+    assert any(f"{len(broken)} notes about the data" in w.value for w in at.warning), [w.value for w in at.warning]
+    listed = "\n".join(c.value for c in at.code)
+    assert all(str(path) in listed for path in broken)
+    assert any(e.label == f"The {len(broken)} notes" and not e.proto.expanded for e in at.expander)
+
+
+def test_scores_auroc_table_follows_the_chosen_method(runs_root, monkeypatch):
+    at = open_app(runs_root, monkeypatch, "scores")
+    for method in ("feature", "pixel"):
+        at.selectbox(key="scores_method").set_value(method).run()
+        assert not at.exception and not at.error, messages(at)
+        table = at.dataframe[-1].value
+        assert list(table.index)[0] == method, list(table.index)
+        assert list(table.index).count(method) == 1
+
+
+def test_an_epoch_saved_while_training_is_offered_not_forced(tiny_run, tmp_path, monkeypatch):
+    """The pages keep the epochs they show when one lands; the sidebar offers it with a button."""
+    import os
+
+    from core.runs import Run
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
+    run = Run(root / "tiny")
+    later = tmp_path / "epoch_002.pt"
+    shutil.move(run.checkpoint_path(2), later)
+    run.write_status(state="running", pid=os.getpid(), epoch=1, epochs=2, message="epoch 2/2")
+    at = open_app(root, monkeypatch, "reconstructions")
+    assert not at.exception and not at.error, messages(at)
+    assert any(m.value.startswith("**Epoch** 1") for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    shutil.move(later, run.checkpoint_path(2))  # epoch 2 lands
+    at.run()  # any rerun (a widget, a page's own rerun) keeps the page on what it showed
+    assert not at.exception and not at.error, messages(at)
+    assert any(m.value.startswith("**Epoch** 1") for m in at.sidebar.markdown), "epoch 2 is not forced on the page"
+    offer = at.sidebar.button(key="rs_new_epoch")
+    assert offer.label == "Show new epoch 2"
+    offer.click().run()
+    assert len(epoch_slider(at).options) == 2, "the click shows it"
