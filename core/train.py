@@ -169,7 +169,8 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log) -
     try:
         torch.manual_seed(config.seed)
         data = load_training_data(config.data, config.image_size, config.layout, config.categories,
-                                  config.val_fraction, config.seed, config.category_file or None)
+                                  config.val_fraction, config.seed, config.category_file or None,
+                                  progress)
         if config.pseudo_categories and not config.category_file:
             data = _with_pseudo_categories(config, data, run, log)
         for _path, reason in data.train.skipped + data.val.skipped:
