@@ -82,3 +82,25 @@ def test_a_torn_store_is_decoded_again(tmp_path, monkeypatch):
         handle.truncate(100)  # a disk that filled up, a copy cut short
     again = decoded_set(samples, 16)
     np.testing.assert_array_equal(first.images, again.images)
+
+
+def _decode_in_child(args):
+    from core.data.store import decoded_set as decode
+
+    samples, size = args
+    return np.asarray(decode(samples, size).images).sum()
+
+
+def test_processes_decoding_the_same_set_at_once_share_one_store(tmp_path, monkeypatch):
+    """torchrun ranks (or the dashboard beside a training job) start together: one decodes,
+    the others wait on the store's lock and read its result."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setenv("RECONSCOPE_CACHE", str(tmp_path / "cache"))
+    samples = _samples(tmp_path / "imgs", n=6)
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        sums = list(pool.map(_decode_in_child, [(samples, 16)] * 3))
+    assert len(set(sums)) == 1 and sums[0] > 0
+    assert len(_stores(tmp_path / "cache")) == 1
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
