@@ -16,6 +16,8 @@ includes the pages of the memory-mapped store the phase touched. One more set ho
 
     nice -n 10 python benchmarks/bench_scale.py                       # 2k/20k/100k at 64, 256 px
     python benchmarks/bench_scale.py --counts 2000 --sizes 64 --frames 4  # a quick look
+    python benchmarks/bench_scale.py --work W --keep --counts 20000,100000 --sizes 256 --frames 0
+    python benchmarks/bench_scale.py --work W --keep ... --phases train,score   # again, no decode
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--work", default="", help="folder for the sets (default: a temp folder)")
+    parser.add_argument("--phases", default="decode,train,score",
+                        help="train,score alone reuse a set and store kept by --keep")
+    parser.add_argument("--keep", action="store_true", help="keep the sets and the store")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,17 +203,20 @@ def main() -> None:
     for count in [int(c) for c in args.counts.split(",") if c]:
         root = work / f"set{count}"
         started = time.perf_counter()
-        make_set(root, count)
+        if not root.is_dir():
+            make_set(root, count)
         print(f"set of {count}: made in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        rows += measure(f"{count:,}", root, sizes, args)
-        shutil.rmtree(root)
-        shutil.rmtree(work / "store", ignore_errors=True)
+        rows += measure(f"{count:,}", root, sizes, args, tuple(args.phases.split(",")))
+        if not args.keep:
+            shutil.rmtree(root)
+            shutil.rmtree(work / "store", ignore_errors=True)
     if args.frames:
         root = work / "frames"
         make_set(root, args.frames, suffix=".jpg", frame=(4000, 3000))
         rows += measure(f"{args.frames} x 4000x3000 JPEG", root, sizes, args, ("decode",))
         shutil.rmtree(root)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     print(_table(rows))
 
 
