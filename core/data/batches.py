@@ -10,12 +10,14 @@ workers there are or which one made a batch; they differ from the thread's strea
 Workers start from a forkserver, never by forking the training process: a fork taken while
 another thread (OpenCV's pool, a prefetch thread) holds a lock can hang the child, and did in
 tests. The images go to the workers as one shared-memory copy made once per run (not pickled
-per epoch); workers start again each epoch. As with any spawned worker, a script that trains
+per epoch), or, for a memory-mapped set (core.data.store), the store file's path, which
+each worker maps itself (nothing is copied); workers start again each epoch. As with any spawned worker, a script that trains
 with workers > 0 must guard its entry point with `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import weakref
 from collections.abc import Iterator
@@ -36,8 +38,8 @@ def batch_seed(seed: int, step: int) -> int:
 class _BatchDataset(torch.utils.data.Dataset):
     """Item k = batch k augmented, as a uint8 (B, H, W, 3) tensor (returned through shared memory)."""
 
-    def __init__(self, images: torch.Tensor, batches: list[np.ndarray], pipeline: A.Compose | None,
-                 seed: int):
+    def __init__(self, images: torch.Tensor | _MappedRows, batches: list[np.ndarray],
+                 pipeline: A.Compose | None, seed: int):
         self.images, self.batches, self.pipeline, self.seed = images, batches, pipeline, seed
 
     def __len__(self) -> int:
@@ -46,7 +48,8 @@ class _BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> torch.Tensor:
         if self.pipeline is not None:
             self.pipeline.set_random_seed(batch_seed(self.seed, step))
-        images = self.images.numpy()[self.batches[step]]
+        source = self.images.numpy() if isinstance(self.images, torch.Tensor) else self.images
+        images = source[self.batches[step]]
         return torch.from_numpy(augment_batch(self.pipeline, images))
 
 
@@ -55,8 +58,33 @@ class _BatchDataset(torch.utils.data.Dataset):
 _SHARED: tuple[weakref.ref, torch.Tensor] | None = None
 
 
-def _shared_images(images: np.ndarray) -> torch.Tensor:
+class _MappedRows:
+    """A memory-mapped image file that pickles as its path: each worker maps it on first use."""
+
+    def __init__(self, images: np.memmap):
+        self.path, self.shape = str(images.filename), images.shape
+        self._rows: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "shape": self.shape, "_rows": None}
+
+    def __getitem__(self, index) -> np.ndarray:
+        if self._rows is None:
+            self._rows = np.memmap(self.path, np.uint8, "r", shape=self.shape)
+        return self._rows[index]
+
+
+def _whole_file_map(images: np.ndarray) -> bool:
+    """A uint8 np.memmap of a whole file from its first byte (not a view into one)."""
+    return (isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap)
+            and images.filename is not None and images.offset == 0 and images.dtype == np.uint8
+            and images.flags.c_contiguous)
+
+
+def _shared_images(images: np.ndarray) -> torch.Tensor | _MappedRows:
     global _SHARED
+    if _whole_file_map(images):
+        return _MappedRows(images)
     if _SHARED is None or _SHARED[0]() is not images:
         _SHARED = (weakref.ref(images), torch.from_numpy(np.ascontiguousarray(images)).clone().share_memory_())
     return _SHARED[1]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.images import load_image_set
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ImageSet, Sample
+from core.data.store import decoded_set
 
 
 @dataclass
@@ -50,11 +50,15 @@ def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple
 
 def load_training_data(root: str | Path, size: int, layout: str = "auto",
                        categories: Sequence[str] | None = None, val_fraction: float = 0.1,
-                       seed: int = 0, category_file: str | Path | None = None) -> TrainingData:
+                       seed: int = 0, category_file: str | Path | None = None,
+                       progress: bool = False) -> TrainingData:
+    """The training and validation normals, decoded at `size` through the decoded-image store
+    (core.data.store: decoded once per machine, memory-mapped when large). Raises
+    DatasetLayoutError when no training image can be read."""
     samples = [s for s in discover_samples(root, layout, categories, category_file)
                if s.split in ("train", "val")]
     train_samples, val_samples = split_validation(samples, val_fraction, seed)
-    train = load_image_set(train_samples, size)
+    train = decoded_set(train_samples, size, progress)
     if len(train) == 0:
         raise DatasetLayoutError(f"{root}: none of the {len(train_samples)} training images could be read")
-    return TrainingData(train=train, val=load_image_set(val_samples, size))
+    return TrainingData(train=train, val=decoded_set(val_samples, size, progress))

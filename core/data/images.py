@@ -7,9 +7,10 @@ PNG never costs the user the rest of the dataset.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -247,8 +248,53 @@ def _decode_one(sample: Sample, size: int):
     return image, mask, None
 
 
-def load_image_set(samples: Sequence[Sample], size: int, workers: int = 4) -> ImageSet:
-    """Decodes all samples in parallel threads (PIL releases the GIL while decoding).
+# Decoding threads: PIL releases the GIL while decoding and resizing, so threads use the cores.
+DECODE_WORKERS = max(2, min(8, os.cpu_count() or 1))
+DECODE_CHUNK = 256  # samples in flight at once: memory stays flat however many there are
+
+Decoded = tuple[Sample, tuple[np.ndarray, np.ndarray | None, str | None] | None, str | None]
+
+
+def decode_stream(samples: Sequence[Sample], size: int,
+                  workers: int = DECODE_WORKERS) -> Iterator[Decoded]:
+    """(sample, (image, mask or None, mask problem or None) or None, error or None) per
+    sample, in order. Decoded in parallel threads, DECODE_CHUNK at a time (the next chunk
+    decodes while the caller consumes this one), so memory does not grow with the set."""
+    def attempt(sample: Sample) -> Decoded:
+        try:
+            return sample, _decode_one(sample, size), None
+        except BadImageError as err:
+            return sample, None, str(err)
+
+    samples = list(samples)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = pool.map(attempt, samples[:DECODE_CHUNK])
+        for start in range(DECODE_CHUNK, len(samples) + DECODE_CHUNK, DECODE_CHUNK):
+            following = pool.map(attempt, samples[start:start + DECODE_CHUNK])
+            yield from pending
+            pending = following
+
+
+def accept(item: Decoded, skipped: list[tuple[Path, str]],
+           mask_problems: list[tuple[Path, str]]) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The one rule for a decoded sample: a bad file is recorded in `skipped` with a
+    BadImageWarning and None comes back; a bad mask is recorded in `mask_problems` with a
+    MaskWarning and the image comes back without it."""
+    sample, decoded, error = item
+    if error is not None:
+        skipped.append((sample.path, error))
+        warnings.warn(f"skipped {error}", BadImageWarning, stacklevel=3)
+        return None
+    image, mask, problem = decoded
+    if problem is not None:
+        mask_problems.append((sample.mask_path, problem))
+        warnings.warn(problem, MaskWarning, stacklevel=3)
+    return image, mask
+
+
+def load_image_set(samples: Sequence[Sample], size: int, workers: int = DECODE_WORKERS) -> ImageSet:
+    """Decodes all samples into memory in parallel threads (core.data.store keeps large sets
+    on disk instead).
 
     A file that cannot be used is skipped with a BadImageWarning naming it; a mask that cannot
     be used (unreadable, wrong size, empty for a defect image) is dropped with a MaskWarning and
@@ -260,25 +306,12 @@ def load_image_set(samples: Sequence[Sample], size: int, workers: int = 4) -> Im
     kept: list[Sample] = []
     skipped: list[tuple[Path, str]] = []
     mask_problems: list[tuple[Path, str]] = []
-
-    def attempt(sample: Sample):
-        try:
-            return sample, _decode_one(sample, size), None
-        except BadImageError as err:
-            return sample, None, str(err)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(attempt, samples))
-    for sample, decoded, error in results:
-        if error is not None:
-            skipped.append((sample.path, error))
-            warnings.warn(f"skipped {error}", BadImageWarning, stacklevel=2)
+    for item in decode_stream(samples, size, workers):
+        used = accept(item, skipped, mask_problems)
+        if used is None:
             continue
-        image, mask, problem = decoded
-        if problem is not None:
-            mask_problems.append((sample.mask_path, problem))
-            warnings.warn(problem, MaskWarning, stacklevel=2)
-        kept.append(sample)
+        image, mask = used
+        kept.append(item[0])
         images.append(image)
         has_mask.append(mask is not None)
         masks.append(mask if mask is not None else np.zeros((size, size), np.uint8))

@@ -39,7 +39,7 @@ from core.scoring.data import (
     reference_samples,
 )
 from core.scoring.ensemble import combine, ensemble_reference
-from core.scoring.knn import FeatureBank
+from core.scoring.knn import FeatureBank, bank_rows
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
     DEFAULT_METHOD,
@@ -80,13 +80,24 @@ def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:
 
 
 def scoring_samples(config: TrainConfig, data_root: str | Path, split: str) -> list[Sample]:
-    """The run's own normals: "train" or held-out "val", split exactly as training split them.
+    """The run's own normals: "train" or held-out "val" (at most REFERENCE_MAX_NORMALS per
+    category, a seeded sample), split exactly as training split them.
     (The test split is a TestSet: see core.scoring.testset.)"""
     if split not in SPLITS:
         raise ValueError(f"split '{split}': use one of {', '.join(SPLITS)}")
     if split == "test":
         raise ValueError("the test split is built by core.scoring.testset.build_test_set")
-    return reference_samples(reference_root(config, data_root), split, config)
+    chosen = reference_samples(reference_root(config, data_root), split, config)
+    if split == "val":  # calibration and the ensemble's statistics: bounded on huge sets
+        chosen = [chosen[i] for i in np.sort(bank_rows([s.category for s in chosen],
+                                                       REFERENCE_MAX_NORMALS, config.seed))]
+    return chosen
+
+
+# Held-out normals scored per category for calibration and the ensemble's member statistics
+# (a median and a spread): more than a thousand add nothing measurable and cost a scoring pass
+# over 10 % of a huge set. Smaller validation splits are used whole.
+REFERENCE_MAX_NORMALS = 1000
 
 
 def reference_set(config: TrainConfig, data_root: str | Path) -> ImageSet:

@@ -9,8 +9,8 @@ Two sources:
   images the model trained on and validation normals never enter a bank.
 
 Decoding is the slow part of scoring a large set, and the dashboard asks for the same set
-again and again, so decoded sets are kept in an LRU cache keyed by (the exact sample list,
-size). A changed file list is a different key; an edited image under the same name and
+again and again, so decoded sets are kept on disk (core.data.store) and in an LRU cache keyed
+by (the exact sample list, size). A changed file list is a different key; an edited image under the same name and
 timestamp is not noticed -- call `clear_image_cache()` after editing images in place.
 The cached ImageSet objects are shared: treat them as read-only.
 """
@@ -18,24 +18,22 @@ The cached ImageSet objects are shared: treat them as read-only.
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
-import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from core.config import TrainConfig
 from core.data.dataset import split_validation
-from core.data.images import IMAGE_EXTENSIONS, LeftOutWarning, list_images, load_image_set
+from core.data.images import IMAGE_EXTENSIONS, LeftOutWarning, list_images
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import UNKNOWN, ImageSet, Sample
-from core.data.snapshot import remembered
-from core.runs import atomic_write_bytes
+from core.data.store import (  # noqa: F401 -- re-exported: callers import them from here
+    DECODED_VERSION,
+    decoded_cache_dir,
+    decoded_set,
+    fingerprint,
+)
 
 SPLITS = ("test", "val", "train")
 IMAGE_CACHE_SIZE = 4  # test, validation and training sets of one run, plus one more
@@ -228,103 +226,11 @@ def run_data_root(config: TrainConfig, override: str | Path | None = None,
     return folder
 
 
-def fingerprint(samples: Sequence[Sample]) -> str:
-    """Names, sizes and modification times of every file: changes when the data changes.
-    Taken once per file list inside a data_snapshot block (core.data.snapshot)."""
-    samples = tuple(samples)
-    return remembered(("fingerprint", samples), lambda: _stat_fingerprint(samples))
-
-
-def _stat_fingerprint(samples: Sequence[Sample]) -> str:
-    digest = hashlib.sha1()
-    for sample in samples:
-        for path in (sample.path, sample.mask_path):
-            if path is None:
-                continue
-            try:
-                stat = path.stat()
-                digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{path}:missing\n".encode())
-        digest.update(f"{sample.category}|{sample.label}|{sample.defect}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-DECODED_VERSION = 2  # bump when decoding changes, so older files on disk are not read
-
-
-def decoded_cache_dir() -> Path | None:
-    """Where decoded sets are kept across processes: $RECONSCOPE_CACHE, else
-    ~/.cache/reconscope/decoded; RECONSCOPE_CACHE=off keeps them in memory only."""
-    chosen = os.environ.get("RECONSCOPE_CACHE", "")
-    if chosen.lower() == "off":
-        return None
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "reconscope" / "decoded"
-
-
 @functools.lru_cache(maxsize=IMAGE_CACHE_SIZE)
 def _decode(samples: tuple[Sample, ...], size: int) -> ImageSet:
-    """Decoded once per process, and once per machine: the arrays go to a file keyed by every
-    file's name, size and mtime (fingerprint) and the side, with the warnings decoding gave
-    (bad files, empty masks), which a later read shows again."""
-    folder = decoded_cache_dir()
-    path = None
-    if folder is not None and samples:
-        key = hashlib.sha1(f"{DECODED_VERSION}|{fingerprint(samples)}|{size}".encode()).hexdigest()[:20]
-        path = folder / f"{key}.npz"
-        stored = _read_stored(path, samples)
-        if stored is not None:
-            return stored
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        decoded = load_image_set(list(samples), size)
-    notes = [(type(w.message).__name__, str(w.message)) for w in caught]
-    _warn_again(notes)
-    if path is not None:
-        _store(path, samples, decoded, notes)
-    return decoded
-
-
-def _warn_again(notes: list[tuple[str, str]]) -> None:
-    from core.data import images
-
-    for kind, message in notes:
-        category = getattr(images, kind, None)
-        is_warning = isinstance(category, type) and issubclass(category, Warning)
-        warnings.warn(message, category if is_warning else UserWarning, stacklevel=4)
-
-
-def _read_stored(path: Path, samples: tuple[Sample, ...]) -> ImageSet | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as stored:
-            meta = json.loads(str(stored["meta"]))
-            kept = [samples[i] for i in meta["kept"]]
-            result = ImageSet(kept, stored["images"], stored["masks"], stored["has_mask"],
-                              [(Path(p), why) for p, why in meta["skipped"]],
-                              [(Path(p), why) for p, why in meta["mask_problems"]])
-    except (OSError, ValueError, KeyError, IndexError):
-        path.unlink(missing_ok=True)  # a torn or foreign file: decode again
-        return None
-    _warn_again([tuple(n) for n in meta["warnings"]])
-    return result
-
-
-def _store(path: Path, samples: tuple[Sample, ...], decoded: ImageSet,
-           notes: list[tuple[str, str]]) -> None:
-    position = {sample: i for i, sample in enumerate(samples)}
-    meta = {"kept": [position[s] for s in decoded.samples],
-            "skipped": [[str(p), why] for p, why in decoded.skipped],
-            "mask_problems": [[str(p), why] for p, why in decoded.mask_problems],
-            "warnings": [list(n) for n in notes]}
-    buffer = io.BytesIO()
-    np.savez(buffer, images=decoded.images, masks=decoded.masks, has_mask=decoded.has_mask,
-             meta=np.array(json.dumps(meta)))
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError:
-        pass  # a read-only or full cache folder only costs the next process a decode
+    """Decoded once per process, and once per machine (core.data.store: keyed by every file's
+    name, size and mtime and the side; large sets memory-mapped)."""
+    return decoded_set(samples, size, progress=True)
 
 
 def load_samples(samples: Sequence[Sample], size: int) -> ImageSet:

@@ -85,6 +85,17 @@ def cap_rows(vectors: np.ndarray, max_rows: int, seed: list[int]) -> np.ndarray:
     return vectors[keep]
 
 
+def bank_rows(categories: Sequence[str], max_per_category: int, seed: int) -> np.ndarray:
+    """The images a bank keeps: per category (in sorted name order) at most max_per_category
+    of its images, a seeded sample (cap_rows with category_seed) in original order. (N,)
+    categories -> (M,) int64 indices. Chosen before anything is encoded, so a bank over
+    100,000 training images encodes only the images it keeps."""
+    cats = np.asarray(list(categories), dtype=object)
+    parts = [cap_rows(np.flatnonzero(cats == name), int(max_per_category), category_seed(seed, name))
+             for name in sorted(set(cats.tolist()))]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
 @dataclass
 class FeatureBank:
     """Vectors of normal training images, grouped by category.
@@ -176,10 +187,17 @@ def thumbnails(images: np.ndarray, size: int = 32) -> np.ndarray:
     content, not an aliased sample of it.
     """
     side = min(int(size), images.shape[1])
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    if side != images.shape[1]:
-        x = F.interpolate(x, size=(side, side), mode="area")
-    return x.flatten(1).numpy()
+    out = np.empty((len(images), 3 * side * side), np.float32)
+    for start in range(0, len(images), THUMBNAIL_CHUNK):  # memory: the thumbnails, not the images
+        part = np.ascontiguousarray(images[start:start + THUMBNAIL_CHUNK])
+        x = torch.from_numpy(part).permute(0, 3, 1, 2).float().div_(255.0)
+        if side != images.shape[1]:
+            x = F.interpolate(x, size=(side, side), mode="area")
+        out[start:start + len(part)] = x.flatten(1).numpy()
+    return out
+
+
+THUMBNAIL_CHUNK = 256  # images converted to float at once
 
 
 def grouped_knn(

@@ -30,11 +30,11 @@ import torch
 
 from core.data.samples import ImageSet
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
-from core.scoring.knn import FeatureBank, grouped_knn, thumbnails
+from core.scoring.knn import FeatureBank, bank_rows, grouped_knn, thumbnails
 from core.scoring.maps import gaussian_smooth, reduce_maps, upsample
 from core.scoring.model_pass import PassRequest, model_pass
 from core.scoring.options import CHECKPOINT_METHODS, MAP_METHODS, ScoreOptions, check_method
-from core.scoring.patchbank import PatchBank, patch_knn
+from core.scoring.patchbank import PatchBank, images_per_category, patch_knn
 from core.scoring.patchz import PatchStats, patchz_scores
 from core.scoring.routing import route_images
 
@@ -95,11 +95,13 @@ def build_feature_bank(
     FeatureBank of pooled vectors capped at options.max_bank images per category.
     """
     levels = knn_levels(model, options)
-    vectors = encoder_vectors(
-        model, train.images, levels, options.patch, device,
-        options.batch_for(train.images.shape[1], device),
-    )
     size = train.images.shape[1]
+    per_image = patch_grid(size, levels) ** 2 if options.patch else 1
+    rows = bank_rows(train.categories, images_per_category(options.max_bank, per_image),
+                     options.seed)  # the images the bank keeps: only these are encoded
+    vectors = _in_blocks(train.images, rows, lambda part: encoder_vectors(
+        model, part, levels, options.patch, device, options.batch_for(size, device)))
+    categories = [train.categories[i] for i in rows]
     info = {
         "levels": list(levels),
         "patch": bool(options.patch),
@@ -107,19 +109,30 @@ def build_feature_bank(
         "grid": patch_grid(size, levels) if options.patch else None,
     }
     if options.patch:
-        return PatchBank.build(vectors, train.categories, options.max_bank, options.seed, info)
-    return FeatureBank.build(
-        vectors, train.categories, options.max_bank, options.seed, "features", info
-    )
+        return PatchBank.build(vectors, categories, options.max_bank, options.seed, info)
+    return FeatureBank.build(vectors, categories, options.max_bank, options.seed, "features", info)
+
+
+BANK_BLOCK = 1024  # bank images read from a (memory-mapped) set at once
+
+
+def _in_blocks(images: np.ndarray, rows: np.ndarray, encode) -> np.ndarray:
+    """encode(images[rows]) computed BANK_BLOCK rows at a time and concatenated, so a bank
+    drawn from a large memory-mapped set never holds more than a block of its images."""
+    parts = [encode(images[rows[start:start + BANK_BLOCK]])
+             for start in range(0, len(rows), BANK_BLOCK)]
+    return np.concatenate(parts) if parts else encode(images[:0])
 
 
 def build_thumbnail_bank(train: ImageSet, options: ScoreOptions) -> FeatureBank:
-    """Raw-pixel thumbnails of every training normal, per category."""
-    vectors = thumbnails(train.images, options.thumb_size)
+    """Raw-pixel thumbnails of the training normals, per category (at most max_bank images
+    each, chosen by core.scoring.knn.bank_rows before any thumbnail is made)."""
+    rows = bank_rows(train.categories, options.max_bank, options.seed)
+    vectors = _in_blocks(train.images, rows, lambda part: thumbnails(part, options.thumb_size))
     side = min(options.thumb_size, train.images.shape[1])
     return FeatureBank.build(
         vectors,
-        train.categories,
+        [train.categories[i] for i in rows],
         options.max_bank,
         options.seed,
         "thumbnails",

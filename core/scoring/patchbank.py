@@ -32,10 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.scoring.knn import DISTANCE_BUDGET_BYTES, cap_rows, category_seed
+from core.scoring.knn import DISTANCE_BUDGET_BYTES, bank_rows
 from core.scoring.options import AUTO_NEIGHBOURS, EXHAUSTIVE_IMAGES
 
 STORAGE_DTYPE = np.float16
+
+
+def images_per_category(max_patches: int, patches_per_image: int) -> int:
+    """How many whole images of one category a bank of at most max_patches patches keeps."""
+    return max(1, int(max_patches) // max(1, int(patches_per_image)))
 
 
 @dataclass
@@ -75,13 +80,8 @@ class PatchBank:
                 f"patch bank: vectors {vectors.shape} must be (N, P, D) with N = {len(cats)}"
             )
         names = sorted(set(cats.tolist()))
-        per_image = max(1, int(max_patches) // max(1, vectors.shape[1]))
-        keep, owners = [], []
-        for index, name in enumerate(names):
-            rows = cap_rows(np.flatnonzero(cats == name), per_image, category_seed(seed, name))
-            keep.append(rows)
-            owners.append(np.full(len(rows), index, np.int64))
-        chosen = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+        chosen = bank_rows(cats, images_per_category(max_patches, vectors.shape[1]), seed)
+        owner = np.array([names.index(c) for c in cats[chosen]], np.int64)
         everything = np.array_equal(chosen, np.arange(len(vectors)))  # no copy of the usual case
         kept = torch.from_numpy(
             np.ascontiguousarray(vectors if everything else vectors[chosen], dtype=np.float32)
@@ -89,7 +89,7 @@ class PatchBank:
         return cls(
             kept.numpy().astype(STORAGE_DTYPE),
             pooled_keys(kept).numpy(),
-            np.concatenate(owners) if owners else np.zeros(0, np.int64),
+            owner,
             names,
             "patches",
             {**(info or {}), "kept": chosen.tolist()},

@@ -58,3 +58,14 @@ def test_training_with_worker_processes_does_not_depend_on_their_number(demo_roo
         run = train_one(config, progress=False, log=lambda _: None)
         weights.append(load_checkpoint(run.checkpoint_path(1))["model"])
     assert all(np.array_equal(weights[0][k].numpy(), weights[1][k].numpy()) for k in weights[0])
+
+
+def test_a_memory_mapped_set_reaches_the_workers_as_its_file_and_gives_the_same_batches(images, tmp_path):
+    images.tofile(tmp_path / "images.u8")
+    mapped = np.memmap(tmp_path / "images.u8", np.uint8, "r", shape=images.shape)
+
+    def run(source):
+        with AugmentedBatches(source, BATCHES, build_augmentation(AUGMENT, 32, seed=7), 1, seed=7) as s:
+            return list(s)
+
+    assert all(np.array_equal(a, b) for a, b in zip(run(mapped), run(images), strict=True))

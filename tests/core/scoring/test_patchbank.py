@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,31 @@ def test_an_unknown_category_is_named(bank_and_queries):
     _, _, bank, queries = bank_and_queries
     with pytest.raises(ValueError, match="no category 'zz'"):
         patch_knn(queries, ["zz", "a"], bank)
+
+
+def test_a_capped_bank_encodes_only_the_images_it_keeps_and_is_the_bank_of_all(monkeypatch):
+    """The images are chosen before encoding (a bank over 100,000 images encodes only its
+    cap), and the bank is the one capping every image's vectors gives."""
+    import core.scoring.methods as methods
+    from core.config import ModelConfig
+    from core.data.samples import NORMAL, ImageSet, Sample
+    from core.model import UNetAutoencoder
+    from core.scoring.features import encoder_vectors
+    from core.scoring.options import ScoreOptions
+
+    torch.manual_seed(0)
+    model = UNetAutoencoder(ModelConfig(base_width=4, depth=3)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (14, 16, 16, 3), np.uint8)
+    cats = ["b", "a"] * 7
+    train = ImageSet([Sample(Path(f"{i}.png"), c, NORMAL, "good", "train") for i, c in enumerate(cats)],
+                     images, np.zeros((14, 16, 16), np.uint8), np.zeros(14, bool))
+    options = ScoreOptions(max_bank=2 * 16, seed=3)  # levels 1, 2 at 16 px: 4x4 = 16 patches
+    encoded = []
+    real = methods.encoder_vectors
+    monkeypatch.setattr(methods, "encoder_vectors",
+                        lambda model, part, *a, **k: encoded.append(len(part)) or real(model, part, *a, **k))
+    bank = methods.build_feature_bank(model, train, options)
+    assert sum(encoded) == 4  # two images of each category, not all 14
+    everything = PatchBank.build(encoder_vectors(model, images, (1, 2), True), cats, 2 * 16, 3)
+    np.testing.assert_array_equal(bank.owner, everything.owner)
+    np.testing.assert_allclose(np.float32(bank.vectors), np.float32(everything.vectors), atol=1e-3)
