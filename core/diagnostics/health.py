@@ -50,8 +50,9 @@ from core.tensors import reconstruct, to_tensor
 # interval highs <= 0.04; working models read 0.3-0.9, blurry ones included.
 COLLAPSE_DEPENDENCE = 0.1
 # A category whose inputs differ by under 5% of their pixel variance leaves nothing to follow
-# (every bottle alike: one good bottle for all is the right output); it is judged instead by
-# whether the output resembles its inputs: collapsed when it misses over half their variance.
+# (every bottle alike: one good bottle for all is the right output); there a low dependence is a
+# collapse only when the output does not resemble the inputs either (misses over half their
+# variance).
 # Measured: a no-skip model's mean bottle misses 0.03-0.11 of it; blobs miss 0.75-1.14.
 ALIKE_BETWEEN_SHARE = 0.05
 ALIKE_UNEXPLAINED = 0.5
@@ -160,14 +161,18 @@ def _category_numbers(numbers: dict[str, float]) -> dict[str, tuple[float, float
 
 
 def _category_collapsed(dependence_high: float, between: float, missed: float) -> bool:
-    if _finite(between) and between < ALIKE_BETWEEN_SHARE:
-        return _finite(missed) and missed > ALIKE_UNEXPLAINED
-    return _finite(dependence_high) and dependence_high < COLLAPSE_DEPENDENCE
+    """Output that does not follow its inputs, unless the inputs are all alike and the output
+    resembles them (then one good image for all is right, not a collapse)."""
+    if not (_finite(dependence_high) and dependence_high < COLLAPSE_DEPENDENCE):
+        return False
+    alike = _finite(between) and between < ALIKE_BETWEEN_SHARE
+    return not alike or (_finite(missed) and missed > ALIKE_UNEXPLAINED)
 
 
 def collapsed_categories(numbers: dict[str, float]) -> list[str]:
-    """Categories whose reconstructions neither follow their inputs (input dependence, whole
-    interval below COLLAPSE_DEPENDENCE) nor, for inputs that are all alike, resemble them."""
+    """Categories whose reconstructions do not follow their inputs (input dependence, whole
+    interval below COLLAPSE_DEPENDENCE), except alike inputs rebuilt as one image that resembles
+    them."""
     return sorted(c for c, (_, high, between, missed) in _category_numbers(numbers).items()
                   if _category_collapsed(high, between, missed))
 
