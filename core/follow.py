@@ -17,6 +17,7 @@ folder is gone is noted and skipped. A checkpoint that cannot be scored (diverge
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def _share_now(run: Run, override: int, before: ThreadShare | None,
         return before
     # the priority is the process's own (python -m core follow sets it), not this call's
     share = apply(thread_share(role, Workload(usable_cores()), override), renice=False)
-    log(f"threads: {share.describe()} "
+    actual = dataclasses.replace(share, nice=os.nice(0))  # what this process really runs at
+    log(f"threads: {actual.describe()} "
         f"({'beside training' if role == 'evaluator' else 'the job has ended'})")
     return share
 

@@ -83,6 +83,7 @@ def test_compare_page_with_picked_runs(sweep_root, monkeypatch):
     assert sorted(shown["run"]) == sorted(p.rsplit("/", 1)[-1] for p in members)
 
 
+@pytest.mark.filterwarnings("ignore::core.data.images.LeftOutWarning")  # pill-only members, 3-category data
 def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, monkeypatch):
     from core.sweep import load_plan, sweep_status
 
