@@ -22,16 +22,14 @@ both says why they differ (EpochChoice.differs_from_best).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.diagnostics.evidence import RECONSTRUCTION_METHODS
 from core.runs import Run, RunError
 
 PINNED, SUGGESTED, LOWEST_VAL_LOSS, LAST = "pinned", "suggested", "lowest validation loss", "last"
-EPOCH_WORDS = ("chosen", "best", "last")  # what --epoch takes besides a number
-READS_RECONSTRUCTION = ("pixel", "ssim", "feature")  # core.diagnostics.evidence.RECONSTRUCTION_METHODS
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,6 @@ class EpochChoice:
                 "caveat": self.caveat, "best_val_epoch": self.best_val_epoch, "label": self.label}
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _reports(diagnosis: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
     return {int(r["epoch"]): r for r in (diagnosis or {}).get("reports") or []
             if isinstance(r, Mapping) and "epoch" in r}
@@ -92,7 +86,7 @@ def caveat_for(epoch: int, method: str | None, report: Mapping[str, Any] | None)
         return ""
     names = ", ".join(str(f["name"]).replace("_", " ") for f in errors)
     unusable = [m for m in report.get("unusable") or [] if m != method]
-    if method and method not in READS_RECONSTRUCTION:
+    if method and method not in RECONSTRUCTION_METHODS:
         return (f"Epoch {epoch} is flagged {names}, which makes {', '.join(unusable) or 'other scores'} "
                 f"useless there; {method} is still fine: it compares the image's encoder features with "
                 "those of normal training images and never looks at the reconstruction.")
