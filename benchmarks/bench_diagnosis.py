@@ -56,6 +56,7 @@ def train(data: Path, run: Path, epochs: int, size: int, **overrides):
 def plant(source, target: Path, edits: dict[int, callable]):
     """A copy of run `source` (no cache) plus one epoch per edit: edit(state, metrics) changes a
     copy of the last checkpoint's weights and its metrics record in place."""
+    from core.checkpoint import open_checkpoint
     from core.runs import Run, save_checkpoint
 
     if target.is_dir():
@@ -63,7 +64,7 @@ def plant(source, target: Path, edits: dict[int, callable]):
     shutil.copytree(source.path, target, ignore=shutil.ignore_patterns("cache", "*.lock"))
     run = Run(target)
     last = run.epochs()[-1]
-    payload = run.load(last)
+    payload = open_checkpoint(run, last).payload()
     record = next(m for m in run.metrics() if int(m["epoch"]) == last)
     for epoch, edit in sorted(edits.items()):
         state, metrics = copy.deepcopy(payload["model"]), copy.deepcopy(record)

@@ -278,13 +278,13 @@ def _epoch_rows(run: Run, label: str, timeline: list[dict[str, Any]], data_root:
 
 
 def _data_root(run: Run, override: str | Path | None) -> Path | None:
-    if override:
-        return Path(override).expanduser()
+    """run_data_root (the one rule), or None when the run's folder is missing."""
+    from core.scoring.data import run_data_root
+
     try:
-        folder = Path(run.config().data).expanduser()
-    except (RunError, ValueError):
+        return run_data_root(run.config(), override)
+    except ValueError:  # DataFolderMissing, or a run without a readable config.json
         return None
-    return folder if folder.is_dir() else None
 
 
 def _deep_std(run: Run, epoch: int) -> dict[str, float]:
@@ -298,14 +298,15 @@ def _deep_std(run: Run, epoch: int) -> dict[str, float]:
 
 
 def _clusters(summary: RunSummary, run: Run, data_root: Path | None) -> None:
-    from core.diagnostics import DataMissingError, feature_clusters
+    from core.diagnostics import feature_clusters
+    from core.scoring.data import DataFolderMissing
 
     if data_root is None or summary.epoch is None:
         summary.notes.append("purity not computed: the run's data folder is missing")
         return
     try:
         result = feature_clusters(run, summary.epoch, data_root)
-    except (DataMissingError, ValueError) as err:
+    except (DataFolderMissing, ValueError) as err:
         summary.notes.append(f"purity not computed: {err}")
         return
     summary.purity, summary.confused_pairs = result.purity, list(result.confused_pairs)
@@ -444,6 +445,7 @@ def list_test_images(data_root: str | Path) -> list[str]:
 
 def reconstruct_across(comparison: Comparison, data_root: str | Path, name: str) -> list[ReconstructionTile]:
     """The test image `name` reconstructed by every run at its chosen epoch."""
+    from core.checkpoint import open_checkpoint
     from core.data.images import load_image_set
     from core.data.layouts import discover_samples
     from core.tensors import reconstruct, to_uint8
@@ -461,7 +463,7 @@ def reconstruct_across(comparison: Comparison, data_root: str | Path, name: str)
                 run = Run(Path(summary.path))
                 loaded = load_image_set(matches[:1], run.config().image_size)
                 tile.image = loaded.images[0]
-                tile.reconstruction = to_uint8(reconstruct(run.load_model(summary.epoch), loaded.images))[0]
+                tile.reconstruction = to_uint8(reconstruct(open_checkpoint(run, summary.epoch).model(), loaded.images))[0]
             except (RunError, ValueError) as err:
                 tile.note = str(err)
         tiles.append(tile)

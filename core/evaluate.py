@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.accel import for_inference
 from core.cache import cached
+from core.checkpoint import open_checkpoint
 from core.data.samples import NORMAL, UNLABELED
 from core.data.snapshot import data_snapshot
 from core.metric_notes import evaluation_notes
@@ -39,8 +41,6 @@ from core.scoring.checkpoint import (
     calibrate_result,
     calibration_reference,
     can_calibrate,
-    checkpoint_config,
-    load_checkpoint_model,
     reference_set,
     score_checkpoint_methods,
     scoring_samples,
@@ -55,7 +55,6 @@ from core.scoring.options import (
 from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
 from core.scoring.testset import build_test_set
-from core.segmentation import SEG_KEY
 from core.thresholds import threshold_reports
 
 
@@ -74,7 +73,7 @@ def available_methods(
     methods = tuple(methods)
     if methods != METHODS:
         return methods
-    if SEG_KEY not in run.load(epoch):
+    if not open_checkpoint(run, epoch).holds_segmenter:
         methods = tuple(m for m in methods if m not in SEGMENTER_METHODS)
     if data_root is not None and not _can_calibrate(run, epoch, data_root):
         methods = tuple(m for m in methods if m not in CHECKPOINT_METHODS)
@@ -82,7 +81,7 @@ def available_methods(
 
 
 def _can_calibrate(run: Run, epoch: int, data_root) -> bool:
-    return can_calibrate(checkpoint_config(run, epoch), data_root)
+    return can_calibrate(open_checkpoint(run, epoch).config, data_root)
 
 
 def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
@@ -108,7 +107,8 @@ def routing_report(
     """Routing accuracy on test images whose category is known, by features and by thumbnails;
     None when no test image has a known category. Kept in the run's cache per checkpoint and
     data (it encodes every test and training image), so a second evaluate reads it back."""
-    config = checkpoint_config(run, epoch)
+    checkpoint = open_checkpoint(run, epoch)
+    config = checkpoint.config
     test = build_test_set(config, data_root, unknown_categories)
     known = np.array([s == "dataset" for s in test.category_source], bool)
     if not known.any():
@@ -123,7 +123,7 @@ def routing_report(
     }
 
     def compute() -> dict[str, Any]:
-        model, _, _ = load_checkpoint_model(run, epoch, device)
+        model = for_inference(checkpoint.model(device))
         train = reference_set(config, data_root)
         images = test.images[known]
         truth = [c for c, k in zip(test.categories, known, strict=True) if k]
@@ -279,7 +279,7 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
         "defect_auroc": defect,
         "seconds": {m: r.seconds for m, r in results.items()},
         "calibration": calibration,
-        "test_set": build_test_set(checkpoint_config(run, resolved), data_root, policy).summary(),
+        "test_set": build_test_set(open_checkpoint(run, resolved).config, data_root, policy).summary(),
     }
     out["f1_max"] = {}
     both_classes = auroc_undefined_reason(first.labels) is None  # else F1 is trivial or nan
@@ -302,14 +302,14 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
 
 def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:
     """Whether the run held out normals (none with <4 training images or --val-fraction 0)."""
-    return bool(scoring_samples(checkpoint_config(run, epoch), data_root, "val"))
+    return bool(scoring_samples(open_checkpoint(run, epoch).config, data_root, "val"))
 
 
 def _test_masks(
     run: Run, epoch: int, data_root, names: list[str], unknown_categories: str = "error"
 ) -> np.ndarray:
     """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
-    test = build_test_set(checkpoint_config(run, epoch), data_root, unknown_categories)
+    test = build_test_set(open_checkpoint(run, epoch).config, data_root, unknown_categories)
     if test.names != list(names):
         raise RuntimeError(
             f"{data_root}: the test images changed while evaluating; run evaluate again"
@@ -382,7 +382,7 @@ def evaluate_run(
     return run_table(run, evaluations)
 
 
-def epoch_choices(table: pd.DataFrame) -> dict[str, Any]:
+def criterion_picks(table: pd.DataFrame) -> dict[str, Any]:
     """Which epoch each criterion would pick, and the real AUROC each method gets there.
 
     Criteria: lowest val_loss, highest synthetic AUROC (pixel, ssim), and -- the oracle a
@@ -472,7 +472,7 @@ def format_run_table(table: pd.DataFrame) -> str:
         for row in table.itertuples(index=False)
     ]
     lines = [_grid(columns, rows), "", "epoch each criterion picks -> real AUROC there:"]
-    for name, pick in epoch_choices(table).items():
+    for name, pick in criterion_picks(table).items():
         reals = ", ".join(
             f"{k.removeprefix('auroc_')} {_fmt(v)}" for k, v in pick.items() if k != "epoch"
         )

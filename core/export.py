@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checkpoint import load_checkpoint, model_from_checkpoint, open_checkpoint
 from core.data.samples import UNKNOWN
 from core.diagnostics.choice import EpochChoice, resolve_epoch
 from core.metrics import image_auroc
@@ -34,13 +35,11 @@ from core.runs import (
     atomic_write_bytes,
     atomic_write_json,
     jsonable,
-    load_checkpoint,
-    model_from_checkpoint,
     save_checkpoint,
 )
 from core.scoring import score_checkpoint
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.checkpoint import load_checkpoint_model, resolve_method
+from core.scoring.checkpoint import resolve_method
 from core.scoring.data import run_data_root
 from core.scoring.options import FALLBACK_METHOD, ScoreOptions, check_method
 from core.scoring.results import MethodScores
@@ -145,7 +144,8 @@ def export_epoch(
     opts = ScoreOptions.from_kwargs(options)
     resolved, made = resolve_epoch(run, epoch)
     choice = made or (choice if choice is not None and choice.epoch == resolved else None)
-    model, config, resolved = load_checkpoint_model(run, resolved)  # validates the architecture
+    checkpoint = open_checkpoint(run, resolved)
+    model, config = checkpoint.model(), checkpoint.config  # validates the architecture
     if method is None and choice is not None and choice.method:
         method = choice.method
     method, fallback = _method_for(method, run, resolved, config, test_dir)
@@ -154,7 +154,7 @@ def export_epoch(
         scored = score_checkpoint(
             run, resolved, test_dir, method, device=device, calibration=calibration, **options
         )
-    payload = run.load(resolved)
+    payload = checkpoint.payload()
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     written = {"model": out / "model.pt", "config": out / "config.json", "card": out / "card.json"}

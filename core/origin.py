@@ -9,7 +9,7 @@ between the two writes), the run folder named in its config must be the one conf
 A run copied as a whole (and resumed under a new name) keeps both, so it is never called
 foreign; hand-made checkpoints without a record are judged by the run folder alone.
 
-`foreign_sentence` is asked by `Run.load`, so evaluate, diagnose, export and score say it
+`foreign_sentence` is asked by `core.checkpoint.read_payload`, so evaluate, diagnose, export and score say it
 (core.runs.ForeignCheckpointWarning); `foreign_epochs` reads only each checkpoint's header
 (memory-mapped, weights untouched) for the dashboard's epoch picker.
 """
@@ -70,7 +70,7 @@ def _header_sentence(run: Run, epoch: int, path: Path, own_run: str,
                      record: dict[str, Any] | None) -> str:
     try:  # memory-mapped: the config and record are read, the weights stay on disk
         payload = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # a damaged file is named when it is loaded (core.runs.load_checkpoint)
+    except Exception:  # a damaged file is named when it is loaded (core.checkpoint.load_checkpoint)
         return ""
     if not isinstance(payload, dict):
         return ""

@@ -20,11 +20,9 @@ import io
 import json
 import math
 import os
-import pickle
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +32,6 @@ import numpy as np
 import torch
 
 from core.config import TrainConfig
-from core.model import UNetAutoencoder, architecture_mismatch
-from core.segmentation import attach_segmenter, segmenter_from_checkpoint
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{3,})\.pt$")
 ACTIVE_STATES = ("starting", "running")
@@ -114,43 +110,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """weights_only=True: a checkpoint can never run code on load."""
-    if not path.is_file():
-        raise RunError(f"{path}: checkpoint does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))
-        if found is None:
-            raise RunError(f"{path}: checkpoint is damaged or not a ReconScope checkpoint; pick "
-                           "another epoch or delete this file") from err
-        raise RunError(f"{path}: refused unrun: the file carries a Python object ({found.group(1)}) "
-                       "that could run code when loaded, so only weights are accepted "
-                       "(weights_only=True); use a checkpoint written by ReconScope or retrain") from err
-    except Exception as err:  # torch raises many types for damaged files
-        raise RunError(f"{path}: checkpoint is damaged or not a ReconScope checkpoint ({err}); "
-                       "pick another epoch or delete this file") from err
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise RunError(f"{path}: not a ReconScope checkpoint (no model weights and config inside)")
-    return payload
-
-
-def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> UNetAutoencoder:
-    config = TrainConfig.from_saved(payload["config"], path, payload.get("version"))
-    model = UNetAutoencoder(config.model)
-    mismatch = architecture_mismatch(payload["model"], model)
-    if mismatch:
-        raise RunError(f"{path}: its weights do not fit the architecture in its config ({mismatch}); "
-                       "it was written by another model: choose another epoch or retrain")
-    model.load_state_dict(payload["model"])
-    try:  # the discriminative objective's segmentation network, when the checkpoint holds one
-        attach_segmenter(model, segmenter_from_checkpoint(payload, config.model, str(path)))
-    except ValueError as err:
-        raise RunError(str(err)) from err
-    return model.eval()
-
-
 def is_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -204,28 +163,11 @@ class Run:
             raise RunError(f"{self.path}: no config.json; this folder is not a ReconScope run")
         return TrainConfig.load(path)
 
-    def load(self, epoch: int, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        """The epoch's checkpoint; one copied in from another run is named in a
-        ForeignCheckpointWarning (core.origin) and still returned."""
-        from core.origin import foreign_sentence
-
-        if epoch not in self.epochs():
-            raise RunError(f"{self.path}: epoch {epoch} does not exist; available: {_span(self.epochs())}")
-        payload = load_checkpoint(self.checkpoint_path(epoch), map_location)
-        note = foreign_sentence(self, epoch, payload)
-        if note:
-            warnings.warn(note, ForeignCheckpointWarning, stacklevel=2)
-        return payload
-
     def foreign_epochs(self) -> dict[int, str]:
         """{epoch: sentence} of checkpoints copied in from another run (core.origin)."""
         from core.origin import foreign_epochs
 
         return foreign_epochs(self)
-
-    def load_model(self, epoch: int, device: str | torch.device = "cpu") -> UNetAutoencoder:
-        payload = self.load(epoch)
-        return model_from_checkpoint(payload, self.checkpoint_path(epoch)).to(device)
 
     def metrics(self) -> list[dict[str, Any]]:
         """Each finished epoch's record; a torn last line (crash mid-write) is ignored."""

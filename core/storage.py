@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from core.runs import Run, RunError, atomic_write_json, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, read_payload
+from core.runs import Run, RunError, atomic_write_json, save_checkpoint
 
 KEEP_FILE = "keep.json"
 
@@ -194,7 +195,7 @@ def after_epoch_saved(run: Run, epoch: int) -> int:
 def resume_payload(run: Run) -> dict[str, Any]:
     """The latest epoch's checkpoint, refused with a sentence when it cannot continue exactly."""
     epoch = run.epochs()[-1]
-    payload = run.load(epoch)
+    payload = read_payload(run, epoch)
     if not payload.get("optimizer"):
         held = [e.epoch for e in plan_prune(run).epochs if e.optimizer_bytes > 0]
         where = (f"epochs {_epoch_list(held)} still hold it, but resume continues from the latest"

@@ -96,7 +96,7 @@ def pick_epoch(run: Run, epochs: list[int], marks: dict[int, list[str]]) -> int 
     if not epochs:
         st.caption("No finished epoch yet; they appear here as they are saved.")
         return None
-    current = state.chosen_epoch(run)
+    current = state.picked_epoch(run)
     following = current not in epochs
     if following:  # the chosen epoch (core's one rule), on the diagnosis computed so far
         current = choose_epoch(run, state.known_diagnosis(run)).epoch or epochs[-1]

@@ -21,16 +21,19 @@ import streamlit as st
 import core.evaluate
 import core.finite
 import core.scoring
+from core.checkpoint import Checkpoint, open_checkpoint
 from core.runs import Run, RunError
 from core.scoring.results import MethodScores
 from dashboard.fingerprints import checkpoint_fingerprint, note_damaged
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _model(path: str, size: int, mtime_ns: int):
-    from core.runs import load_checkpoint, model_from_checkpoint
+def _stamp(checkpoint: Checkpoint) -> tuple[str, int, int]:
+    return checkpoint.stamp
 
-    return model_from_checkpoint(load_checkpoint(Path(path)), path)
+
+@st.cache_resource(max_entries=16, show_spinner=False, hash_funcs={Checkpoint: _stamp})
+def _model(checkpoint: Checkpoint):
+    return checkpoint.model()
 
 
 def model(run: Run, epoch: int):
@@ -38,7 +41,7 @@ def model(run: Run, epoch: int):
     if epoch not in run.epochs():
         raise RunError(f"{run.path}: epoch {epoch} does not exist")
     try:
-        return _model(*checkpoint_fingerprint(run, epoch))
+        return _model(open_checkpoint(run, epoch))
     except RunError:
         note_damaged(run, epoch)
         raise

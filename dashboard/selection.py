@@ -16,8 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.runs import Run, list_runs
-from core.scoring.data import DataFolderMissing as _Missing
-from core.scoring.data import run_data_root
+from core.scoring.data import DataFolderMissing, run_data_root
 from dashboard import data_notes
 
 ENV_CHECKPOINTS = "RECONSCOPE_CHECKPOINTS"
@@ -32,10 +31,6 @@ KEY_TOASTS = "rs_toasts"
 
 class NotReady(Exception):
     """Something the page needs is not there yet (no run, no epoch); shown as st.info."""
-
-
-class DataFolderMissing(Exception):
-    """The test images cannot be found; the message names the folder and what to do."""
 
 
 def default_checkpoints_root() -> Path:
@@ -85,7 +80,7 @@ class Selection:
         run = self.need_run()
         try:
             root = run_data_root(run.config(), self.data_override, "the sidebar")
-        except _Missing as err:
+        except DataFolderMissing as err:
             raise DataFolderMissing(f"{err}. Set it under **Data folder** in the sidebar.") from err
         data_notes.use(root)  # the page shows the warnings about this folder's files
         return root
@@ -99,8 +94,9 @@ def set_selection(value: Selection) -> None:
     st.session_state[KEY_SELECTION] = value
 
 
-def chosen_epoch(run: Run) -> int | None:
-    """The epoch the user chose for this run in this session (by the picker or a button);
+def picked_epoch(run: Run) -> int | None:
+    """The epoch the user picked for this run in this session (by the picker or a button; the
+    product's chosen epoch is core.diagnostics.choice);
     None until they choose, so the picker follows the best epoch of a run that is training."""
     return st.session_state.get(KEY_EPOCHS, {}).get(str(run.path))
 

@@ -44,14 +44,7 @@ MARK_LEGEND = ("★ pinned · ☆ chosen (by the rule named: suggested, lowest v
 def _data_error_types() -> tuple[type[BaseException], ...]:
     from core.data.layouts import DatasetLayoutError
 
-    found: list[type[BaseException]] = [DatasetLayoutError, state.DataFolderMissing]
-    try:
-        from core.diagnostics.probe import DataMissingError
-
-        found.append(DataMissingError)
-    except ImportError:
-        pass
-    return tuple(found)
+    return (DatasetLayoutError,)  # DataFolderMissing (core.scoring.data) is one of them
 
 
 @contextmanager

@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from core.data.snapshot import data_snapshot
     from core.evaluate import (
-        epoch_choices,
+        criterion_picks,
         format_table,
         run_table,
         with_floor,
@@ -80,7 +80,7 @@ def main(args) -> int:
             "data": str(data),
             "methods": list(methods),
             "table": jsonable(table.to_dict(orient="records")),
-            "choices": epoch_choices(table),
+            "choices": criterion_picks(table),
             "epochs": [r.to_dict() for r in results],
         }
     if args.json:

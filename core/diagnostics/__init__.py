@@ -28,7 +28,7 @@ _EXPORTS = {
     "EpochRanking": "core.diagnostics.ranking",
     "copy_evidence_of": "core.diagnostics.evidence",
     "rank_run": "core.diagnostics.ranking",
-    "DataMissingError": "core.diagnostics.probe",
+    "DataFolderMissing": "core.scoring.data",
     "FeatureResult": "core.diagnostics.features",
     "HealthFlag": "core.diagnostics.health",
     "HealthReport": "core.diagnostics.health",

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.checkpoint import open_checkpoint
 from core.metrics import _mann_whitney_auc
 
 # Scores read from the reconstruction: useless when the reconstruction copies the input.
@@ -202,7 +203,7 @@ def _evidence_record(run, epoch: int, data_root, per_category: int, seed: int) -
     from core.tensors import reconstruct, to_tensor
 
     probe = probe_set(run, data_root, per_category, seed)
-    model = run.load_model(epoch)
+    model = open_checkpoint(run, epoch).model()
     real = [i for i, s in enumerate(probe.samples)
             if s.label == ANOMALOUS and s.split != "probe" and probe.has_mask[i]]
     normals = [i for i, s in enumerate(probe.samples) if s.label == NORMAL]
@@ -224,7 +225,7 @@ def copy_evidence_of(run, epoch: int, data_root=None, per_category: int = EVIDEN
     """CopyEvidence of one checkpoint, cached per checkpoint (core.cache).
 
     Up to `per_category` masked test defects and held-out normals per category (the probe
-    selection of core.diagnostics.probe, at the run's image size). Raises DataMissingError
+    selection of core.diagnostics.probe, at the run's image size). Raises DataFolderMissing (core.scoring.data)
     (naming the folder) when the dataset is not there.
     """
     from core.cache import cached

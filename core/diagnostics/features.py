@@ -17,14 +17,15 @@ import pandas as pd
 import torch
 
 from core.cache import cached
+from core.checkpoint import open_checkpoint
 from core.data.images import load_image_set
 from core.data.layouts import discover_samples
 from core.data.samples import Sample
 from core.diagnostics.clustering import ClusterResult, cluster_features, embed_2d
-from core.diagnostics.probe import resolve_data_root
 from core.finite import require_finite
 from core.model import parse_levels
 from core.runs import Run
+from core.scoring.data import run_data_root
 from core.scoring.features import encoder_vectors
 
 MAX_POINTS = 20_000
@@ -121,7 +122,7 @@ def _feature_result(run: Run, epoch: int, root: Path, level, max_points: int, sp
                     seed: int) -> dict:
     config = run.config()
     samples = sample_per_category(feature_samples(config, root, splits), max_points, seed)
-    model = run.load_model(epoch)
+    model = open_checkpoint(run, epoch).model()
     levels = level_indices(level, config.model.depth)
     features, kept = [], []
     for start in range(0, len(samples), LOAD_CHUNK):
@@ -142,7 +143,7 @@ def encoder_features(run: Run, epoch: int, data_root: str | Path | None = None,
     means concatenated). splits: which images; "train" includes validation images. At most
     max_points images, balanced over categories and drawn with `seed`.
     """
-    root = resolve_data_root(run, data_root)
+    root = run_data_root(run.config(), data_root)
     splits = tuple(sorted(splits))
     level_indices(level, run.config().model.depth)  # a bad level fails before any work
     params = {"data": str(root.resolve()), "level": str(level), "max_points": int(max_points),
@@ -162,7 +163,7 @@ def _cluster_params(root: Path, level, max_points: int, seed: int) -> dict:
 def feature_clusters(run: Run, epoch: int, data_root: str | Path | None = None, level: str | int = "bottleneck",
                      k: int | None = None, max_points: int = MAX_POINTS, seed: int = 0) -> ClusterResult:
     """cluster_features of the checkpoint's encoder features (train and test), cached per checkpoint."""
-    root = resolve_data_root(run, data_root)
+    root = run_data_root(run.config(), data_root)
 
     def compute() -> dict:
         found = encoder_features(run, epoch, root, level, max_points, seed=seed)
@@ -187,7 +188,7 @@ def feature_clusters(run: Run, epoch: int, data_root: str | Path | None = None, 
 def feature_embedding(run: Run, epoch: int, data_root: str | Path | None = None, level: str | int = "bottleneck",
                       method: str = "umap", max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
     """embed_2d of the checkpoint's encoder features: (N, 2) float32 in encoder_features' order."""
-    root = resolve_data_root(run, data_root)
+    root = run_data_root(run.config(), data_root)
 
     def compute() -> dict:
         found = encoder_features(run, epoch, root, level, max_points, seed=seed)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.cache import cached
+from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
 from core.diagnostics.evidence import RECONSTRUCTION_METHODS, CopyEvidence, copy_evidence_of
 from core.diagnostics.gradients import gradient_table, vanishing_gradients
@@ -338,7 +339,7 @@ def weight_flags(run: Run, epoch: int) -> tuple[list[HealthFlag], dict[str, floa
 
 def _reconstruction_result(run: Run, epoch: int, data_root, per_category: int, seed: int) -> dict:
     probe = probe_set(run, data_root, per_category, seed)
-    outputs = reconstruct(run.load_model(epoch), np.asarray(probe.images))
+    outputs = reconstruct(open_checkpoint(run, epoch).model(), np.asarray(probe.images))
     inputs = to_tensor(np.asarray(probe.images)).numpy()
     masks = np.asarray(probe.masks) * np.asarray(probe.has_mask)[:, None, None]
     return reconstruction_numbers(inputs, outputs, masks, probe.labels, probe.categories)
@@ -375,7 +376,7 @@ def assess(epoch: int, numbers: dict[str, float], image_free_flags: list[HealthF
 def reconstruction_health(run: Run, epoch: int, data_root: str | Path | None = None) -> HealthReport:
     """Every health flag of one checkpoint: probe reconstructions, weights and gradients.
 
-    Raises DataMissingError (naming the folder) when the probe images are not there; use
+    Raises DataFolderMissing (core.scoring.data) (naming the folder) when the probe images are not there; use
     weight_health for the checks that need no images.
     """
     numbers = reconstruction_numbers_of(run, epoch, data_root)

@@ -22,23 +22,10 @@ from core.data.layouts import discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, ImageSet, Sample
 from core.data.synthetic import make_synthetic_set
 from core.runs import Run
+from core.scoring.data import run_data_root
 
 PROBE_PER_CATEGORY = 4
 PROBE_VERSION = 1  # part of every cache key built on the probe: bump when the selection changes
-
-
-class DataMissingError(FileNotFoundError):
-    """The images a diagnostic needs are not where the run says; the message names the folder."""
-
-
-def resolve_data_root(run: Run, data_root: str | Path | None = None) -> Path:
-    """The dataset to probe: data_root when given, else the folder the run was trained on."""
-    root = Path(data_root if data_root is not None else run.config().data).expanduser()
-    if not root.is_dir():
-        given = "the folder you passed" if data_root is not None else f"the run's config.data of {run.name}"
-        raise DataMissingError(f"{root}: dataset folder does not exist ({given}); reconstruction and "
-                               "feature diagnostics need the images, so pass --data with the dataset folder")
-    return root
 
 
 def _pick(samples: list[Sample], count: int, rng: np.random.Generator) -> list[Sample]:
@@ -113,9 +100,9 @@ def probe_set(run: Run, data_root: str | Path | None = None, per_category: int =
     defects keep their sample; synthetic ones have split "probe" and defect "synthetic_<kind>".
     The same run, data and seed always give the same set; it is decoded once per process and
     each call gets its own copy of the arrays.
-    Raises DataMissingError naming the folder when the dataset is not there.
+    Raises DataFolderMissing (core.scoring.data) naming the folder when the dataset is not there.
     """
-    root = resolve_data_root(run, data_root)
+    root = run_data_root(run.config(), data_root)
     config = run.config()
     key = json.dumps({"layout": config.layout, "categories": list(config.categories),
                       "category_file": config.category_file, "val_fraction": config.val_fraction,
@@ -126,5 +113,5 @@ def probe_set(run: Run, data_root: str | Path | None = None, per_category: int =
 
 def probe_signature(run: Run, data_root: str | Path | None, per_category: int, seed: int) -> dict:
     """What makes a probe set: part of every cache key that depends on it."""
-    return {"data": str(resolve_data_root(run, data_root).resolve()), "per_category": int(per_category),
+    return {"data": str(run_data_root(run.config(), data_root).resolve()), "per_category": int(per_category),
             "seed": int(seed), "version": PROBE_VERSION}

@@ -16,11 +16,11 @@ from typing import Any
 from core.data.snapshot import data_snapshot
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
-from core.diagnostics.probe import DataMissingError
 from core.diagnostics.ranking import EpochRanking
 from core.diagnostics.weights import weight_stats
 from core.finite import NonFiniteError
 from core.runs import Run, RunError, jsonable
+from core.scoring.data import DataFolderMissing
 
 # How much each kind of evidence counts when choosing among healthy epochs. Real AUROC (only
 # with evaluate=True: it reads test labels) measures the goal itself; synthetic AUROC measures
@@ -42,7 +42,7 @@ def epoch_health(run: Run, epoch: int, data_root: str | Path | None = None) -> H
     """reconstruction_health, or the image-free checks with a note when the data is missing."""
     try:
         return reconstruction_health(run, epoch, data_root)
-    except DataMissingError as err:
+    except DataFolderMissing as err:
         return weight_health(run, epoch, note=f"reconstruction checks skipped: {err}")
 
 
@@ -59,7 +59,7 @@ def weight_summary(run: Run, epoch: int) -> dict[str, Any]:
 def _clustering(run: Run, epoch: int, data_root, level, k, max_points: int) -> dict[str, Any]:
     try:
         result = feature_clusters(run, epoch, data_root, level=level, k=k, max_points=max_points)
-    except DataMissingError as err:
+    except DataFolderMissing as err:
         return {"skipped": str(err)}
     except NonFiniteError:  # a diverged epoch: the nan health flag already says so
         return {"skipped": "encoder features are NaN/inf (see the nan flag)"}

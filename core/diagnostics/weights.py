@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from core.cache import cached
+from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
 from core.model import UNetAutoencoder
 from core.runs import Run, RunError
@@ -81,7 +82,7 @@ def tensor_stats(weights: torch.Tensor) -> dict[str, float]:
 
 
 def _weight_stats_result(run: Run, epoch: int) -> dict:
-    payload = run.load(epoch)
+    payload = open_checkpoint(run, epoch).payload()
     depth = int(payload["config"].get("model", {}).get("depth", 4))
     tensors = conv_tensors(payload["model"])
     rows = {name: tensor_stats(t) for name, t in tensors.items()}
@@ -111,7 +112,7 @@ def weight_stats(run: Run, epoch: int) -> pd.DataFrame:
 
 
 def _histogram_result(run: Run, epoch: int, bins: int) -> dict:
-    tensors = conv_tensors(run.load(epoch)["model"])
+    tensors = conv_tensors(open_checkpoint(run, epoch).payload()["model"])
     counts = np.zeros((len(tensors), bins), dtype=np.int64)
     edges = np.zeros((len(tensors), bins + 1), dtype=np.float64)
     for i, weights in enumerate(tensors.values()):

@@ -30,7 +30,6 @@ _EXPORTS = {
     "build_feature_bank": "core.scoring.methods",
     "build_thumbnail_bank": "core.scoring.methods",
     "knn_search": "core.scoring.knn",
-    "load_checkpoint_model": "core.scoring.checkpoint",
     "parse_methods": "core.scoring.options",
     "score_checkpoint": "core.scoring.checkpoint",
     "score_checkpoint_methods": "core.scoring.checkpoint",

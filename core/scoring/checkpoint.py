@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from core.accel import for_inference
-from core.cache import cached, checkpoint_stamp, load_cached, store_cached
+from core.cache import cached, load_cached, store_cached
+from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
 from core.finite import require_finite_scores
 from core.model import UNetAutoencoder
-from core.runs import Run, RunError, model_from_checkpoint
+from core.runs import Run
 from core.scoring.calibration import (
     CALIBRATIONS,
     MIN_REFERENCE,
@@ -57,20 +58,6 @@ from core.scoring.testset import TestSet, build_test_set
 # Part of every cache key written here: bump it when a change to scoring code changes results,
 # so results cached by older code are recomputed instead of served.
 SCORING_VERSION = 3  # 2: typed records, image-first patch knn; 3: banks record kept images
-
-
-def load_checkpoint_model(
-    run: Run, epoch: int | str, device: torch.device | str = "cpu"
-) -> tuple[UNetAutoencoder, TrainConfig, int]:
-    """(model in eval mode, the checkpoint's own config, the resolved epoch).
-
-    The config comes from inside the checkpoint, so a checkpoint always rebuilds the model that
-    wrote it. Any failure names the checkpoint and what to do, in one line.
-    """
-    payload, config, resolved = _header(run, epoch)
-    path = run.checkpoint_path(resolved)
-    model = for_inference(model_from_checkpoint(payload, path).to(device).eval())
-    return model, config, resolved
 
 
 def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:
@@ -163,7 +150,8 @@ def _compute(
 ) -> dict[str, MethodScores]:
     """Every method of `methods` on `images`, one model pass for all (score_image_set_methods)."""
     started = time.perf_counter()
-    model, config, _ = load_checkpoint_model(run, epoch, device)
+    checkpoint = open_checkpoint(run, epoch)
+    model, config = for_inference(checkpoint.model(device)), checkpoint.config
     banks = {}
     if "knn" in methods:
         banks["knn"] = checkpoint_bank(run, epoch, model, config, data_root, options, device)
@@ -269,7 +257,8 @@ def score_checkpoint_methods(
     if "ensemble" in methods:
         return _with_ensemble(run, epoch, data_root, methods, split, device, calibration,
                               cached_only, opts, options, maps)
-    config, resolved = _checkpoint_header(run, epoch)
+    checkpoint = open_checkpoint(run, epoch)
+    config, resolved = checkpoint.config, checkpoint.epoch
     if split == "test":
         images = build_test_set(config, data_root, opts.unknown_categories)
         samples = images.samples
@@ -310,7 +299,8 @@ def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, c
     wanted = tuple(dict.fromkeys(plain + members))
     raw = score_checkpoint_methods(run, epoch, data_root, wanted, split, device, "none",
                                    cached_only, maps, **options)
-    config, resolved = _checkpoint_header(run, epoch)
+    checkpoint = open_checkpoint(run, epoch)
+    config, resolved = checkpoint.config, checkpoint.epoch
     reference = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
                                           **options) for m in members}
     results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
@@ -348,7 +338,7 @@ def resolve_method(
     run's normals are too few to calibrate the ensemble's members (can_calibrate)."""
     if method:
         return check_method(method), None
-    if can_calibrate(checkpoint_config(run, epoch), data_root):
+    if can_calibrate(open_checkpoint(run, epoch).config, data_root):
         return DEFAULT_METHOD, None
     return FALLBACK_METHOD, (
         f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
@@ -414,7 +404,8 @@ def calibration_reference(
     followed by the held-out normals' scores; for an ensemble its members' references combined.
     None only when cached_only and something is not cached."""
     opts = ScoreOptions.from_kwargs(options)
-    config, resolved = _checkpoint_header(run, epoch)
+    checkpoint = open_checkpoint(run, epoch)
+    config, resolved = checkpoint.config, checkpoint.epoch
     if method == "ensemble":
         refs = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
                                          **options) for m in ensemble_members(opts.members)}
@@ -442,7 +433,7 @@ def _leave_one_out(run: Run, epoch: int, data_root, method: str, config: TrainCo
         train = load_samples(samples, config.image_size)
         bank = None
         if method == "knn":
-            model = load_checkpoint_model(run, epoch, device)[0]
+            model = for_inference(open_checkpoint(run, epoch).model(device))
             bank = checkpoint_bank(run, epoch, model, config, data_root, opts, device)
         return {"scores": leave_one_out_scores(method, train, opts, bank),
                 "categories": list(train.categories),
@@ -481,50 +472,3 @@ def calibrate_result(test: MethodScores, reference: ReferenceScores | MethodScor
         raw_scores=np.asarray(test.image_scores, np.float64),
         calibration=fitted.describe(),
     )
-
-
-_CONFIGS: dict[tuple[str, int, int], TrainConfig] = {}  # checkpoint_stamp -> its config
-
-
-def checkpoint_config(run: Run, epoch: int | str) -> TrainConfig:
-    """The config stored inside the checkpoint: the one source of a checkpoint's settings.
-    Remembered per checkpoint_stamp (file, size, mtime), so a page reading cached scores of many
-    methods loads each checkpoint once, and a rewritten checkpoint is read again."""
-    return _checkpoint_header(run, epoch)[0]
-
-
-def _checkpoint_header(run: Run, epoch: int | str) -> tuple[TrainConfig, int]:
-    resolved = run.resolve_epoch(epoch)
-    path = run.checkpoint_path(resolved)
-    try:
-        key = checkpoint_stamp(path.resolve())
-    except RunError:
-        key = None
-    if key is None or key not in _CONFIGS:
-        config = _header(run, resolved)[1]
-        if key is not None:
-            if len(_CONFIGS) > 256:
-                _CONFIGS.clear()
-            _CONFIGS[key] = config
-        return config, resolved
-    return _CONFIGS[key], resolved
-
-
-def _header(run: Run, epoch: int | str) -> tuple[dict[str, Any], TrainConfig, int]:
-    """The checkpoint's config without building the model (cheap on a cache hit)."""
-    resolved = run.resolve_epoch(epoch)
-    try:
-        payload = run.load(resolved)
-        config = TrainConfig.from_saved(payload["config"], run.checkpoint_path(resolved),
-                                        payload.get("version"))
-    except (RunError, ValueError) as err:
-        what = (
-            str(err)
-            if isinstance(err, RunError)
-            else f"{run.checkpoint_path(resolved)}: unreadable config ({err})"
-        )
-        raise RunError(
-            f"{what} -- choose another epoch (available: {run.epochs()}) or retrain with "
-            "python -m core train"
-        ) from err
-    return payload, config, resolved

@@ -336,7 +336,7 @@ def main() -> None:
                         config=widgets.PLOT_CONFIG)
         st.caption("Click a point to open that epoch in every page.")
         st.subheader("Which epoch?")
-        choices = core.evaluate.epoch_choices(table) if len(table) else {}
+        choices = core.evaluate.criterion_picks(table) if len(table) else {}
         draw_suggestions(run, choices, diag, sel.epoch)
         draw_agreement(state.ranking_of(diag))
         st.subheader("Epoch × metric")

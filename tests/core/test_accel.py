@@ -4,9 +4,9 @@ the CPU they train and still write float32 checkpoints that load anywhere."""
 import torch
 
 from core.accel import Acceleration, device_memory
+from core.checkpoint import model_from_checkpoint, read_payload
 from core.config import TrainConfig
 from core.model import UNetAutoencoder
-from core.runs import model_from_checkpoint
 from core.train import train_one
 from tests.conftest import tiny_config
 
@@ -38,7 +38,7 @@ def test_training_in_bf16_channels_last_on_cpu_writes_float32_checkpoints(demo_r
     run = train_one(config, progress=False, log=lambda _: None)
     record = run.metrics()[-1]
     assert record["train_loss"] == record["train_loss"] and record["train_loss"] > 0
-    payload = run.load(1)
+    payload = read_payload(run, 1)
     assert all(t.dtype == torch.float32 for t in payload["model"].values() if t.is_floating_point())
     model = model_from_checkpoint(payload)
     assert torch.isfinite(model(torch.rand(1, 3, 32, 32))).all()

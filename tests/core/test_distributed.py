@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from core import distributed
+from core.checkpoint import load_checkpoint, model_from_checkpoint
 from core.distributed import Context
-from core.runs import Run, load_checkpoint, model_from_checkpoint
+from core.runs import Run
 from core.train import train_one
 from tests.conftest import tiny_config
 

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from core.__main__ import main as cli
 from core.evaluate import (
-    epoch_choices,
+    criterion_picks,
     evaluate_epoch,
     evaluate_run,
     format_table,
@@ -120,7 +120,7 @@ def test_evaluate_run_table(tiny_run, demo_root):
     assert table["val_loss"].tolist() == pytest.approx(
         [logged[1]["val_loss"], logged[2]["val_loss"]]
     )
-    choices = epoch_choices(table)
+    choices = criterion_picks(table)
     assert choices["lowest val_loss"]["epoch"] == tiny_run.best_by_val_loss()
     text = format_table(table)
     assert "lowest val_loss" in text and "real_auroc_pixel" in text

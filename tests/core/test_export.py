@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.__main__ import main as cli
+from core.checkpoint import load_checkpoint, open_checkpoint
 from core.data.layouts import DatasetLayoutError
 from core.export import export_epoch, load_exported_model, submission_csv, submission_ids
 from core.runs import RunError
@@ -40,7 +41,7 @@ def test_export_round_trip_gives_identical_scores(tiny_run, demo_root, tmp_path)
         p.is_file() for p in written.values()
     )
     exported = load_exported_model(tmp_path / "out")
-    original = tiny_run.load_model(2)
+    original = open_checkpoint(tiny_run, 2).model()
     for name, tensor in original.state_dict().items():
         assert torch.equal(tensor, exported.state_dict()[name]), name
     config = tiny_run.config()
@@ -172,7 +173,7 @@ def card_calibration(written) -> str:
 def test_exporting_a_flagged_epoch_says_so_on_the_card_and_the_command_line(
         tiny_run, tmp_path, capsys):
     """A collapsed epoch (every output the same grey) can still be exported, never silently."""
-    from core.runs import Run, load_checkpoint, save_checkpoint
+    from core.runs import Run, save_checkpoint
 
     shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
     run = Run(tmp_path / "run")

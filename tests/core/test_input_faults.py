@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from core.__main__ import main as cli
+from core.checkpoint import load_checkpoint, open_checkpoint, read_payload
 from core.config import ModelConfig, TrainConfig
 from core.data.dataset import load_training_data, split_validation
 from core.data.images import MaskWarning, load_image_set, read_image, read_mask
@@ -31,7 +32,7 @@ from core.data.samples import ANOMALOUS, NORMAL, ImageSet, Sample
 from core.finite import NonFiniteError, require_finite
 from core.metric_notes import category_note
 from core.metrics import aupro, image_auroc, pixel_metrics
-from core.runs import Run, RunError, load_checkpoint, save_checkpoint
+from core.runs import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
 from core.trainability import UntrainableConfigError, untrainable_reason
 from tests.data_support import load_test_data
@@ -112,7 +113,7 @@ def nan_run(tmp_path_factory):
     """Epoch 1 trained normally, epoch 2 with every weight NaN (a diverged run)."""
     root = _mvtec(tmp_path_factory.mktemp("nan_data"))
     run = _train(_tiny(root, tmp_path_factory.mktemp("runs") / "nan"))
-    payload = run.load(1)
+    payload = read_payload(run, 1)
     payload["model"] = {k: v * float("nan") if v.is_floating_point() else v
                         for k, v in payload["model"].items()}
     payload["epoch"] = 2
@@ -561,7 +562,7 @@ def test_disk_full_while_saving_keeps_every_earlier_epoch(tmp_path, monkeypatch)
         _train(_tiny(root, tmp_path / "run", epochs=3))
     monkeypatch.undo()
     run = Run(tmp_path / "run")
-    assert run.epochs() == [1] and run.load_model(1) is not None
+    assert run.epochs() == [1] and open_checkpoint(run, 1).model() is not None
     assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
     assert "could not be saved" in run.status()["message"]
 

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from core.cache import CacheWarning
+from core.checkpoint import load_checkpoint, read_payload
 from core.config import ConfigVersionWarning, TrainConfig
 from core.data import images as images_module
 from core.data.dataset import split_validation
@@ -36,7 +37,7 @@ from core.data.images import (
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
 from core.metrics import aupro, pixel_auroc
-from core.runs import ForeignCheckpointWarning, Run, load_checkpoint, save_checkpoint
+from core.runs import ForeignCheckpointWarning, Run, save_checkpoint
 from tests.core.test_input_faults import REPO, _cli, _mvtec, _tiny, _train
 
 SIZE = 16
@@ -381,7 +382,7 @@ def test_mvtec_ad_2_reads_test_public_its_masks_and_validation_normals(tmp_path)
 def test_diagnose_on_a_nan_epoch_does_not_call_a_labelled_test_set_unlabelled(tiny_run, capsys,
                                                                             tmp_path):
     run = _copy_run(tiny_run[0], tmp_path / "nan")
-    payload = run.load(1)
+    payload = read_payload(run, 1)
     payload["model"] = {k: v * float("nan") if v.is_floating_point() else v
                         for k, v in payload["model"].items()}
     payload["epoch"] = 2
@@ -542,11 +543,11 @@ def test_a_checkpoint_dropped_in_as_a_new_epoch_is_named_and_own_epochs_are_not(
     save_checkpoint(copy.checkpoint_path(2), _foreign(load_checkpoint(run.checkpoint_path(1))))
     with pytest.warns(ForeignCheckpointWarning, match=r"epoch_002\.pt: not this run's epoch 2: it "
                       r"holds epoch 1 of its run and it was written by the run /elsewhere/other_run"):
-        copy.load(2)
+        read_payload(copy, 2)
     assert list(copy.foreign_epochs()) == [2]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        copy.load(1)  # the run's own epoch: no word
+        read_payload(copy, 1)  # the run's own epoch: no word
 
 
 def test_a_run_copied_and_renamed_keeps_its_epochs(tiny_run, tmp_path):
@@ -560,7 +561,7 @@ def test_a_run_copied_and_renamed_keeps_its_epochs(tiny_run, tmp_path):
     assert copy.foreign_epochs() == {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        copy.load(1)
+        read_payload(copy, 1)
 
 
 # --------------------------------------------------------------------------- each warning once

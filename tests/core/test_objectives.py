@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from core.checkpoint import load_checkpoint, open_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data.synthetic import panel, perlin_blend
 from core.evaluate import evaluate_epoch
 from core.losses import ReconstructionLoss, focal_loss
 from core.objectives import Objective, corrupt_batch
-from core.runs import Run, RunError, load_checkpoint, save_checkpoint
+from core.runs import Run, RunError, save_checkpoint
 from core.scoring import METHODS, score_checkpoint, score_image_set
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.patchz import PatchStats, patchz_scores
@@ -121,7 +122,7 @@ def test_discriminative_run_logs_terms_and_stores_both_networks(seg_run):
         assert 0.0 <= record["synthetic_auroc"]["seg"] <= 1.0
     payload = load_checkpoint(seg_run.checkpoint_path(2))
     assert SEG_KEY in payload
-    model = seg_run.load_model(2)
+    model = open_checkpoint(seg_run, 2).model()
     segmenter = segmenter_of(model)
     assert segmenter is not None and not any(k.startswith("_segmenter") for k in model.state_dict())
     for key, value in segmenter.state_dict().items():
@@ -176,14 +177,14 @@ def test_damaged_seg_weights_name_the_checkpoint(seg_run, tmp_path):
     run.path.mkdir()
     save_checkpoint(run.checkpoint_path(1), payload)
     with pytest.raises(RunError, match="seg_model"):
-        run.load_model(1)
+        open_checkpoint(run, 1).model()
 
 
 def test_seg_on_a_plain_model_is_one_clear_error(tiny_run):
     config = tiny_run.config()
     test = load_samples(samples_to_score(config.data), config.image_size)
     train = load_samples(reference_samples(config.data, "train", config), config.image_size)
-    model = tiny_run.load_model(tiny_run.epochs()[-1])
+    model = open_checkpoint(tiny_run, tiny_run.epochs()[-1]).model()
     with pytest.raises(ValueError, match="--objective discriminative"):
         score_image_set(model, test, "seg")
     assert score_image_set(None, test, "patchz", train=train).scores.shape == (len(test),)

@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 
+from core.checkpoint import load_checkpoint, read_payload
 from core.config import TrainConfig
 from core.runs import (
     Run,
@@ -22,7 +23,6 @@ from core.runs import (
     atomic_write_json,
     jsonable,
     list_runs,
-    load_checkpoint,
     save_checkpoint,
 )
 
@@ -115,7 +115,7 @@ def test_jsonable_turns_nan_and_numpy_into_strict_json():
 
 def test_checkpoints_round_trip_and_load_as_weights_only(tmp_path):
     run = _run(tmp_path, epochs=(1,))
-    payload = run.load(1)
+    payload = read_payload(run, 1)
     assert torch.equal(payload["model"]["w"], torch.ones(2))
     assert TrainConfig.from_dict(payload["config"]) == TrainConfig(run=str(run.path))
 
@@ -145,7 +145,7 @@ def test_a_python_object_in_a_checkpoint_is_refused(tmp_path):
 def test_loading_an_epoch_that_is_not_there_names_the_available_ones(tmp_path):
     run = _run(tmp_path, epochs=(1, 2))
     with pytest.raises(RunError, match="epoch 5 does not exist; available: 1, 2"):
-        run.load(5)
+        read_payload(run, 5)
 
 
 # --------------------------------------------------------------------------- metrics.jsonl

@@ -11,7 +11,8 @@ import torch
 
 from core.__main__ import main as cli
 from core.cache import cached, load_cached
-from core.runs import Run, RunError, load_checkpoint, model_from_checkpoint
+from core.checkpoint import load_checkpoint, model_from_checkpoint, read_payload
+from core.runs import Run, RunError
 from core.scoring import score_checkpoint
 from core.storage import drop_optimizer_state, kept_by_request, plan_prune, prune, set_kept
 from core.train import train_one
@@ -53,7 +54,7 @@ def test_resume_under_the_policy_continues_exactly(five, demo_root, tmp_path):
     train_one(config.with_overrides({"epochs": 5}), resume=True, **QUIET)
     assert run.epochs() == [1, 2, 3, 4, 5] and [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4, 5]
     assert [has_optimizer(run, e) for e in run.epochs()] == [False, False, False, False, True]
-    resumed, straight = run.load(5)["model"], five.load(5)["model"]
+    resumed, straight = read_payload(run, 5)["model"], read_payload(five, 5)["model"]
     assert all(torch.allclose(resumed[k].float(), straight[k].float(), atol=1e-6) for k in straight)
 
 
@@ -92,9 +93,9 @@ def legacy_copy(five: Run, path) -> Run:
     """A run as written before the policy: every epoch holds optimizer state."""
     shutil.copytree(five.path, path, ignore=shutil.ignore_patterns("cache"))
     run = Run(path)
-    state = run.load(5)["optimizer"]
+    state = read_payload(run, 5)["optimizer"]
     for epoch in run.epochs()[:-1]:
-        payload = run.load(epoch)
+        payload = read_payload(run, epoch)
         payload["optimizer"] = state
         torch.save(payload, run.checkpoint_path(epoch))
     return run
@@ -126,7 +127,7 @@ def test_prune_dry_run_then_apply_keeps_latest_pinned_and_best(five, tmp_path, c
         assert has_optimizer(run, epoch) == (epoch in kept)
         assert (stat.st_size < before[epoch].st_size) == (epoch not in kept)
         assert stat.st_mtime_ns == before[epoch].st_mtime_ns  # weights unchanged, so is the mtime
-        model_from_checkpoint(run.load(epoch))
+        model_from_checkpoint(read_payload(run, epoch))
     freed = sum(before[e].st_size - run.checkpoint_path(e).stat().st_size for e in freeable)
     assert freed >= plan.bytes_to_free > 0
     hit = load_cached(run, 3, "probe", None)  # cached results of a pruned epoch stay valid

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.runs import Run, RunError, load_checkpoint, model_from_checkpoint
+from core.checkpoint import load_checkpoint, model_from_checkpoint
+from core.runs import Run, RunError
 from core.train import train_one
 from tests.conftest import tiny_config
 

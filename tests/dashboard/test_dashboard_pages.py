@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.checkpoint import load_checkpoint
+
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -164,7 +166,7 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
 @pytest.mark.filterwarnings("ignore::core.runs.ForeignCheckpointWarning")  # pages load it too
 def test_a_checkpoint_copied_in_from_another_run_is_marked_in_the_epoch_picker(tiny_run, tmp_path,
                                                                               monkeypatch):
-    from core.runs import load_checkpoint, save_checkpoint
+    from core.runs import save_checkpoint
 
     root = tmp_path / "runs"
     shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))

@@ -10,6 +10,7 @@ import torch
 
 pytest.importorskip("streamlit")
 
+from core.checkpoint import read_payload
 from core.runs import Run  # noqa: E402
 from core.storage import kept_by_request, plan_prune  # noqa: E402
 from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
@@ -20,8 +21,8 @@ def legacy_root(tiny_run, tmp_path) -> Path:
     """A copy of the tiny run as written before the storage policy (epoch 1 keeps its state)."""
     root = copy_run(tiny_run.path, tmp_path / "runs")
     run = Run(root / "tiny")
-    payload = run.load(1)
-    payload["optimizer"] = run.load(2)["optimizer"]
+    payload = read_payload(run, 1)
+    payload["optimizer"] = read_payload(run, 2)["optimizer"]
     torch.save(payload, run.checkpoint_path(1))
     (run.path / "pinned.json").unlink(missing_ok=True)
     return root

@@ -22,7 +22,7 @@ from core.config import TrainConfig
 from core.data.dataset import load_training_data, split_validation
 from core.data.layouts import discover_samples
 from core.diagnostics import (
-    DataMissingError,
+    DataFolderMissing,
     diagnose_epoch,
     diagnose_run,
     probe_set,
@@ -230,7 +230,7 @@ def test_missing_dataset_names_the_folder_and_falls_back(planted, tmp_path, demo
     config = TrainConfig.load(moved / "config.json").with_overrides({"data": str(tmp_path / "gone")})
     config.save(moved / "config.json")
     run = Run(moved)
-    with pytest.raises(DataMissingError, match=r"gone.*--data"):
+    with pytest.raises(DataFolderMissing, match=r"gone.*--data"):
         reconstruction_health(run, 3)
     result = diagnose_epoch(run, 3)
     assert "gone" in result["health"]["notes"][0]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core.__main__ import main as cli
+from core.checkpoint import read_payload
 from core.config import ModelConfig, TrainConfig
 from core.diagnostics import (
     compare_runs,
@@ -83,7 +84,7 @@ def test_weight_stats_rows_ordered_encoder_to_decoder(run):
     stats = weight_stats(run, 1)
     assert list(stats.columns[:10]) == ["layer", "part", "level", "std", "mean", "abs_mean", "l2",
                                         "near_zero_share", "n", "nonfinite"]
-    state = run.load(1)["model"]
+    state = read_payload(run, 1)["model"]
     assert list(stats["layer"]) == [k for k, v in state.items() if v.ndim == 4]
     assert stats["part"].iloc[0] == "encoder" and stats["part"].iloc[-1] == "head"
     assert list(stats.loc[stats["part"] == "bottleneck", "layer"]) == ["down.1.1.0.weight", "down.1.1.3.weight"]
@@ -103,9 +104,9 @@ def test_weight_stats_are_cached_and_follow_a_rewritten_checkpoint(run, monkeypa
     monkeypatch.setattr(weights_module, "_weight_stats_result", fail)
     pd.testing.assert_frame_equal(weight_stats(run, 2), first)
     monkeypatch.setattr(weights_module, "_weight_stats_result", original)
-    state = run.load(2)["model"]
+    state = read_payload(run, 2)["model"]
     save_checkpoint(run.checkpoint_path(2), {"model": scaled(state, 3.0), "optimizer": {}, "epoch": 2,
-                                             "config": run.load(2)["config"]})
+                                             "config": read_payload(run, 2)["config"]})
     assert weight_stats(run, 2)["std"].to_numpy() == pytest.approx(3 * first["std"].to_numpy())
 
 
@@ -113,7 +114,7 @@ def test_weight_histogram_counts_every_weight(run):
     counts, edges = weight_histogram(run, 1, "down.0.1.0.weight", bins=20)
     n = weight_stats(run, 1).set_index("layer").loc["down.0.1.0.weight", "n"]
     assert counts.shape == (20,) and edges.shape == (21,) and counts.sum() == n
-    weights = run.load(1)["model"]["down.0.1.0.weight"]
+    weights = read_payload(run, 1)["model"]["down.0.1.0.weight"]
     assert edges[0] == pytest.approx(float(weights.min())) and edges[-1] == pytest.approx(float(weights.max()))
     with pytest.raises(RunError, match="no convolution named"):
         weight_histogram(run, 1, "nope.weight")

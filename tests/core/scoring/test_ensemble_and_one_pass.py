@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint, score_image_set, score_image_set_methods
 from core.scoring.checkpoint import calibrate_result, calibration_reference
 from core.scoring.data import load_samples, reference_samples, samples_to_score
@@ -29,7 +30,7 @@ def sets(tiny_run):
     config = tiny_run.config()
     test = load_samples(samples_to_score(config.data), config.image_size)
     train = load_samples(reference_samples(config.data, "train", config), config.image_size)
-    return tiny_run.load_model(tiny_run.epochs()[-1]), test, train
+    return open_checkpoint(tiny_run, tiny_run.epochs()[-1]).model(), test, train
 
 
 def test_one_pass_gives_each_method_its_own_numbers(sets):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.__main__ import main as cli
+from core.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.routing import (
@@ -45,7 +46,7 @@ def test_colour_histograms_match_numpy():
 def test_demo_categories_route_correctly(tiny_run, demo_sets, method):
     """carpet, bottle and pill look nothing alike: both routers must get every image right."""
     test, train = demo_sets
-    model = tiny_run.load_model(2) if method == "features" else None
+    model = open_checkpoint(tiny_run, 2).model() if method == "features" else None
     routing = route_images(test.images, train.images, train.categories, model, method=method)
     assert routing.method == method
     report = routing_accuracy(test.categories, routing.categories)

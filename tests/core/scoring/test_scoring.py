@@ -16,12 +16,13 @@ from sklearn.neighbors import NearestNeighbors
 
 import core.scoring.checkpoint as checkpoint_module
 import core.scoring.knn as knn_module
+from core.checkpoint import load_checkpoint, open_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data.demo import DemoSpec, generate_demo_dataset
 from core.data.images import LeftOutWarning
 from core.data.layouts import DatasetLayoutError
 from core.metrics import image_auroc
-from core.runs import Run, RunError, load_checkpoint, save_checkpoint
+from core.runs import Run, RunError, save_checkpoint
 from core.scoring import (
     METHODS,
     FeatureBank,
@@ -56,7 +57,7 @@ def _sets(run: Run):
 @pytest.fixture(scope="module")
 def tiny(tiny_run):
     config, test, train = _sets(tiny_run)
-    return tiny_run, tiny_run.load_model(tiny_run.epochs()[-1]), test, train
+    return tiny_run, open_checkpoint(tiny_run, tiny_run.epochs()[-1]).model(), test, train
 
 
 # --------------------------------------------------------------------------- kNN search and banks
