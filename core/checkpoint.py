@@ -55,11 +55,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> UNetAutoencoder:
+def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint",
+                          config: TrainConfig | None = None) -> UNetAutoencoder:
     """The model a checkpoint payload holds, in eval mode on the CPU: built from the config
-    inside it, with its segmentation network attached when it holds one. Raises RunError when
-    the weights do not fit that config."""
-    config = TrainConfig.from_saved(payload["config"], path, payload.get("version"))
+    inside it (`config` when the caller read it already), with its segmentation network
+    attached when it holds one. Raises RunError when the weights do not fit that config."""
+    if config is None:
+        config = TrainConfig.from_saved(payload["config"], path, payload.get("version"))
     model = UNetAutoencoder(config.model)
     mismatch = architecture_mismatch(payload["model"], model)
     if mismatch:
@@ -111,7 +113,7 @@ class Checkpoint:
 
     def model(self, device: torch.device | str = "cpu") -> UNetAutoencoder:
         """The model this checkpoint holds, in eval mode on `device` (a fresh copy per call)."""
-        return model_from_checkpoint(self.payload(), self.path).to(device).eval()
+        return model_from_checkpoint(self.payload(), self.path, self.config).to(device).eval()
 
 
 _OPENED: dict[tuple[str, int, int], Checkpoint] = {}

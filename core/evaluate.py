@@ -21,9 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.accel import for_inference
 from core.cache import cached
-from core.checkpoint import open_checkpoint
 from core.data.samples import NORMAL, UNLABELED
 from core.data.snapshot import data_snapshot
 from core.metric_notes import evaluation_notes
@@ -41,11 +39,9 @@ from core.scoring.checkpoint import (
     calibrate_result,
     calibration_reference,
     can_calibrate,
-    reference_set,
-    score_checkpoint_methods,
-    scoring_samples,
+    score_methods,
 )
-from core.scoring.data import fingerprint, reference_root, reference_samples
+from core.scoring.context import ScoringContext
 from core.scoring.options import (
     CHECKPOINT_METHODS,
     FLOOR_METHODS,
@@ -54,7 +50,6 @@ from core.scoring.options import (
 )
 from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
-from core.scoring.testset import build_test_set
 from core.thresholds import threshold_reports
 
 
@@ -64,24 +59,18 @@ def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
     return methods + tuple(f for f in FLOOR_METHODS if f not in methods)
 
 
-def available_methods(
-    run: Run, epoch: int, methods: Sequence[str], data_root: str | Path | None = None
-) -> tuple[str, ...]:
+def available_methods(context: ScoringContext, methods: Sequence[str]) -> tuple[str, ...]:
     """`methods` without what the checkpoint cannot give when every method was asked for
     ("all"): seg without a segmentation network, ensemble without enough held-out normals
-    to calibrate with (given data_root). Asking for either by name on such a run stays an error that says why."""
+    to calibrate with. Asking for either by name on such a run stays an error that says why."""
     methods = tuple(methods)
     if methods != METHODS:
         return methods
-    if not open_checkpoint(run, epoch).holds_segmenter:
+    if not context.checkpoint.holds_segmenter:
         methods = tuple(m for m in methods if m not in SEGMENTER_METHODS)
-    if data_root is not None and not _can_calibrate(run, epoch, data_root):
+    if not can_calibrate(context):
         methods = tuple(m for m in methods if m not in CHECKPOINT_METHODS)
     return methods
-
-
-def _can_calibrate(run: Run, epoch: int, data_root) -> bool:
-    return can_calibrate(open_checkpoint(run, epoch).config, data_root)
 
 
 def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
@@ -101,34 +90,28 @@ def pixel_report(test: MethodScores, masks: np.ndarray) -> dict[str, Any]:
     return report
 
 
-def routing_report(
-    run: Run, epoch: int, data_root: str | Path, device="cpu", unknown_categories: str = "error"
-) -> dict[str, Any] | None:
+def routing_report(context: ScoringContext) -> dict[str, Any] | None:
     """Routing accuracy on test images whose category is known, by features and by thumbnails;
     None when no test image has a known category. Kept in the run's cache per checkpoint and
     data (it encodes every test and training image), so a second evaluate reads it back."""
-    checkpoint = open_checkpoint(run, epoch)
-    config = checkpoint.config
-    test = build_test_set(config, data_root, unknown_categories)
+    config, test, device = context.config, context.test_set, context.device
     known = np.array([s == "dataset" for s in test.category_source], bool)
     if not known.any():
         return None
-    root = reference_root(config, data_root)
     params = {
         "v": SCORING_VERSION,
-        "data": fingerprint(test.samples),
-        "reference": fingerprint(reference_samples(root, "train", config)),
+        "data": context.fingerprint("test"),
+        "reference": context.train_fingerprint,
         "size": config.image_size,
-        "unknown_categories": unknown_categories,
+        "unknown_categories": context.options.unknown_categories,
     }
 
     def compute() -> dict[str, Any]:
-        model = for_inference(checkpoint.model(device))
-        train = reference_set(config, data_root)
+        train = context.reference_set
         images = test.images[known]
         truth = [c for c, k in zip(test.categories, known, strict=True) if k]
         report = {}
-        for how, net in (("features", model), ("thumbnail", None)):
+        for how, net in (("features", context.model), ("thumbnail", None)):
             routed = route_images(
                 images, train.images, train.categories, net, method=how, device=device,
                 batch_size=ScoreOptions().batch_for(config.image_size, device),
@@ -136,7 +119,7 @@ def routing_report(
             report[how] = routing_accuracy(truth, routed.categories)
         return report
 
-    return cached(run, epoch, "routing", params, compute)
+    return cached(context.run, context.epoch, "routing", params, compute)
 
 
 def _image_aurocs(table: pd.DataFrame, categories: list[str]) -> tuple[dict, dict]:
@@ -225,31 +208,24 @@ def evaluate_epoch(
     computed), for pages that draw what is known at once. Returns an EpochEvaluation.
     """
     with data_snapshot():  # the data files are listed and stat-ed once for all of it
-        return _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, routing,
-                               cached_only, options)
+        context = ScoringContext(run, epoch, data_root, ScoreOptions.from_kwargs(options), device)
+        return _evaluate_epoch(context, parse_methods(methods), pixel, thresholds, routing,
+                               cached_only)
 
 
-def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, routing,
-                    cached_only, options) -> EpochEvaluation | None:
-    resolved = run.resolve_epoch(epoch)
-    policy = options.get("unknown_categories", "error")
-    methods = with_floor(available_methods(run, resolved, parse_methods(methods), data_root))
+def _evaluate_epoch(context: ScoringContext, methods: tuple[str, ...], pixel: bool,
+                    thresholds: bool, routing: bool, cached_only: bool) -> EpochEvaluation | None:
+    methods = with_floor(available_methods(context, methods))
     # one model pass for every method on the held-out normals (the calibration reference and
     # the percentile threshold's), one on the test images; the held-out normals first, so the
     # ensemble finds its members' reference scores computed with the rest
-    has_val = _has_validation_normals(run, resolved, data_root)
+    has_val = bool(context.val_samples)  # none with <4 training images or --val-fraction 0
     vals = (
-        score_checkpoint_methods(
-            run, resolved, data_root, methods, "val", device, cached_only=cached_only,
-            maps=False, **options
-        )
+        score_methods(context, methods, "val", cached_only=cached_only, maps=False)
         if has_val
         else dict.fromkeys(methods)
     )
-    results = score_checkpoint_methods(
-        run, resolved, data_root, methods, device=device, cached_only=cached_only, maps=pixel,
-        **options
-    )
+    results = score_methods(context, methods, cached_only=cached_only, maps=pixel)
     if any(r is None for r in results.values()) or (has_val and None in vals.values()):
         return None  # cached_only, and not everything is cached
     first = results[methods[0]]
@@ -258,8 +234,7 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
         named, first.labels, {m: r.image_scores for m, r in results.items()}, first.defects
     )
     image, defect = _image_aurocs(table, sorted(set(named)))
-    references = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
-                                           **options) for m in methods}
+    references = {m: calibration_reference(context, m, cached_only) for m in methods}
     if None in references.values():
         return None  # cached_only, and a leave-one-out reference is not cached
     calibration = {}
@@ -270,16 +245,16 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
             image_auroc(r.labels, calibrated.image_scores) if calibrated.calibrated else None
         )
     out: dict[str, Any] = {
-        "run": str(run.path),
-        "epoch": resolved,
-        "data": str(data_root),
+        "run": str(context.run.path),
+        "epoch": context.epoch,
+        "data": str(context.data_root),
         "methods": list(methods),
         "counts": _counts(first),
         "image_auroc": image,
         "defect_auroc": defect,
         "seconds": {m: r.seconds for m, r in results.items()},
         "calibration": calibration,
-        "test_set": build_test_set(open_checkpoint(run, resolved).config, data_root, policy).summary(),
+        "test_set": context.test_set.summary(),
     }
     out["f1_max"] = {}
     both_classes = auroc_undefined_reason(first.labels) is None  # else F1 is trivial or nan
@@ -287,7 +262,7 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
         f1, threshold = f1_max(r.labels, r.image_scores) if both_classes else (None, None)
         out["f1_max"][m] = {"f1": f1, "threshold": threshold}
     if pixel:
-        masks = _test_masks(run, resolved, data_root, first.names, policy)
+        masks = _test_masks(context, first.names)
         out["pixel"] = {
             m: pixel_report(r, masks) for m, r in results.items() if r.anomaly_maps is not None
         }
@@ -295,24 +270,17 @@ def _evaluate_epoch(run, epoch, data_root, methods, device, pixel, thresholds, r
         out["thresholds"] = {m: threshold_reports(r, vals[m], references[m])
                              for m, r in results.items()}
     if routing:
-        out["routing"] = routing_report(run, resolved, data_root, device, policy)
+        out["routing"] = routing_report(context)
     out["notes"] = evaluation_notes(out)
     return EpochEvaluation(**jsonable(out))
 
 
-def _has_validation_normals(run: Run, epoch: int, data_root) -> bool:
-    """Whether the run held out normals (none with <4 training images or --val-fraction 0)."""
-    return bool(scoring_samples(open_checkpoint(run, epoch).config, data_root, "val"))
-
-
-def _test_masks(
-    run: Run, epoch: int, data_root, names: list[str], unknown_categories: str = "error"
-) -> np.ndarray:
+def _test_masks(context: ScoringContext, names: list[str]) -> np.ndarray:
     """Ground-truth masks in the order of the cached scores (same sample list, same size)."""
-    test = build_test_set(open_checkpoint(run, epoch).config, data_root, unknown_categories)
+    test = context.test_set
     if test.names != list(names):
         raise RuntimeError(
-            f"{data_root}: the test images changed while evaluating; run evaluate again"
+            f"{context.data_root}: the test images changed while evaluating; run evaluate again"
         )
     return test.masks
 

@@ -18,13 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.accel import for_inference
 from core.cache import cached, load_cached, store_cached
-from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
-from core.data.samples import ImageSet, Sample
+from core.data.samples import ImageSet
 from core.finite import require_finite_scores
-from core.model import UNetAutoencoder
 from core.runs import Run
 from core.scoring.calibration import (
     CALIBRATIONS,
@@ -32,15 +29,14 @@ from core.scoring.calibration import (
     CalibrationError,
     fit_calibration,
 )
+from core.scoring.context import ScoringContext
 from core.scoring.data import (
-    SPLITS,
-    fingerprint,
     load_samples,
     reference_root,
     reference_samples,
 )
 from core.scoring.ensemble import combine, ensemble_reference
-from core.scoring.knn import FeatureBank, bank_rows
+from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
     DEFAULT_METHOD,
@@ -53,7 +49,7 @@ from core.scoring.options import (
 from core.scoring.patchbank import PatchBank
 from core.scoring.reference import LEAVE_ONE_OUT_METHODS, ReferenceScores, leave_one_out_scores
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
-from core.scoring.testset import TestSet, build_test_set
+from core.scoring.testset import TestSet
 
 # Part of every cache key written here: bump it when a change to scoring code changes results,
 # so results cached by older code are recomputed instead of served.
@@ -66,49 +62,19 @@ def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:
     return sorted({s.category for s in reference_samples(root, "train", config)})
 
 
-def scoring_samples(config: TrainConfig, data_root: str | Path, split: str) -> list[Sample]:
-    """The run's own normals: "train" or held-out "val" (at most REFERENCE_MAX_NORMALS per
-    category, a seeded sample), split exactly as training split them.
-    (The test split is a TestSet: see core.scoring.testset.)"""
-    if split not in SPLITS:
-        raise ValueError(f"split '{split}': use one of {', '.join(SPLITS)}")
-    if split == "test":
-        raise ValueError("the test split is built by core.scoring.testset.build_test_set")
-    chosen = reference_samples(reference_root(config, data_root), split, config)
-    if split == "val":  # calibration and the ensemble's statistics: bounded on huge sets
-        chosen = [chosen[i] for i in np.sort(bank_rows([s.category for s in chosen],
-                                                       REFERENCE_MAX_NORMALS, config.seed))]
-    return chosen
-
-
-# Held-out normals scored per category for calibration and the ensemble's member statistics
-# (a median and a spread): more than a thousand add nothing measurable and cost a scoring pass
-# over 10 % of a huge set. Smaller validation splits are used whole.
-REFERENCE_MAX_NORMALS = 1000
-
-
 def reference_set(config: TrainConfig, data_root: str | Path) -> ImageSet:
     """The run's normal training images (its train split), decoded once per process."""
     root = reference_root(config, data_root)
     return load_samples(reference_samples(root, "train", config), config.image_size)
 
 
-def checkpoint_bank(
-    run: Run,
-    epoch: int,
-    model: UNetAutoencoder,
-    config: TrainConfig,
-    data_root: str | Path,
-    options: ScoreOptions,
-    device,
-) -> FeatureBank | PatchBank:
+def checkpoint_bank(context: ScoringContext) -> FeatureBank | PatchBank:
     """The knn bank of this checkpoint, built once and stored in the run's cache (a PatchBank
     keeps float16 vectors: 24 KB per 64 px training image at the default width)."""
-    root = reference_root(config, data_root)
-    samples = reference_samples(root, "train", config)
+    options, config = context.options, context.config
     params = {
         "v": SCORING_VERSION,
-        "reference": fingerprint(samples),
+        "reference": context.train_fingerprint,
         "size": config.image_size,
         "levels": options.levels,
         "patch": options.patch,
@@ -117,10 +83,10 @@ def checkpoint_bank(
     }
 
     def compute() -> dict[str, Any]:
-        train = load_samples(samples, config.image_size)
-        return build_feature_bank(model, train, options, device).to_record()
+        return build_feature_bank(context.model, context.reference_set, options,
+                                  context.device).to_record()
 
-    record = cached(run, epoch, "bank", params, compute)
+    record = cached(context.run, context.epoch, "bank", params, compute)
     return (PatchBank if record["kind"] == "patches" else FeatureBank).from_record(record)
 
 
@@ -138,33 +104,25 @@ def _needs_reference(
     return any(not c or c not in bank.categories for c in categories)
 
 
-def _compute(
-    run: Run,
-    epoch: int,
-    data_root,
-    methods: tuple[str, ...],
-    split: str,
-    options: ScoreOptions,
-    device,
-    images: ImageSet,
-) -> dict[str, MethodScores]:
+def _compute(context: ScoringContext, methods: tuple[str, ...], split: str,
+             images: ImageSet) -> dict[str, MethodScores]:
     """Every method of `methods` on `images`, one model pass for all (score_image_set_methods)."""
     started = time.perf_counter()
-    checkpoint = open_checkpoint(run, epoch)
-    model, config = for_inference(checkpoint.model(device)), checkpoint.config
+    options = context.options
     banks = {}
     if "knn" in methods:
-        banks["knn"] = checkpoint_bank(run, epoch, model, config, data_root, options, device)
+        banks["knn"] = checkpoint_bank(context)
     train = (
-        reference_set(config, data_root)
+        context.reference_set
         if any(_needs_reference(m, images.categories, banks.get(m), options) for m in methods)
         else None
     )
     results = score_image_set_methods(
-        model, images, methods, train=train, device=device, banks=banks, **_as_kwargs(options)
+        context.model, images, methods, train=train, device=context.device, banks=banks,
+        **_as_kwargs(options)
     )
     seconds = float(time.perf_counter() - started)
-    return {m: _scores(images, r, epoch, split, seconds) for m, r in results.items()}
+    return {m: _scores(images, r, context.epoch, split, seconds) for m, r in results.items()}
 
 
 def _scores(images: ImageSet, result, epoch: int, split: str, seconds: float) -> MethodScores:
@@ -226,8 +184,9 @@ def score_checkpoint(
 
     split "test": the test images of data_root (a dataset, or a bare folder of images whose
     categories are routed); "val"/"train": the run's own held-out / training normals. Images
-    are decoded at the checkpoint's image_size. Returns a MethodScores (core.scoring.results);
-    maps carry float16 precision, identical whether computed now or read from the cache.
+    are decoded at the checkpoint's image_size. options: ScoreOptions fields. Returns a
+    MethodScores (core.scoring.results); maps carry float16 precision, identical whether
+    computed now or read from the cache.
     """
     return score_checkpoint_methods(
         run, epoch, data_root, (method,), split, device, calibration, cached_only, **options
@@ -249,78 +208,82 @@ def score_checkpoint_methods(
     """score_checkpoint for several methods: cached ones are read, the others computed
     together in one model pass per batch, each stored under its own cache entry.
     maps=False: results read from the cache come without anomaly maps (AUROC tables need
-    none). Returns {method: MethodScores} (None for a miss when cached_only)."""
+    none). options: ScoreOptions fields, checked here once. Returns {method: MethodScores}
+    (None for a miss when cached_only)."""
     methods = tuple(dict.fromkeys(check_method(m) for m in methods))
+    _check_calibration(calibration)
+    context = ScoringContext(run, epoch, data_root, ScoreOptions.from_kwargs(options), device)
+    return score_methods(context, methods, split, calibration, cached_only, maps)
+
+
+def _check_calibration(calibration: str) -> None:
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration '{calibration}': use one of {', '.join(CALIBRATIONS)}")
-    opts = ScoreOptions.from_kwargs(options)
-    if "ensemble" in methods:
-        return _with_ensemble(run, epoch, data_root, methods, split, device, calibration,
-                              cached_only, opts, options, maps)
-    checkpoint = open_checkpoint(run, epoch)
-    config, resolved = checkpoint.config, checkpoint.epoch
-    if split == "test":
-        images = build_test_set(config, data_root, opts.unknown_categories)
-        samples = images.samples
-    else:
-        samples = scoring_samples(config, data_root, split)
-        images = None
-    stamps = _DataStamps(samples, config, data_root)
-    keys = {m: _cache_params(m, split, stamps, config, opts) for m in methods}
+
+
+def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str = "test",
+                  calibration: str = "none", cached_only: bool = False, maps: bool = True
+                  ) -> dict[str, MethodScores | None]:
+    """score_checkpoint_methods under a context built by the caller (core.evaluate builds one
+    per evaluation). The ensemble's members are scored with the rest (one pass) and combined
+    afterwards with their references on the held-out normals (core.scoring.ensemble)."""
+    methods = tuple(dict.fromkeys(check_method(m) for m in methods))
+    _check_calibration(calibration)
+    members = ensemble_members(context.options.members) if "ensemble" in methods else ()
+    plain = tuple(m for m in methods if m != "ensemble")
+    raw = _raw_scores(context, tuple(dict.fromkeys(plain + members)), split, cached_only, maps)
+    results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
+    if members:
+        reference = {m: calibration_reference(context, m, cached_only) for m in members}
+        missing = any(raw[m] is None for m in members) or (
+            cached_only and None in reference.values())
+        results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
+    if calibration == "normals" and split == "test":
+        for m, scores in results.items():
+            if scores is not None:
+                results[m] = calibrate_result(scores, calibration_reference(context, m))
+    return {m: results[m] for m in methods}
+
+
+def _raw_scores(context: ScoringContext, methods: tuple[str, ...], split: str,
+                cached_only: bool, maps: bool) -> dict[str, MethodScores | None]:
+    """Uncalibrated scores of plain methods: kept by the context, else read from the run's
+    cache, else (unless cached_only) computed together and stored."""
     results: dict[str, MethodScores | None] = {}
+    keys = {}
     for m in methods:
-        record = load_cached(run, resolved, f"scores-{m}", keys[m],
+        kept = context.scored.get((split, m, True))
+        if kept is None and not maps:
+            kept = context.scored.get((split, m, False))
+        if kept is not None:
+            results[m] = kept
+            continue
+        keys[m] = _cache_params(m, split, context)
+        record = load_cached(context.run, context.epoch, f"scores-{m}", keys[m],
                              skip=() if maps else ("anomaly_maps",))
         results[m] = None if record is None else MethodScores.from_record(record)
     missing = tuple(m for m in methods if results[m] is None)
     if missing and not cached_only:
-        if images is None:
-            images = load_samples(samples, config.image_size)
-        computed = _compute(run, resolved, data_root, missing, split, opts, device, images)
-        for m, scores in computed.items():
-            store_cached(run, resolved, f"scores-{m}", keys[m], scores.to_record())
+        images = (context.test_set if split == "test"
+                  else load_samples(context.samples(split), context.config.image_size))
+        for m, scores in _compute(context, missing, split, images).items():
+            store_cached(context.run, context.epoch, f"scores-{m}", keys[m], scores.to_record())
             results[m] = scores
     for m, scores in results.items():
         if scores is None:
             continue
-        require_finite_scores(scores, run.path)  # a diverged epoch is refused, never shown
-        if calibration == "normals" and split == "test":
-            results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
+        require_finite_scores(scores, context.run.path)  # a diverged epoch is refused, never shown
+        context.scored[(split, m, maps or scores.anomaly_maps is not None)] = scores
     return results
 
 
-def _with_ensemble(run, epoch, data_root, methods, split, device, calibration, cached_only,
-                   opts: ScoreOptions, options, maps: bool = True
-                   ) -> dict[str, MethodScores | None]:
-    """score_checkpoint_methods where `methods` holds "ensemble": its members are scored with
-    the rest (one pass) and on the held-out normals, then combined (core.scoring.ensemble)."""
-    members = ensemble_members(opts.members)
-    plain = tuple(m for m in methods if m != "ensemble")
-    wanted = tuple(dict.fromkeys(plain + members))
-    raw = score_checkpoint_methods(run, epoch, data_root, wanted, split, device, "none",
-                                   cached_only, maps, **options)
-    checkpoint = open_checkpoint(run, epoch)
-    config, resolved = checkpoint.config, checkpoint.epoch
-    reference = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
-                                          **options) for m in members}
-    results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
-    missing = any(raw[m] is None for m in members) or (cached_only and None in reference.values())
-    results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
-    if calibration == "normals" and split == "test":
-        for m, scores in results.items():
-            if scores is not None:
-                results[m] = _calibrated(run, resolved, data_root, config, scores, device, options)
-    return {m: results[m] for m in methods}
-
-
-def can_calibrate(config: TrainConfig, data_root: str | Path, method: str = DEFAULT_METHOD,
+def can_calibrate(context: ScoringContext, method: str = DEFAULT_METHOD,
                   members: str = "knn,patchz") -> bool:
     """Whether `method` can be calibrated on this run (core.scoring.calibration): every trained
     category holds MIN_REFERENCE reference normals (held-out ones, plus the training normals for
     the methods with leave-one-out scores; an ensemble needs it for every member)."""
-    val = Counter(s.category for s in scoring_samples(config, data_root, "val"))
-    train = Counter(s.category for s in reference_samples(reference_root(config, data_root),
-                                                          "train", config))
+    val = Counter(s.category for s in context.val_samples)
+    train = Counter(s.category for s in context.train_samples)
     methods = ensemble_members(members) if method == "ensemble" else (method,)
     for name in methods:
         counts = val + train if name in LEAVE_ONE_OUT_METHODS else val
@@ -338,7 +301,7 @@ def resolve_method(
     run's normals are too few to calibrate the ensemble's members (can_calibrate)."""
     if method:
         return check_method(method), None
-    if can_calibrate(open_checkpoint(run, epoch).config, data_root):
+    if can_calibrate(ScoringContext(run, epoch, data_root)):
         return DEFAULT_METHOD, None
     return FALLBACK_METHOD, (
         f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
@@ -347,99 +310,73 @@ def resolve_method(
     )
 
 
-class _DataStamps:
-    """Fingerprints of the scored images and of the training normals, each taken once per
-    call (a fingerprint stats every file) however many methods share it."""
-
-    def __init__(self, samples, config: TrainConfig, data_root) -> None:
-        self.samples, self.config, self.data_root = samples, config, data_root
-        self._data: str | None = None
-        self._reference: str | None = None
-
-    @property
-    def data(self) -> str:
-        if self._data is None:
-            self._data = fingerprint(self.samples)
-        return self._data
-
-    @property
-    def reference(self) -> str:
-        if self._reference is None:
-            root = reference_root(self.config, self.data_root)
-            self._reference = fingerprint(reference_samples(root, "train", self.config))
-        return self._reference
-
-
-def _cache_params(method, split, stamps: _DataStamps, config, opts: ScoreOptions) -> dict:
+def _cache_params(method: str, split: str, context: ScoringContext) -> dict:
+    """The cache key of one method's scores: what was scored, at which size, with which
+    options (and, for routed methods, against which training normals)."""
     params = {
         "v": SCORING_VERSION,
         "method": method,
         "split": split,
-        "data": stamps.data,
-        "size": config.image_size,
-        "options": opts.cache_params(method),
+        "data": context.fingerprint(split),
+        "size": context.config.image_size,
+        "options": context.options.cache_params(method),
     }
     if method in ROUTED_METHODS:
-        params["reference"] = stamps.reference
+        params["reference"] = context.train_fingerprint
     return params
 
 
-def _calibrated(run, epoch, data_root, config, scores: MethodScores, device, options):
-    return calibrate_result(
-        scores, calibration_reference(run, epoch, data_root, scores.method, device, **options)
-    )
-
-
-def calibration_reference(
-    run: Run,
-    epoch: int | str,
-    data_root: str | Path,
-    method: str,
-    device: torch.device | str = "cpu",
-    cached_only: bool = False,
-    **options,
-) -> ReferenceScores | None:
+def calibration_reference(context: ScoringContext, method: str, cached_only: bool = False
+                          ) -> ReferenceScores | None:
     """The normal scores `method` is calibrated with on this checkpoint (core.scoring.reference):
     leave-one-out scores of the training normals (knn, rawknn, patchz; cached like scores)
     followed by the held-out normals' scores; for an ensemble its members' references combined.
-    None only when cached_only and something is not cached."""
-    opts = ScoreOptions.from_kwargs(options)
-    checkpoint = open_checkpoint(run, epoch)
-    config, resolved = checkpoint.config, checkpoint.epoch
+    None only when cached_only and something is not cached. Kept by the context."""
+    if method in context.references:
+        return context.references[method]
     if method == "ensemble":
-        refs = {m: calibration_reference(run, resolved, data_root, m, device, cached_only,
-                                         **options) for m in ensemble_members(opts.members)}
-        return None if None in refs.values() else ensemble_reference(refs)
-    parts = []
-    if method in LEAVE_ONE_OUT_METHODS:
-        parts.append(_leave_one_out(run, resolved, data_root, method, config, opts, device,
-                                    cached_only))
-    if scoring_samples(config, data_root, "val"):
-        val = score_checkpoint(run, resolved, data_root, method, "val", device,
-                               cached_only=cached_only, **options)
-        parts.append(None if val is None else ReferenceScores(
-            np.asarray(val.image_scores, np.float64), list(val.categories), list(val.paths),
-            np.ones(len(val), bool)))
-    return None if None in parts else ReferenceScores.join(parts)
+        refs = {m: calibration_reference(context, m, cached_only)
+                for m in ensemble_members(context.options.members)}
+        found = None if None in refs.values() else ensemble_reference(refs)
+    else:
+        parts = []
+        if method in LEAVE_ONE_OUT_METHODS:
+            parts.append(_leave_one_out(context, method, cached_only))
+        if context.val_samples:
+            val = _raw_scores(context, (method,), "val", cached_only, maps=False)[method]
+            parts.append(None if val is None else ReferenceScores(
+                np.asarray(val.image_scores, np.float64), list(val.categories), list(val.paths),
+                np.ones(len(val), bool)))
+        found = None if None in parts else ReferenceScores.join(parts)
+    if found is not None:
+        context.references[method] = found
+    return found
 
 
-def _leave_one_out(run: Run, epoch: int, data_root, method: str, config: TrainConfig,
-                   opts: ScoreOptions, device, cached_only: bool) -> ReferenceScores | None:
-    samples = reference_samples(reference_root(config, data_root), "train", config)
-    params = {"v": SCORING_VERSION, "method": method, "reference": fingerprint(samples),
+def checkpoint_reference(run: Run, epoch: int | str, data_root: str | Path, method: str,
+                         device: torch.device | str = "cpu", cached_only: bool = False,
+                         **options) -> ReferenceScores | None:
+    """calibration_reference of one checkpoint, for a caller without a context (a page that
+    draws one method's reference). options: ScoreOptions fields."""
+    context = ScoringContext(run, epoch, data_root, ScoreOptions.from_kwargs(options), device)
+    return calibration_reference(context, method, cached_only)
+
+
+def _leave_one_out(context: ScoringContext, method: str, cached_only: bool
+                   ) -> ReferenceScores | None:
+    config, opts = context.config, context.options
+    params = {"v": SCORING_VERSION, "method": method, "reference": context.train_fingerprint,
               "size": config.image_size, "options": opts.cache_params(method)}
 
     def compute() -> dict[str, Any]:
-        train = load_samples(samples, config.image_size)
-        bank = None
-        if method == "knn":
-            model = for_inference(open_checkpoint(run, epoch).model(device))
-            bank = checkpoint_bank(run, epoch, model, config, data_root, opts, device)
+        train = context.reference_set
+        bank = checkpoint_bank(context) if method == "knn" else None
         return {"scores": leave_one_out_scores(method, train, opts, bank),
                 "categories": list(train.categories),
                 "names": [str(s.path) for s in train.samples]}
 
     kind = f"loo-{method}"
+    run, epoch = context.run, context.epoch
     record = load_cached(run, epoch, kind, params) if cached_only else cached(
         run, epoch, kind, params, compute)
     if record is None:

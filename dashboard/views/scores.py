@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import metrics, thresholds, visual
 from core.runs import Run
-from core.scoring.checkpoint import calibration_reference, resolve_method
+from core.scoring.checkpoint import checkpoint_reference, resolve_method
 from core.scoring.results import MethodScores
 from dashboard import state, widgets
 
@@ -187,7 +187,7 @@ def main() -> None:
         val_normals = None
         if rule == thresholds.PERCENTILE_RULE:  # the normals on the same scale as the test scores
             val = state.scores(run, epoch, data_root, method, split="val")
-            reference = (calibration_reference(run, epoch, data_root, method)
+            reference = (checkpoint_reference(run, epoch, data_root, method)
                          if result.calibrated else None)  # what the test scores were fitted on
             val_normals = thresholds.normal_scores(val, result.calibrated,
                                                    None if category == "all" else category,

@@ -35,7 +35,7 @@ def test_the_probe_keeps_at_most_its_cap_per_category_and_small_sets_whole(monke
 
 
 def test_held_out_normals_for_calibration_are_capped_per_category(demo_root, monkeypatch):
-    import core.scoring.checkpoint as checkpoint
+    import core.scoring.context as checkpoint
 
     config = TrainConfig(data=str(demo_root), val_fraction=0.5, seed=0)
     whole = checkpoint.scoring_samples(config, demo_root, "val")

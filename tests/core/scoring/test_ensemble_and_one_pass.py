@@ -8,7 +8,7 @@ import pytest
 
 from core.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint, score_image_set, score_image_set_methods
-from core.scoring.checkpoint import calibrate_result, calibration_reference
+from core.scoring.checkpoint import calibrate_result, checkpoint_reference
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from tests.conftest import tiny_config
 
@@ -50,7 +50,7 @@ def test_ensemble_is_the_mean_of_calibrated_members(held_out_run, demo_root):
     expected = []
     for member in ("patchz", "rawknn"):
         test = score_checkpoint(run, 1, demo_root, member)
-        reference = calibration_reference(run, 1, demo_root, member)
+        reference = checkpoint_reference(run, 1, demo_root, member)
         # every training normal (leave-one-out) and every held-out one: 10 per category
         assert set(reference.counts().values()) == {(7, 3)}
         expected.append(calibrate_result(test, reference).image_scores)
