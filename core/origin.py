@@ -21,8 +21,6 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 if TYPE_CHECKING:
     from core.runs import Run
 
@@ -68,11 +66,11 @@ def foreign_epochs(run: Run) -> dict[int, str]:
 
 def _header_sentence(run: Run, epoch: int, path: Path, own_run: str,
                      record: dict[str, Any] | None) -> str:
+    from core.checkpoint import load_checkpoint
+
     try:  # memory-mapped: the config and record are read, the weights stay on disk
-        payload = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # a damaged file is named when it is loaded (core.checkpoint.load_checkpoint)
-        return ""
-    if not isinstance(payload, dict):
+        payload = load_checkpoint(path, mmap=True)
+    except ValueError:  # RunError: a damaged file is named when it is read for use
         return ""
     return _sentence(run, epoch, payload, own_run, record)
 

@@ -131,11 +131,8 @@ def keep_reasons(run: Run, epochs: list[int] | None = None) -> dict[int, str]:
 
 def optimizer_bytes(path: Path) -> int:
     """Bytes of the optimizer's tensors in a checkpoint, read through mmap (no full load)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for damaged files
-        raise RunError(f"{path}: checkpoint is damaged ({err})") from err
-    state = payload.get("optimizer") if isinstance(payload, dict) else None
+    payload = load_checkpoint(path, mmap=True)  # RunError naming a damaged file
+    state = payload.get("optimizer")
     if not state:
         return 0
     tensors = [v for entry in state.get("state", {}).values() for v in entry.values() if torch.is_tensor(v)]
