@@ -256,3 +256,23 @@ def _validate(config, prefix: str) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"invalid config: {message}")
+
+
+def pseudo_k(text: str) -> int:
+    """--pseudo-categories: a number of groups, or auto (-1)."""
+    return -1 if str(text).strip().lower() == "auto" else int(text)
+
+
+# `python -m core train` flags: flag -> (dotted config key, type); the CLI defines them from this
+# table (every flag defaults to None, so only what the user typed overrides the config) and
+# core.sweep writes train commands with them
+TRAIN_FLAGS = {
+    "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
+    "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
+    "lr": ("lr", float), "loss": ("loss", str), "objective": ("objective", str), "device": ("device", str), "seed": ("seed", int),
+    "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
+    "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
+    "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
+    "norm": ("model.norm", str), "activation": ("model.activation", str),
+    "pseudo_categories": ("pseudo_categories", pseudo_k),
+}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig
+from core.config import TRAIN_FLAGS, TrainConfig
 from core.runs import Run, RunError, atomic_write_json, is_alive
 
 PLAN_FILE = "sweep.json"
@@ -275,8 +275,6 @@ def progress_table(plan: SweepPlan) -> list[dict[str, Any]]:
 
 
 def _flag_table() -> dict[str, str]:
-    from core.cli.flags import TRAIN_FLAGS
-
     return {key: "--" + flag.replace("_", "-") for flag, (key, _) in TRAIN_FLAGS.items()}
 
 

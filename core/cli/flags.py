@@ -1,8 +1,7 @@
 """Flags and argument helpers that several `python -m core` verbs share; not a verb itself.
 
 - scoring flags (evaluate, score, export): add_scoring_arguments, scoring_options, device_of
-- train flags (train, sweep; core.sweep writes train commands from them): TRAIN_FLAGS,
-  add_train_arguments, config_from_args
+- train flags (train, sweep): add_train_arguments, config_from_args over core.config.TRAIN_FLAGS
 - a run named on the command line and JSON output (diagnose, compare, prune): open_run, write_json
 """
 
@@ -13,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig, parse_set_items
+from core.config import TRAIN_FLAGS, TrainConfig, parse_set_items
 from core.scoring.options import BANK_SCOPES, REDUCTIONS
 
 # Scoring flags shared by the evaluate, export and score verbs. Every flag defaults to None,
@@ -82,25 +81,6 @@ def device_of(args) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     return str(resolve_device(args.device))
-
-
-def pseudo_k(text: str) -> int:
-    """--pseudo-categories: a number of groups, or auto (-1)."""
-    return -1 if str(text).strip().lower() == "auto" else int(text)
-
-
-# Train flags: flag -> (dotted config key, type); every flag defaults to None, so only what
-# the user typed overrides the config
-TRAIN_FLAGS = {
-    "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
-    "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),
-    "lr": ("lr", float), "loss": ("loss", str), "objective": ("objective", str), "device": ("device", str), "seed": ("seed", int),
-    "val_fraction": ("val_fraction", float), "threads": ("num_threads", int),
-    "workers": ("workers", int), "precision": ("precision", str), "channels_last": ("channels_last", str),
-    "depth": ("model.depth", int), "base_width": ("model.base_width", int), "skips": ("model.skips", str),
-    "norm": ("model.norm", str), "activation": ("model.activation", str),
-    "pseudo_categories": ("pseudo_categories", pseudo_k),
-}
 
 
 FLAG_HELP = {
