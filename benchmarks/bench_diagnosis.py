@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     tally: dict[str, list[int]] = {}
     lines = []
     for name, (run, data_root, planted) in runs.items():
-        result = diagnose_run(run, data_root=data_root, cluster=False)
+        result = diagnose_run(run, data_root=data_root, cluster=False).to_dict()
         truth = truth_of(name, result, planted)
         if name == "ssim_deep":
             lines += [f"  ssim_deep     epoch {ep}: flagged {sorted(f) or '-'} (no planted truth)"

@@ -85,10 +85,11 @@ def measure(run, data: Path) -> dict:
     epochs = run.epochs()
     picks = {"chosen": choice.epoch, "lowest val loss": run.best_by_val_loss() or epochs[-1],
              "last": epochs[-1], "best synthetic AUROC": synthetic_pick(run, method) or epochs[-1]}
-    flagged = {int(r["epoch"]): ",".join(r["errors"]) for r in diagnosis["timeline"] if r["errors"]}
+    flagged = {int(r["epoch"]): ",".join(r["errors"]) for r in diagnosis.timeline if r["errors"]}
     labelled = diagnose_run(run, data_root=data, cluster=False)  # cached: agreements with labels
-    agreements = [(a["criterion"], a["method"], a["spearman"])
-                  for a in (labelled.get("ranking") or {}).get("agreements", []) if a["spearman"] is not None]
+    agreements = [(a.criterion, a.method, a.spearman)
+                  for a in (labelled.ranking.agreements if labelled.ranking else [])
+                  if a.spearman is not None]
     return {"method": method, "real": real, "picks": picks, "choice": choice, "flagged": flagged,
             "agreements": agreements}
 

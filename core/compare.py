@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ import pandas as pd
 from core.data.samples import UNLABELED
 from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
+
+if TYPE_CHECKING:
+    from core.diagnostics.results import RunDiagnosis
 
 FLOOR = "rawknn"  # the no-learning baseline: shown, never what makes a run "best"
 TOP_PAIRS = 3
@@ -217,12 +220,13 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
     return out
 
 
-def _diagnosis(run: Run, data_root: Path | None, health: bool) -> dict[str, Any]:
+def _diagnosis(run: Run, data_root: Path | None, health: bool) -> RunDiagnosis | None:
+    """diagnose_run for the comparison (None when health is not checked)."""
     from core.data.snapshot import data_snapshot
     from core.diagnostics import diagnose_run
 
     if not health:
-        return {"timeline": [], "suggestion": {}, "notes": ["health not checked"]}
+        return None
     with data_snapshot():
         # the Overview's suggestion (the label-free ranking, which no flag rules out) whenever
         # the scores it ranks by are cached -- the follower caches them as epochs land -- so a
@@ -230,7 +234,7 @@ def _diagnosis(run: Run, data_root: Path | None, health: bool) -> dict[str, Any]
         ranked = _ranking_cached(run, data_root)
         diag = diagnose_run(run, data_root=data_root, cluster=False, rank=ranked)
     if not ranked:
-        diag.setdefault("notes", []).append(
+        diag.notes.append(
             "suggested epoch from health flags only: the label-free ranking needs every epoch "
             "scored (open the run's Overview, or python -m core evaluate --epoch all --fast)")
     return diag
@@ -329,12 +333,12 @@ def summarize_run(run: Run, label: str, data_root: str | Path | None = None, hea
 
     root = _data_root(run, data_root)
     diag = _diagnosis(run, root, health)
-    choice = choose_epoch(run, diag if health else None)
+    choice = choose_epoch(run, diag)
     epoch = choice.epoch
-    rows = _epoch_rows(run, label, diag.get("timeline") or [], root, methods or METHODS)
+    rows = _epoch_rows(run, label, diag.timeline if diag else [], root, methods or METHODS)
     summary = RunSummary(label=label, path=str(run.path), epoch=epoch, epoch_source=choice.rule,
                          settings=_settings(run), epoch_reason=choice.reason, epoch_method=choice.method,
-                         notes=list(diag.get("notes") or []))
+                         notes=list(diag.notes) if diag else ["health not checked"])
     at = next((row for row in rows if row["epoch"] == epoch), None)
     if at is not None:
         summary.val_loss = float(at["val_loss"]) if _finite(at.get("val_loss")) else None

@@ -11,22 +11,23 @@ import streamlit as st
 
 import core.diagnostics
 from core.diagnostics.choice import PINNED, choose_epoch
+from core.diagnostics.results import RunDiagnosis
 from core.runs import Run, RunError
 from dashboard.fingerprints import damaged_epochs, run_fingerprint
 
 # run path -> (run fingerprint, diagnose_run result); process-wide like st.cache_data, so the
 # marks appear in every session once any page computed them.
-_DIAGNOSES: dict[str, tuple[tuple, dict[str, Any]]] = {}
+_DIAGNOSES: dict[str, tuple[tuple, RunDiagnosis]] = {}
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _diagnosis(fingerprint: tuple, data_root: str | None, _run: Run) -> dict[str, Any]:
+def _diagnosis(fingerprint: tuple, data_root: str | None, _run: Run) -> RunDiagnosis:
     # Without clustering: health flags and the label-free suggestion, a few seconds per epoch
     # the first time (cached on disk per checkpoint afterwards).
     return core.diagnostics.diagnose_run(_run, data_root=data_root, cluster=False)
 
 
-def diagnosis(run: Run, data_root: Path | None) -> dict[str, Any]:
+def diagnosis(run: Run, data_root: Path | None) -> RunDiagnosis:
     """core.diagnostics.diagnose_run for every epoch, remembered for the sidebar's marks."""
     key = run_fingerprint(run)
     result = _diagnosis(key, str(data_root) if data_root else None, run)
@@ -36,7 +37,7 @@ def diagnosis(run: Run, data_root: Path | None) -> dict[str, Any]:
     return result
 
 
-def known_diagnosis(run: Run, stale_ok: bool = False) -> dict[str, Any] | None:
+def known_diagnosis(run: Run, stale_ok: bool = False) -> RunDiagnosis | None:
     """The diagnosis computed earlier (by any session of this process), if the run has not
     changed since (stale_ok: also when epochs were added since, as while it trains); the
     sidebar uses it for its marks without ever waiting for a new one."""
@@ -52,29 +53,24 @@ def known_diagnosis(run: Run, stale_ok: bool = False) -> dict[str, Any] | None:
         return None
 
 
-def health_by_epoch(diag: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+def health_by_epoch(diag: RunDiagnosis | None) -> dict[int, dict[str, Any]]:
     """epoch -> its timeline row of a diagnose_run result, with "details": the report's flags
-    (name, severity, sentence, evidence). Empty without a diagnosis."""
-    if not diag:
+    (core.diagnostics.health.HealthFlag). Empty without a diagnosis."""
+    if diag is None:
         return {}
-    reports = {int(r["epoch"]): r for r in diag.get("reports") or [] if isinstance(r, dict) and "epoch" in r}
     out = {}
-    for row in diag.get("timeline") or []:
-        if isinstance(row, dict) and "epoch" in row:
-            epoch = int(row["epoch"])
-            out[epoch] = {**row, "details": (reports.get(epoch) or {}).get("flags") or []}
+    for row in diag.timeline:
+        report = diag.report(int(row["epoch"]))
+        out[int(row["epoch"])] = {**row, "details": list(report.flags) if report else []}
     return out
 
 
-def ranking_of(diag: dict[str, Any] | None):
-    """The diagnosis' label-free epoch ranking as a typed core EpochRanking, or None."""
-    from core.diagnostics.ranking import EpochRanking
-
-    record = (diag or {}).get("ranking")
-    return EpochRanking.from_dict(record) if record else None
+def ranking_of(diag: RunDiagnosis | None):
+    """The diagnosis' label-free epoch ranking (core EpochRanking), or None."""
+    return None if diag is None else diag.ranking
 
 
-def epoch_marks(run: Run, epochs: Sequence[int], diag: dict[str, Any] | None = None
+def epoch_marks(run: Run, epochs: Sequence[int], diag: RunDiagnosis | None = None
                 ) -> dict[int, list[str]]:
     """epoch -> short marks for the picker: the chosen epoch (core.diagnostics.choice, by its
     rule), the lowest validation loss where it differs, health, damaged, a checkpoint copied in
@@ -107,6 +103,5 @@ def flag_sentences(entry: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(name, severity, sentence) of every flag of a health_by_epoch entry."""
     out = []
     for flag in entry.get("details") or []:
-        if isinstance(flag, dict):
-            out.append((str(flag.get("name", "")), str(flag.get("severity", "warning")), str(flag.get("sentence", ""))))
+        out.append((flag.name, flag.severity, flag.sentence))
     return out

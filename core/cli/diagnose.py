@@ -55,14 +55,15 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def format_health(health: dict) -> list[str]:
-    verdict = "healthy" if health["healthy"] else "UNHEALTHY"
-    lines = [f"health: {verdict}" + ("" if health["flags"] else " (no flags)")]
-    lines += [f"  [{f['severity']}] {f['name']}: {f['sentence']}" for f in health["flags"]]
-    if health.get("unusable"):
-        lines.append(f"  unusable methods here: {', '.join(health['unusable'])}")
-    lines += [f"  note: {note}" for note in health.get("notes", [])]
-    numbers = health["numbers"]
+def format_health(health) -> list[str]:
+    """Lines of a HealthReport (core.diagnostics.health)."""
+    verdict = "healthy" if health.healthy else "UNHEALTHY"
+    lines = [f"health: {verdict}" + ("" if health.flags else " (no flags)")]
+    lines += [f"  [{f.severity}] {f.name}: {f.sentence}" for f in health.flags]
+    if health.unusable:
+        lines.append(f"  unusable methods here: {', '.join(health.unusable)}")
+    lines += [f"  note: {note}" for note in health.notes]
+    numbers = health.numbers
     keys = ("input_dependence", "image_spread_ratio", "pixel_spread_ratio", "hf_ratio", "defect_error_ratio", "output_mean",
             "output_saturated_share", "normal_error", "dead_layers")
     shown = [f"{k} {_fmt(numbers[k])}" for k in keys if k in numbers]
@@ -112,31 +113,33 @@ def _ranges(epochs: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def format_timeline(result: dict) -> list[str]:
+def format_timeline(result) -> list[str]:
+    """Lines of a RunDiagnosis (core.diagnostics.results)."""
     columns = ["epoch", "healthy", "flags", "unusable", "val_loss", "input_dependence", "hf_ratio",
                "defect_localisation_auc", "pasted_kept_share", "bottleneck_std", "purity"]
     rows = [{**{c: r.get(c) for c in columns}, "flags": ",".join(r["flags"]) or "-",
              "unusable": ",".join(r.get("unusable") or []) or "-",
-             **{k: r[k] for k in r if k.startswith(("synthetic_auroc_", "real_auroc_"))}} for r in result["timeline"]]
+             **{k: r[k] for k in r if k.startswith(("synthetic_auroc_", "real_auroc_"))}} for r in result.timeline]
     frame = pd.DataFrame(rows).map(lambda v: _fmt(v) if isinstance(v, float) or v is None else v)
     lines = ["timeline:"] + ["  " + line for line in frame.to_string(index=False).splitlines()]
     seen: dict[str, list[dict]] = {}
-    for report in result["reports"]:
-        for flag in report["flags"]:
-            seen.setdefault(flag["name"], []).append({"epoch": report["epoch"], **flag})
+    for report in result.reports:
+        for flag in report.flags:
+            seen.setdefault(flag.name, []).append({"epoch": report.epoch, "severity": flag.severity,
+                                                   "sentence": flag.sentence})
     for name, hits in seen.items():
         last = hits[-1]
         lines.append(f"  {name} ({last['severity']}) in epochs {_ranges([h['epoch'] for h in hits])}; "
                      f"epoch {last['epoch']}: {last['sentence']}")
-    lines += format_ranking(result.get("ranking"))
-    starts = result["collapse_starts"]
+    lines += format_ranking(None if result.ranking is None else result.ranking.to_dict())
+    starts = result.collapse_starts
     lines.append(f"collapse starts: {'epoch ' + str(starts) if starts is not None else 'no collapse'}")
-    suggestion = result["suggestion"]
-    method = f" with {suggestion['method']}" if suggestion.get("method") else ""
-    head = (f"suggested epoch: {suggestion['epoch']}{method}" if suggestion["epoch"] is not None
+    suggestion = result.suggestion
+    method = f" with {suggestion.method}" if suggestion.method else ""
+    head = (f"suggested epoch: {suggestion.epoch}{method}" if suggestion.epoch is not None
             else "suggested epoch: none")
-    return lines + [head] + [f"  - {reason}" for reason in suggestion["reasons"]] + \
-        [f"note: {note}" for note in result["notes"]]
+    return lines + [head] + [f"  - {reason}" for reason in suggestion.reasons] + \
+        [f"note: {note}" for note in result.notes]
 
 
 def format_ranking(ranking: dict | None) -> list[str]:
@@ -190,11 +193,11 @@ def main(args) -> int:
     if many:
         result = diagnose_run(run, epochs, evaluate=args.evaluate, rank=not args.no_rank, **options)
         lines = [f"run {run.path}: {len(epochs)} epochs"] + format_timeline(result)
-        std_table = weight_std_table(run, [row["epoch"] for row in result["timeline"]])
+        std_table = weight_std_table(run, [row["epoch"] for row in result.timeline])
     else:
         result = diagnose_epoch(run, epochs[0], k=args.k, **options)
-        lines = [f"run {run.path}: epoch {epochs[0]}"] + format_health(result["health"])
-        lines += format_clustering(result["clustering"])
+        lines = [f"run {run.path}: epoch {epochs[0]}"] + format_health(result.health)
+        lines += format_clustering(result.clustering)
         # its history up to this epoch, so a std shrinking since epoch 1 shows
         std_table = weight_std_table(run, readable_epochs(run, [e for e in run.epochs() if e <= epochs[0]]))
     lines += format_std_table(std_table)
@@ -203,7 +206,8 @@ def main(args) -> int:
     if args.json:
         from core.runs import jsonable
 
-        result["weight_std"] = jsonable({str(layer): {str(e): v for e, v in row.items()}
+        record = result.to_dict()
+        record["weight_std"] = jsonable({str(layer): {str(e): v for e, v in row.items()}
                                          for layer, row in std_table.iterrows()})
-        write_json(args.json, result)
+        write_json(args.json, record)
     return 0

@@ -11,6 +11,8 @@ ranking        label-free epoch criteria, their Spearman agreement with real AUR
 features       pooled encoder features per image; cached clusters and 2-D maps
 clustering     K-Means purity / ARI / confused pairs; UMAP and PCA maps (pure)
 timeline       one epoch's diagnosis, a run's timeline, the suggested epoch
+results        the typed results: EpochDiagnosis, RunDiagnosis (to_dict is the JSON form)
+choice         the one chosen-epoch rule
 compare        two runs side by side
 
 Everything that reads a checkpoint is cached on disk per checkpoint (core.cache).
@@ -25,7 +27,10 @@ from core.lazy import lazy_exports
 _EXPORTS = {
     "ClusterResult": "core.diagnostics.clustering",
     "CopyEvidence": "core.diagnostics.evidence",
+    "EpochDiagnosis": "core.diagnostics.results",
     "EpochRanking": "core.diagnostics.ranking",
+    "RunDiagnosis": "core.diagnostics.results",
+    "Suggestion": "core.diagnostics.ranking",
     "copy_evidence_of": "core.diagnostics.evidence",
     "rank_run": "core.diagnostics.ranking",
     "DataFolderMissing": "core.scoring.data",

@@ -22,12 +22,15 @@ both says why they differ (EpochChoice.differs_from_best).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.diagnostics.evidence import RECONSTRUCTION_METHODS
 from core.runs import Run, RunError
+
+if TYPE_CHECKING:
+    from core.diagnostics.health import HealthReport
+    from core.diagnostics.results import RunDiagnosis
 
 PINNED, SUGGESTED, LOWEST_VAL_LOSS, LAST = "pinned", "suggested", "lowest validation loss", "last"
 
@@ -72,20 +75,15 @@ class EpochChoice:
                 "caveat": self.caveat, "best_val_epoch": self.best_val_epoch, "label": self.label}
 
 
-def _reports(diagnosis: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
-    return {int(r["epoch"]): r for r in (diagnosis or {}).get("reports") or []
-            if isinstance(r, Mapping) and "epoch" in r}
-
-
-def caveat_for(epoch: int, method: str | None, report: Mapping[str, Any] | None) -> str:
+def caveat_for(epoch: int, method: str | None, report: HealthReport | None) -> str:
     """One sentence for a newcomer when `epoch` is flagged but the flags leave `method` usable."""
-    if not report:
+    if report is None:
         return ""
-    errors = [f for f in report.get("flags") or [] if f.get("severity") == "error"]
+    errors = [f for f in report.flags if f.severity == "error"]
     if not errors:
         return ""
-    names = ", ".join(str(f["name"]).replace("_", " ") for f in errors)
-    unusable = [m for m in report.get("unusable") or [] if m != method]
+    names = ", ".join(f.name.replace("_", " ") for f in errors)
+    unusable = [m for m in report.unusable if m != method]
     if method and method not in RECONSTRUCTION_METHODS:
         return (f"Epoch {epoch} is flagged {names}, which makes {', '.join(unusable) or 'other scores'} "
                 f"useless there; {method} is still fine: it compares the image's encoder features with "
@@ -94,7 +92,7 @@ def caveat_for(epoch: int, method: str | None, report: Mapping[str, Any] | None)
             "that compares an image with its reconstruction.")
 
 
-def choose_epoch(run: Run, diagnosis: Mapping[str, Any] | None = None) -> EpochChoice:
+def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None) -> EpochChoice:
     """The chosen epoch (module docstring) of a run. diagnosis: a diagnose_run result (its
     suggestion and per-epoch reports), or None where it is not available (then the health of
     the epochs is unknown and the rule falls back to the lowest validation loss)."""
@@ -102,7 +100,7 @@ def choose_epoch(run: Run, diagnosis: Mapping[str, Any] | None = None) -> EpochC
     best_val = run.best_by_val_loss()
     if not epochs:
         return EpochChoice(None, None, LAST, "the run has no saved epoch yet", best_val_epoch=best_val)
-    reports = _reports(diagnosis)
+    reports = {r.epoch: r for r in diagnosis.reports} if diagnosis is not None else {}
     pinned = run.pinned() or {}
     if pinned.get("epoch") in epochs:
         epoch = int(pinned["epoch"])
@@ -110,15 +108,14 @@ def choose_epoch(run: Run, diagnosis: Mapping[str, Any] | None = None) -> EpochC
         why = pinned.get("reason") or "no reason given"
         return EpochChoice(epoch, method, PINNED, f"pinned in the run: {why}",
                            caveat_for(epoch, method, reports.get(epoch)), best_val)
-    suggestion = (diagnosis or {}).get("suggestion") or {}
-    if suggestion.get("epoch") in epochs:
-        epoch, method = int(suggestion["epoch"]), suggestion.get("method") or None
-        reasons = [str(r) for r in suggestion.get("reasons") or []]
-        reason = reasons[0] if reasons else "the diagnosis' suggestion"
+    suggestion = diagnosis.suggestion if diagnosis is not None else None
+    if suggestion is not None and suggestion.epoch in epochs:
+        epoch, method = int(suggestion.epoch), suggestion.method or None
+        reason = str(suggestion.reasons[0]) if suggestion.reasons else "the diagnosis' suggestion"
         return EpochChoice(epoch, method, SUGGESTED, reason, caveat_for(epoch, method, reports.get(epoch)),
                            best_val)
     if diagnosis is not None and reports:
-        healthy = [e for e in epochs if reports.get(e, {}).get("healthy", True)]
+        healthy = [e for e in epochs if e not in reports or reports[e].healthy]
         pick = run.best_by_val_loss(healthy)
         if pick is not None:
             return EpochChoice(pick, None, LOWEST_VAL_LOSS,
@@ -135,7 +132,7 @@ def choose_epoch(run: Run, diagnosis: Mapping[str, Any] | None = None) -> EpochC
                        best_val_epoch=best_val)
 
 
-def diagnosis_of(run: Run, data_root=None) -> dict[str, Any] | None:
+def diagnosis_of(run: Run, data_root=None) -> RunDiagnosis | None:
     """diagnose_run without clustering (health flags, the label-free ranking; cached per
     checkpoint, so the follower's and the Overview's work is reused); None when the run's data
     cannot be read (the choice then says the health was not checked)."""

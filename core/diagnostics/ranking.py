@@ -139,22 +139,26 @@ def synthetic_gaps(values, real) -> list[SyntheticGap]:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """The epoch and score method to use, and why.
+    """The epoch and score method to use, and why: the one shape of every suggestion (the
+    label-free ranking's, or the health-only one of core.diagnostics.timeline.suggest_epoch).
 
+    epoch: None when no epoch can be suggested; method: None for the health-only suggestion.
     criterion: the label-free criterion that ranked the epochs; agreement: its Spearman with real
     AUROC for that method (None when not measured); agreement_source: "this run's test labels" or
     "benchmark runs (README)". real_auroc / best_real_auroc: the method's real AUROC at the
     suggested epoch and at its best epoch, when the run has labels (a check, never an input).
+    score: the health-only suggestion's weighted evidence in [0, 1] (None for the ranking's).
     """
 
     epoch: int | None
-    method: str | None
-    criterion: str | None
-    agreement: float | None
-    agreement_source: str
-    reasons: list[str]
+    method: str | None = None
+    criterion: str | None = None
+    agreement: float | None = None
+    agreement_source: str = ""
+    reasons: list[str] = field(default_factory=list)
     real_auroc: float | None = None
     best_real_auroc: float | None = None
+    score: float | None = None
 
 
 @dataclass

@@ -1,22 +1,22 @@
 """One checkpoint's full diagnosis, a run's health timeline, and the epoch to use.
 
-diagnose_epoch and diagnose_run return JSON-able dicts (NaN becomes None), so the CLI can
-write them as they are and the dashboard can show them without recomputing: every expensive
-part underneath is cached per checkpoint.
+diagnose_epoch and diagnose_run return typed results (core.diagnostics.results: EpochDiagnosis,
+RunDiagnosis, whose to_dict is the CLI's JSON); every expensive part underneath is cached per
+checkpoint, so the dashboard shows them without recomputing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from core.data.snapshot import data_snapshot
 from core.diagnostics.features import MAX_POINTS, feature_clusters
 from core.diagnostics.health import HealthReport, reconstruction_health, weight_health
-from core.diagnostics.ranking import EpochRanking
+from core.diagnostics.ranking import EpochRanking, Suggestion
+from core.diagnostics.results import EpochDiagnosis, RunDiagnosis
 from core.diagnostics.weights import weight_stats
 from core.finite import NonFiniteError
 from core.runs import Run, RunError, jsonable
@@ -72,24 +72,21 @@ def _logged(run: Run) -> dict[int, dict[str, Any]]:
 
 def diagnose_epoch(run: Run, epoch: int, data_root: str | Path | None = None, cluster: bool = True,
                    level: str | int = "bottleneck", k: int | None = None,
-                   max_points: int = MAX_POINTS) -> dict[str, Any]:
-    """Health (flags with evidence), weight summary, gradient record and clustering of one epoch.
-
-    Returns {"run", "epoch", "health": HealthReport.to_dict(), "weights": weight_summary,
-    "gradients": {"grad_norm": {layer: norm}, "grad_ratio_deep_shallow"}, "metrics": the
-    epoch's logged losses, "clustering": purity, ari, confused pairs (or {"skipped": why})}.
-    """
+                   max_points: int = MAX_POINTS) -> EpochDiagnosis:
+    """Health (flags with evidence), weight summary, gradient record and clustering of one epoch
+    (core.diagnostics.results.EpochDiagnosis)."""
     record = _logged(run).get(epoch, {})
-    out = {
-        "run": str(run.path), "epoch": epoch,
-        "health": epoch_health(run, epoch, data_root).to_dict(),
-        "weights": weight_summary(run, epoch),
-        "gradients": {"grad_norm": record.get("grad_norm") or {},
-                      "grad_ratio_deep_shallow": record.get("grad_ratio_deep_shallow")},
-        "metrics": {k: v for k, v in record.items() if k not in ("grad_norm", "grad_ratio_deep_shallow")},
-        "clustering": _clustering(run, epoch, data_root, level, k, max_points) if cluster else None,
-    }
-    return jsonable(out)
+    return EpochDiagnosis(
+        run=str(run.path), epoch=epoch,
+        health=epoch_health(run, epoch, data_root),
+        weights=jsonable(weight_summary(run, epoch)),
+        gradients=jsonable({"grad_norm": record.get("grad_norm") or {},
+                            "grad_ratio_deep_shallow": record.get("grad_ratio_deep_shallow")}),
+        metrics=jsonable({k: v for k, v in record.items()
+                          if k not in ("grad_norm", "grad_ratio_deep_shallow")}),
+        clustering=jsonable(_clustering(run, epoch, data_root, level, k, max_points))
+        if cluster else None,
+    )
 
 
 def _metric_columns(record: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +163,7 @@ def _normalised(values: dict[int, float], lower_is_better: bool) -> dict[int, fl
     return {e: ((high - v) if lower_is_better else (v - low)) / (high - low) for e, v in values.items()}
 
 
-def suggest_epoch(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def suggest_epoch(rows: Sequence[dict[str, Any]]) -> Suggestion:
     """The healthy epoch with the best weighted evidence, and the reasons in plain words.
 
     Only epochs without error flags are candidates. Each metric logged for any candidate is
@@ -177,8 +174,8 @@ def suggest_epoch(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     candidates = [r for r in rows if r["healthy"]]
     excluded = [f"{r['epoch']} ({', '.join(r['errors'])})" for r in rows if not r["healthy"]]
     if not candidates:
-        return {"epoch": None, "score": None,
-                "reasons": ["no healthy epoch: every epoch has an error flag: " + "; ".join(excluded)]}
+        return Suggestion(None, reasons=["no healthy epoch: every epoch has an error flag: "
+                                         + "; ".join(excluded)])
     scores = {r["epoch"]: -WARNING_PENALTY * len(r["warnings"]) for r in candidates}
     used, details = 0.0, []
     for metric, weight in SUGGESTION_WEIGHTS.items():
@@ -205,7 +202,7 @@ def suggest_epoch(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if warnings_here:
         reasons.append("warnings: " + ", ".join(warnings_here))
     score = scores[best] / used if used else None
-    return {"epoch": int(best), "score": score, "reasons": reasons}
+    return Suggestion(int(best), reasons=reasons, score=score)
 
 
 def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dict[int, dict[str, float]], str]:
@@ -250,26 +247,25 @@ def epoch_ranking(run: Run, epochs: Sequence[int], data_root, reports: Sequence[
 
 def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str | Path | None = None,
                  cluster: bool = True, evaluate: bool = False, level: str | int = "bottleneck",
-                 max_points: int = MAX_POINTS, rank: bool = True, blind: bool = False) -> dict[str, Any]:
-    """Health timeline over epochs, where collapse starts, and the suggested epoch.
+                 max_points: int = MAX_POINTS, rank: bool = True, blind: bool = False) -> RunDiagnosis:
+    """Health timeline over epochs, where collapse starts, and the suggested epoch
+    (core.diagnostics.results.RunDiagnosis).
 
-    Returns {"run", "timeline": [timeline_row per epoch (+ purity, ari)], "reports": [HealthReport
-    dicts], "collapse_starts": epoch | None, "suggestion": {"epoch", "score", "reasons"},
-    "notes": [what could not be checked, damaged epochs left out]}. evaluate=True adds real AUROC per epoch from
-    core.evaluate to the timeline (slow; with rank=False it weighs into the health-only suggestion).
-    rank=True (default) adds "ranking": EpochRanking.to_dict() (label-free criteria, their agreement
-    with real AUROC where the test set has labels) and the suggestion becomes the ranking's: an
-    epoch and a method, never a method a flag rules out at that epoch ({"epoch", "method",
-    "criterion", "agreement", "agreement_source", "reasons", "real_auroc", "best_real_auroc"}).
-    Without a scorable test set the health-only suggestion (suggest_epoch) stays. blind=True:
-    the ranking ignores test labels (core.diagnostics.ranking.rank_run).
+    timeline: timeline_row per epoch (+ purity, ari); notes: what could not be checked, damaged
+    epochs left out. evaluate=True adds real AUROC per epoch from core.evaluate to the timeline
+    (slow; with rank=False it weighs into the health-only suggestion). rank=True (default) adds
+    the ranking (label-free criteria, their agreement with real AUROC where the test set has
+    labels) and the suggestion becomes the ranking's: an epoch and a method, never a method a
+    flag rules out at that epoch. Without a scorable test set the health-only suggestion
+    (suggest_epoch) stays. blind=True: the ranking ignores test labels
+    (core.diagnostics.ranking.rank_run).
     """
     with data_snapshot():  # one look at the data files for every epoch (core.data.snapshot)
         return _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank, blind)
 
 
 def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, rank, blind=False
-                  ) -> dict[str, Any]:
+                  ) -> RunDiagnosis:
     epochs = list(run.epochs() if epochs is None else epochs)
     logged = _logged(run)
     rows, reports, notes = [], [], []
@@ -294,14 +290,13 @@ def _diagnose_run(run, epochs, data_root, cluster, evaluate, level, max_points, 
         notes.append(note)
         for row in rows:
             row.update(real.get(row["epoch"], {}))
-    result = {"run": str(run.path), "timeline": rows, "reports": [r.to_dict() for r in reports],
-              "collapse_starts": collapse_start(rows), "suggestion": suggest_epoch(rows), "notes": notes}
+    suggestion, ranking = suggest_epoch(rows), None
     if rank and rows:
         ranking, why = epoch_ranking(run, [row["epoch"] for row in rows], data_root, reports, blind=blind)
         if ranking is None:
             notes.append(why)
         else:
-            result["ranking"] = ranking.to_dict()
-            result["suggestion"] = {**asdict(ranking.suggestion), "score": None}
+            suggestion = ranking.suggestion
             notes += [n for n in ranking.notes if n not in notes]
-    return jsonable(result)
+    return RunDiagnosis(str(run.path), jsonable(rows), reports, collapse_start(rows), suggestion,
+                        notes, ranking)

@@ -157,12 +157,11 @@ def _add_health_markers(fig: go.Figure, table: pd.DataFrame, health: dict[int, d
                                  text=text, hovertemplate="%{text}<extra></extra>"), row=1, col=1)
 
 
-def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | None, epoch: int | None) -> None:
+def draw_suggestions(run: Run, choices: dict[str, Any], diag, epoch: int | None) -> None:
     """The chosen epoch (core.diagnostics.choice: the rule every page, the CLI and export use)
     with its rule and reasons, and what every other criterion would pick."""
     left, right = st.columns([2, 3])
     choice = choose_epoch(run, diag)
-    suggestion = (diag or {}).get("suggestion") or {}
     with left.container(border=True):
         if choice.epoch is not None:
             method = f" with **{choice.method}**" if choice.method else ""
@@ -170,7 +169,7 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | N
             st.caption("The same epoch the sidebar marks ☆, Compare uses and `export --epoch chosen` writes. "
                        "The suggestion reads no test labels and never uses a method a health flag rules "
                        "out at that epoch.")
-            reasons = suggestion.get("reasons") if choice.rule == SUGGESTED else [choice.reason]
+            reasons = diag.suggestion.reasons if choice.rule == SUGGESTED and diag else [choice.reason]
             for reason in reasons or [choice.reason]:
                 st.markdown(f"- {reason}")
             if choice.caveat:
@@ -256,7 +255,7 @@ def _flag_names(entry: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- page
 
 
-def diagnosis_for(run: Run, sel: state.Selection) -> dict[str, Any] | None:
+def diagnosis_for(run: Run, sel: state.Selection):
     """Health of every epoch from core.diagnostics (cached); None when it cannot be computed."""
     known = state.known_diagnosis(run)
     if known is not None:

@@ -126,7 +126,7 @@ def test_compare_suggests_the_epoch_the_overview_suggests(tiny_run, demo_root, t
     before = compare_many([run], data_root=demo_root, cluster=False).runs[0]
     assert any("health flags only" in note for note in before.notes)
     overview = diagnose_run(run, data_root=demo_root, cluster=False)  # ranks: scores every epoch
-    assert "ranking" in overview
+    assert overview.ranking is not None
     after = compare_many([run], data_root=demo_root, cluster=False).runs[0]
-    assert after.epoch == overview["suggestion"]["epoch"] and after.epoch_source == "suggested"
+    assert after.epoch == overview.suggestion.epoch and after.epoch_source == "suggested"
     assert not any("health flags only" in note for note in after.notes)

@@ -17,19 +17,20 @@ from core.diagnostics.choice import (
     choose_epoch,
     resolve_epoch,
 )
+from core.diagnostics.health import HealthFlag, HealthReport
+from core.diagnostics.ranking import Suggestion
+from core.diagnostics.results import RunDiagnosis
 from core.runs import RunError
 from tests.core.test_runs import _run
 
-COLLAPSED = {"name": "collapsed", "severity": "error", "sentence": "..."}
+COLLAPSED = HealthFlag("collapsed", "error", "...", {}, ("pixel", "ssim", "feature"))
 
 
 def _diagnosis(suggested=None, method=None, unhealthy=()):
-    reports = [{"epoch": e, "healthy": e not in unhealthy,
-                "flags": [COLLAPSED] if e in unhealthy else [],
-                "unusable": ["pixel", "ssim", "feature"] if e in unhealthy else []} for e in (1, 2, 3, 4)]
-    suggestion = {"epoch": suggested, "method": method,
-                  "reasons": [f"{method} ranked by test separation"] if suggested else ["no healthy epoch"]}
-    return {"reports": reports, "suggestion": suggestion, "timeline": []}
+    reports = [HealthReport(e, [COLLAPSED] if e in unhealthy else [], {}) for e in (1, 2, 3, 4)]
+    suggestion = Suggestion(suggested, method, reasons=[f"{method} ranked by test separation"]
+                            if suggested else ["no healthy epoch"])
+    return RunDiagnosis("run", [], reports, None, suggestion)
 
 
 def test_a_pin_wins_and_says_it_is_pinned(tmp_path):
@@ -65,10 +66,11 @@ def test_without_any_diagnosis_it_says_the_health_was_not_checked(tmp_path):
 
 
 def test_a_flagged_epoch_for_an_unaffected_method_carries_one_plain_sentence():
-    report = {"flags": [COLLAPSED], "unusable": ["pixel", "ssim", "feature"]}
+    report = HealthReport(3, [COLLAPSED], {})
+    assert report.unusable == ["pixel", "ssim", "feature"]
     text = caveat_for(3, "knn", report)
     assert text.startswith("Epoch 3 is flagged collapsed") and "never looks at the reconstruction" in text
-    assert caveat_for(3, "knn", {"flags": [], "unusable": []}) == ""
+    assert caveat_for(3, "knn", HealthReport(3, [], {})) == ""
 
 
 def test_the_cli_words_resolve_through_one_function(tmp_path, monkeypatch):

@@ -95,9 +95,9 @@ def test_rank_run_on_a_labelled_run_and_round_trip(tiny_run):
 
 def test_diagnose_shows_agreement_and_suggests_a_method(tiny_run, capsys):
     result = diagnose_run(tiny_run, cluster=False)
-    assert result["suggestion"]["method"] in RANKED_METHODS  # the default ensemble is ranked too
-    assert "ranking" in result and result["ranking"]["methods"] == list(RANKED_METHODS)
+    assert result.suggestion.method in RANKED_METHODS  # the default ensemble is ranked too
+    assert result.ranking is not None and result.ranking.methods == list(RANKED_METHODS)
     assert cli(["diagnose", "--run", str(tiny_run.path), "--epoch", "all", "--no-cluster"]) == 0
     out = capsys.readouterr().out
     assert "label-free criteria vs real image AUROC" in out and "test_separation" in out
-    assert f"suggested epoch: {result['suggestion']['epoch']} with {result['suggestion']['method']}" in out
+    assert f"suggested epoch: {result.suggestion.epoch} with {result.suggestion.method}" in out

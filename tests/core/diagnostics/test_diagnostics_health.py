@@ -233,9 +233,9 @@ def test_missing_dataset_names_the_folder_and_falls_back(planted, tmp_path, demo
     with pytest.raises(DataFolderMissing, match=r"gone.*--data"):
         reconstruction_health(run, 3)
     result = diagnose_epoch(run, 3)
-    assert "gone" in result["health"]["notes"][0]
-    assert [f["name"] for f in result["health"]["flags"]] == ["dead_layers"]
-    assert "skipped" in result["clustering"]
+    assert "gone" in result.health.notes[0]
+    assert [f.name for f in result.health.flags] == ["dead_layers"]
+    assert "skipped" in result.clustering
     assert reconstruction_health(run, 2, data_root=demo_root).healthy
 
 
@@ -243,20 +243,24 @@ def test_missing_dataset_names_the_folder_and_falls_back(planted, tmp_path, demo
 
 
 def test_timeline_finds_collapse_and_never_suggests_an_unhealthy_epoch(planted):
-    ranked = diagnose_run(planted, cluster=False)["suggestion"]  # label-free ranking: epoch and method
-    unusable = {r["epoch"]: r["unusable"] for r in diagnose_run(planted, cluster=False)["reports"]}
-    assert ranked["method"] is not None and ranked["method"] not in unusable[ranked["epoch"]]
-    assert ranked["epoch"] != 5  # NaN weights rule out every method
+    diagnosis = diagnose_run(planted, cluster=False)
+    ranked = diagnosis.suggestion  # label-free ranking: epoch and method
+    unusable = {r.epoch: r.unusable for r in diagnosis.reports}
+    assert ranked.method is not None and ranked.method not in unusable[ranked.epoch]
+    assert ranked.epoch != 5  # NaN weights rule out every method
     result = diagnose_run(planted, cluster=False, rank=False)  # the health-only suggestion
-    healthy = {row["epoch"]: row["healthy"] for row in result["timeline"]}
+    healthy = {row["epoch"]: row["healthy"] for row in result.timeline}
     assert healthy == {1: True, 2: True, 3: False, 4: False, 5: False}
-    assert result["collapse_starts"] == 3  # the zeroed bottleneck already makes the output constant
-    suggestion = result["suggestion"]
-    assert suggestion["epoch"] in (1, 2)
-    assert any("val loss" in reason for reason in suggestion["reasons"])
-    best_val = min((1, 2), key=lambda e: result["timeline"][e - 1]["val_loss"])
-    assert suggestion["epoch"] == best_val
-    json.dumps(result, allow_nan=False)
+    assert [r.healthy for r in result.reports] == list(healthy.values())
+    assert result.collapse_starts == 3  # the zeroed bottleneck already makes the output constant
+    suggestion = result.suggestion
+    assert suggestion.epoch in (1, 2) and suggestion.method is None and result.ranking is None
+    assert any("val loss" in reason for reason in suggestion.reasons)
+    best_val = min((1, 2), key=lambda e: result.row(e)["val_loss"])
+    assert suggestion.epoch == best_val
+    record = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # what --json writes
+    assert record["suggestion"]["epoch"] == best_val and "ranking" not in record
+    assert "ranking" in diagnosis.to_dict()
 
 
 def test_damaged_checkpoint_is_left_out_of_the_timeline(planted, tmp_path, capsys):
@@ -264,8 +268,8 @@ def test_damaged_checkpoint_is_left_out_of_the_timeline(planted, tmp_path, capsy
     shutil.copytree(planted.path, damaged, ignore=shutil.ignore_patterns("cache"))
     (damaged / "epoch_001.pt").write_bytes(b"not a checkpoint")
     result = diagnose_run(Run(damaged), cluster=False)
-    assert [row["epoch"] for row in result["timeline"]] == [2, 3, 4, 5]
-    assert any("epoch 1 left out" in note and "damaged" in note for note in result["notes"])
+    assert [row["epoch"] for row in result.timeline] == [2, 3, 4, 5] == result.epochs
+    assert any("epoch 1 left out" in note and "damaged" in note for note in result.notes)
     assert cli(["diagnose", "--run", str(damaged), "--epoch", "2", "--no-cluster"]) == 0
     assert "down.1.1.3.weight" in capsys.readouterr().out
 
@@ -277,22 +281,22 @@ def test_collapse_start_ignores_warm_up_and_suggestion_without_healthy_epochs():
     assert collapse_start(rows[:2]) == 1  # never left the collapsed state
     assert collapse_start(rows[:3]) is None  # warm-up only
     sick = [{"epoch": 1, "healthy": False, "errors": ["collapsed"], "warnings": []}]
-    assert suggest_epoch(sick)["epoch"] is None
+    assert suggest_epoch(sick).epoch is None
     rows = [{"epoch": 1, "healthy": True, "errors": [], "warnings": [], "synthetic_auroc_ssim": 0.9,
              "val_loss": 0.2},
             {"epoch": 2, "healthy": True, "errors": [], "warnings": [], "synthetic_auroc_ssim": 0.7,
              "val_loss": 0.1},
             {"epoch": 3, "healthy": False, "errors": ["identity_copy"], "warnings": [],
              "synthetic_auroc_ssim": 1.0, "val_loss": 0.01}]
-    assert suggest_epoch(rows)["epoch"] == 1  # synthetic AUROC outweighs val loss; 3 is excluded
+    assert suggest_epoch(rows).epoch == 1  # synthetic AUROC outweighs val loss; 3 is excluded
 
 
 def test_diagnose_epoch_is_json_with_weights_and_clustering(planted):
     result = diagnose_epoch(planted, 2)
-    json.dumps(result, allow_nan=False)
-    assert result["health"]["healthy"] is True
-    assert len(result["weights"]["layers"]) == len(weight_stats(planted, 2))
-    clustering = result["clustering"]
+    json.dumps(result.to_dict(), allow_nan=False)
+    assert result.health.healthy is True
+    assert len(result.weights["layers"]) == len(weight_stats(planted, 2))
+    clustering = result.clustering
     assert 0 < clustering["purity"] <= 1 and clustering["k"] == 3
     assert math.isfinite(clustering["ari"])
 
