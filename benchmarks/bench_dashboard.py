@@ -35,8 +35,8 @@ def build_run(data: Path, run: Path, size: int, epochs: int, n_train: int, base_
               categories: tuple[str, ...] | None = None) -> None:
     from core.config import ModelConfig, TrainConfig
     from core.data.demo import DEMO_CATEGORIES, DemoSpec, generate_demo_dataset
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     if Run(run).epochs() and len(Run(run).epochs()) >= epochs:
         return
@@ -124,10 +124,10 @@ def bench_features(work: Path, points: int) -> dict[str, float]:
 
 def bench_demo(work: Path) -> dict[str, float]:
     from core.data.demo import generate_demo_dataset
-    from core.demo_job import DEMO_SPEC, demo_config
     from core.diagnostics import reconstruction_health
-    from core.jobs import start_training, wait_for
-    from core.runs import Run
+    from core.runs.folder import Run
+    from core.training.demo_job import DEMO_SPEC, demo_config
+    from core.training.jobs import start_training, wait_for
 
     data, run_dir = work / "demo-first-start" / "data", work / "demo-first-start" / "runs" / "demo"
     if run_dir.exists():

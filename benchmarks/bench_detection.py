@@ -21,9 +21,9 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from core.config import TrainConfig  # noqa: E402
-from core.evaluate import EpochEvaluation, evaluate_epoch  # noqa: E402
-from core.model import resolve_device  # noqa: E402
-from core.runs import Run  # noqa: E402
+from core.evaluation.evaluate import EpochEvaluation, evaluate_epoch  # noqa: E402
+from core.model.unet import resolve_device  # noqa: E402
+from core.runs.folder import Run  # noqa: E402
 
 # name -> TrainConfig overrides; each differs from the previous default in one idea
 RECIPES: dict[str, dict] = {
@@ -37,7 +37,7 @@ RECIPES: dict[str, dict] = {
 def train_within(config: TrainConfig, minutes: float, max_epochs: int) -> tuple[Run, int, float]:
     """Trains epoch 1, then resumes to as many epochs as the budget allows.
     Returns (run, epochs trained, seconds)."""
-    from core.train import train_one
+    from core.training.loop import train_one
 
     started = time.perf_counter()
     run = train_one(config.with_overrides({"epochs": 1}), progress=False, log=lambda _: None)

@@ -42,8 +42,8 @@ def train(data: Path, run: Path, epochs: int, size: int, **overrides):
     """A real training run on the demo data (one torch thread, seed 0); a finished run already in
     the --keep folder is reused."""
     from core.config import TrainConfig
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     if Run(run).epochs() and Run(run).status().get("state") == "finished":
         return Run(run)
@@ -56,8 +56,8 @@ def train(data: Path, run: Path, epochs: int, size: int, **overrides):
 def plant(source, target: Path, edits: dict[int, callable]):
     """A copy of run `source` (no cache) plus one epoch per edit: edit(state, metrics) changes a
     copy of the last checkpoint's weights and its metrics record in place."""
-    from core.checkpoint import open_checkpoint
-    from core.runs import Run, save_checkpoint
+    from core.runs.checkpoint import open_checkpoint
+    from core.runs.folder import Run, save_checkpoint
 
     if target.is_dir():
         shutil.rmtree(target)

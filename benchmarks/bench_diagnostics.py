@@ -35,7 +35,7 @@ def demo_run(workdir: Path):
     """The demo model exactly as `python -m core train` builds it, trained for one epoch."""
     from core.config import TrainConfig
     from core.data.demo import DemoSpec, generate_demo_dataset
-    from core.train import train_one
+    from core.training.loop import train_one
 
     generate_demo_dataset(workdir / "demo", DemoSpec())
     config = TrainConfig(data=str(workdir / "demo"), run=str(workdir / "run"), epochs=1)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from core.runs import Run
+    from core.runs.folder import Run
 
     if args.threads:
         torch.set_num_threads(args.threads)

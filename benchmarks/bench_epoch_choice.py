@@ -41,8 +41,8 @@ RULES = ("chosen", "lowest val loss", "last", "best synthetic AUROC")
 
 def train(data: Path, run_dir: Path, size: int, overrides: dict, epochs: int):
     from core.config import TrainConfig
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     run = Run(run_dir)
     if len(run.epochs()) >= epochs:
@@ -73,7 +73,7 @@ def measure(run, data: Path) -> dict:
     from core.diagnostics import diagnose_run
     from core.diagnostics.choice import choose_epoch
     from core.diagnostics.timeline import ranked_methods
-    from core.evaluate import evaluate_run
+    from core.evaluation.evaluate import evaluate_run
     from core.scoring.options import DEFAULT_METHOD
 
     methods = tuple(dict.fromkeys((*ranked_methods(run), DEFAULT_METHOD)))

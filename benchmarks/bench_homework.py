@@ -27,10 +27,10 @@ import numpy as np
 
 from core.config import ModelConfig, TrainConfig
 from core.data.flatten import write_flat_dataset
-from core.export import export_epoch
-from core.metrics import image_auroc
-from core.runs import Run
-from core.train import train_one
+from core.evaluation.metrics import image_auroc
+from core.reports.export import export_epoch
+from core.runs.folder import Run
+from core.training.loop import train_one
 
 
 def submission_scores(submission: Path, answers: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ import os, sys, time
 cold = sys.argv[1] == "cold"
 if not cold:
     import torch, plotly, pandas, streamlit  # noqa: F401  (a running server has these)
-    import core.evaluate, core.diagnostics, core.scoring.checkpoint, dashboard.state  # noqa
+    import core.evaluation.evaluate, core.diagnostics, core.scoring.checkpoint, dashboard.state  # noqa
 started = time.perf_counter()
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[2], default_timeout=600)

@@ -87,7 +87,7 @@ def _model_and_set(root: Path, size: int):
 
     from core.config import ModelConfig
     from core.data.store import decoded_set
-    from core.model import UNetAutoencoder
+    from core.model.unet import UNetAutoencoder
 
     torch.manual_seed(0)
     data = decoded_set(_samples(root), size, progress=False)
@@ -100,8 +100,8 @@ def phase_train(root: Path, size: int, args) -> dict:
     from core.config import AugmentConfig, TrainConfig
     from core.data.augment import build_augmentation
     from core.data.batches import AugmentedBatches
-    from core.losses import ReconstructionLoss
-    from core.tensors import to_tensor
+    from core.model.losses import ReconstructionLoss
+    from core.model.tensors import to_tensor
 
     model, data = _model_and_set(root, size)
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ from core.config import ModelConfig  # noqa: E402
 from core.data.demo import DemoSpec, generate_demo_dataset  # noqa: E402
 from core.data.images import load_image_set  # noqa: E402
 from core.data.layouts import discover_samples  # noqa: E402
-from core.model import UNetAutoencoder  # noqa: E402
+from core.model.unet import UNetAutoencoder  # noqa: E402
 from core.scoring import (  # noqa: E402
     METHODS,
     ScoreOptions,

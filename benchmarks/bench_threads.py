@@ -15,7 +15,7 @@ Per dataset, each scenario is real `python -m core ...` processes, as a user sta
                       priority) beside it the whole time
 images/s is the mean of the epochs' training rates (metrics.jsonl). The issue's bar: (a)
 total <= (b) total, and (c) images/s >= 40 % of (b)'s. The processes get the thread budget
-(core.threads) unless --default-threads, which gives training torch's default thread count
+(core.training.threads) unless --default-threads, which gives training torch's default thread count
 (every core) and OpenMP's default waiting (as before the budget). Needs a quiet machine for
 meaningful ratios: the load average before each scenario is printed beside it.
 """
@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 sys.path.insert(0, str(REPO))
 
-from core.runs import is_alive  # noqa: E402
-from core.threads import usable_cores  # noqa: E402
+from core.runs.folder import is_alive  # noqa: E402
+from core.training.threads import usable_cores  # noqa: E402
 
 
 @dataclass

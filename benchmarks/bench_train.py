@@ -5,7 +5,7 @@
   thread) and in worker processes (`workers = k`: a torch DataLoader);
 - step: forward + backward + Adam step on one batch already on the device (the compute
   ceiling), with bf16 / channels_last as the config resolves them for the device;
-- loop: core.train.run_epoch (decoding done once, augmentation as configured, grad norms).
+- loop: core.training.loop.run_epoch (decoding done once, augmentation as configured, grad norms).
 When one thread augments fewer images/s than a step trains, the loop is data-bound: set
 `workers` to the smallest k whose rate clears the step rate. (With `--set workers=k` the loop
 pays the workers' start-up each epoch, which here includes re-importing this script: on tiny
@@ -27,18 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.accel import Acceleration, device_memory
 from core.config import AugmentConfig, TrainConfig, parse_set_items
 from core.data.augment import build_augmentation
 from core.data.batches import AugmentedBatches
 from core.data.dataset import TrainingData, load_training_data
 from core.data.demo import DemoSpec, generate_demo_dataset
-from core.demo_job import demo_config
-from core.losses import ReconstructionLoss
-from core.model import UNetAutoencoder, count_parameters, resolve_device
-from core.runs import Run
-from core.tensors import to_tensor
-from core.train import ValidationProbe, run_epoch
+from core.model.accel import Acceleration, device_memory
+from core.model.losses import ReconstructionLoss
+from core.model.tensors import to_tensor
+from core.model.unet import UNetAutoencoder, count_parameters, resolve_device
+from core.runs.folder import Run
+from core.training.demo_job import demo_config
+from core.training.loop import ValidationProbe, run_epoch
 
 HEAVY = AugmentConfig(hflip_p=0.5, resized_crop_p=1.0, dropout_p=1.0)
 

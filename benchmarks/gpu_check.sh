@@ -48,13 +48,13 @@ if [ "$DEVICE" = cuda ]; then
     exit 2
   fi
 fi
-if ! $PY -c "import albumentations, kornia, sklearn, tqdm, core.train" 2>/dev/null; then
+if ! $PY -c "import albumentations, kornia, sklearn, tqdm, core.training.loop" 2>/dev/null; then
   echo "installing the other requirements (torch left as it is)"
   grep -v '^torch==' requirements.txt > "$WORK/requirements-no-torch.txt"
   timeout 240 $PY -m pip install -q -r "$WORK/requirements-no-torch.txt" || true
 fi
 $PY - <<'EOF' || { echo "FAILED: torch or the project does not import"; exit 2; }
-import torch, core.train
+import torch, core.training.loop
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)",
       *(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())), sep="; ")
 EOF
@@ -83,7 +83,7 @@ CEILING=$(sed -n 's/^step (batch in memory, the compute ceiling): \([0-9.]*\) im
 report() {  # $1 = run folder: images/s per epoch against the ceiling, peak memory
   $PY - "$1" "${CEILING:-0}" <<'EOF'
 import sys
-from core.runs import Run
+from core.runs.folder import Run
 run, ceiling = Run(sys.argv[1]), float(sys.argv[2])
 for m in run.metrics():
     share = f" = {100 * m['images_per_s'] / ceiling:.0f}% of the one-device step ceiling {ceiling:.0f}" if ceiling else ""
@@ -118,7 +118,7 @@ step "6/6 the checkpoint loads on a CPU"
 if CUDA_VISIBLE_DEVICES="" timeout 60 $PY - "$WORK/runs/one" "$SIZE" <<'EOF'
 import sys
 import torch
-from core.runs import Run
+from core.runs.folder import Run
 run, size = Run(sys.argv[1]), int(sys.argv[2])
 epoch = run.epochs()[-1]
 model = run.load_model(epoch, "cpu")

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 import core.cli
-from core.threads import prefer_passive_wait
+from core.training.threads import prefer_passive_wait
 
 
 def build_parser() -> argparse.ArgumentParser:

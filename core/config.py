@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OBJECTIVES = ("reconstruct", "denoise", "discriminative")  # see core.objectives
+OBJECTIVES = ("reconstruct", "denoise", "discriminative")  # see core.training.objectives
 
 
 @dataclass
@@ -71,9 +71,9 @@ class TrainConfig:
     loss: str = "0.5*ssim+0.5*l1"
     # denoise beat reconstruct on every learned score on ../shared/realdata (README, "Detection
     # recipes"): with skip connections a plain autoencoder copies defects through
-    objective: str = "denoise"  # reconstruct | denoise | discriminative (core.objectives)
+    objective: str = "denoise"  # reconstruct | denoise | discriminative (core.training.objectives)
     # every category fills an equal share of each epoch (a subset of a large category, all of
-    # a small one, repeated; core.train.epoch_order): a 28-image category beside a 770-image one
+    # a small one, repeated; core.training.loop.epoch_order): a 28-image category beside a 770-image one
     # is otherwise seen 28 times an epoch. On ../shared/realdata (10 epochs, 64 px) the default
     # ensemble went .921 -> .935 mean image AUROC, knn .925 -> .936 (README, "Detection recipes")
     balance_categories: bool = True
@@ -81,7 +81,7 @@ class TrainConfig:
     synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
-    num_threads: int = 0  # torch CPU threads; 0 = the thread budget (core.threads)
+    num_threads: int = 0  # torch CPU threads; 0 = the thread budget (core.training.threads)
     workers: int = 0  # augmentation worker processes (torch DataLoader); 0 = one prefetch thread
     precision: str = "auto"  # auto | bf16 | fp32; auto = bf16 autocast on CUDA, fp32 elsewhere
     channels_last: str = "auto"  # auto | on | off; auto = on for CUDA only
@@ -265,7 +265,7 @@ def pseudo_k(text: str) -> int:
 
 # `python -m core train` flags: flag -> (dotted config key, type); the CLI defines them from this
 # table (every flag defaults to None, so only what the user typed overrides the config) and
-# core.sweep writes train commands with them
+# core.training.sweep writes train commands with them
 TRAIN_FLAGS = {
     "data": ("data", str), "run": ("run", str), "layout": ("layout", str),
     "epochs": ("epochs", int), "image_size": ("image_size", int), "batch_size": ("batch_size", int),

@@ -7,7 +7,7 @@ they pick, call core, and draw.
 
 from __future__ import annotations
 
-from core import threads
+from core.training import threads
 
 threads.prefer_passive_wait()  # before torch loads (below): idle OpenMP threads sleep, not spin
 
@@ -17,7 +17,7 @@ import streamlit as st  # noqa: E402
 
 from core.data.snapshot import data_snapshot  # noqa: E402
 from core.diagnostics.choice import choose_epoch  # noqa: E402
-from core.runs import Run, RunError  # noqa: E402
+from core.runs.folder import Run, RunError  # noqa: E402
 from dashboard import data_notes, state, storage_panel, widgets  # noqa: E402
 
 PAGE_DIR = Path(__file__).parent / "views"  # not "pages/": that name turns on Streamlit's old MPA mode

@@ -1,7 +1,7 @@
 """Keys that change exactly when a checkpoint or a run changes, for the in-memory caches, and
 the epochs whose checkpoint failed to load in this session.
 
-A checkpoint's key is core.cache.checkpoint_stamp (path, size, mtime: the stamp core's caches
+A checkpoint's key is core.runs.cache.checkpoint_stamp (path, size, mtime: the stamp core's caches
 use too), so a retrained, resumed or pruned epoch is never served stale.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.cache import checkpoint_stamp
-from core.runs import Run, RunError
+from core.runs.cache import checkpoint_stamp
+from core.runs.folder import Run, RunError
 
 KEY_DAMAGED = "rs_damaged_epochs"
 

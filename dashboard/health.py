@@ -12,7 +12,7 @@ import streamlit as st
 import core.diagnostics
 from core.diagnostics.choice import PINNED, choose_epoch
 from core.diagnostics.results import RunDiagnosis
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 from dashboard.fingerprints import damaged_epochs, run_fingerprint
 
 # run path -> (run fingerprint, diagnose_run result); process-wide like st.cache_data, so the

@@ -4,7 +4,7 @@ image-AUROC evaluations.
 Models and the decoded test set go to `st.cache_resource` (shared, read-only); arrays and
 results go to `st.cache_data`, each keyed by the checkpoint's fingerprint
 (dashboard.fingerprints), so a retrained or resumed epoch is never served stale. The heavy
-results themselves are cached on disk by core (core.cache), so a new dashboard process starts
+results themselves are cached on disk by core (core.runs.cache), so a new dashboard process starts
 warm. A checkpoint that fails to load is noted as damaged for the sidebar's marks.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-import core.evaluate
-import core.finite
+import core.evaluation.evaluate
+import core.runs.finite
 import core.scoring
-from core.checkpoint import Checkpoint, open_checkpoint
-from core.runs import Run, RunError
+from core.runs.checkpoint import Checkpoint, open_checkpoint
+from core.runs.folder import Run, RunError
 from core.scoring.results import MethodScores
 from dashboard.fingerprints import checkpoint_fingerprint, note_damaged
 
@@ -83,12 +83,12 @@ def align(result: MethodScores, test) -> np.ndarray:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _reconstructions(fingerprint: tuple, data_key: tuple, indices: tuple[int, ...],
                      _run: Run, _epoch: int, _images: np.ndarray) -> np.ndarray:
-    from core.tensors import reconstruct, to_uint8
+    from core.model.tensors import reconstruct, to_uint8
 
     if not indices:
         return np.zeros((0, 1, 1, 3), np.uint8)
     outputs = reconstruct(model(_run, _epoch), _images[list(indices)])
-    core.finite.require_finite(outputs, "reconstructed pixel values", _epoch, _run.path)
+    core.runs.finite.require_finite(outputs, "reconstructed pixel values", _epoch, _run.path)
     return to_uint8(outputs)
 
 
@@ -105,9 +105,9 @@ def _subset_maps(fingerprint: tuple, data_key: tuple, indices: tuple[int, ...], 
                  _run: Run, _epoch: int, _data_root: Path) -> tuple[np.ndarray, np.ndarray]:
     images = test_set(_run, _data_root).subset(list(indices))
     result = core.scoring.score_image_set(model(_run, _epoch), images, method)
-    core.finite.require_finite(result.scores, f"{method} image scores", _epoch, _run.path)
+    core.runs.finite.require_finite(result.scores, f"{method} image scores", _epoch, _run.path)
     if result.maps is not None:
-        core.finite.require_finite(result.maps, f"{method} anomaly-map values", _epoch, _run.path)
+        core.runs.finite.require_finite(result.maps, f"{method} anomaly-map values", _epoch, _run.path)
     return np.asarray(result.scores, np.float64), np.asarray(result.maps, np.float32)
 
 
@@ -146,13 +146,13 @@ def scores(run: Run, epoch: int, data_root: Path, method: str, split: str = "tes
         checkpoint_fingerprint(run, epoch), str(data_root), method, split, calibration, run, epoch))
 
 
-_EVALUATIONS: OrderedDict[tuple, core.evaluate.EpochEvaluation] = OrderedDict()
+_EVALUATIONS: OrderedDict[tuple, core.evaluation.evaluate.EpochEvaluation] = OrderedDict()
 MAX_EVALUATIONS = 256  # (checkpoint, data, methods) image-AUROC evaluations kept in memory
 
 
 def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[str],
-                 cached_only: bool = False) -> core.evaluate.EpochEvaluation | None:
-    """core.evaluate.evaluate_epoch without pixel metrics, thresholds or routing (image AUROC
+                 cached_only: bool = False) -> core.evaluation.evaluate.EpochEvaluation | None:
+    """core.evaluation.evaluate.evaluate_epoch without pixel metrics, thresholds or routing (image AUROC
     per method and category), held in memory too; what the Overview and Scores pages show.
     cached_only: None instead of computing when the run's cache lacks a score it needs.
     An evaluation read from the disk cache is kept as it is (one read, never two)."""
@@ -160,7 +160,7 @@ def image_aurocs(run: Run, epoch: int, data_root: Path | str, methods: Sequence[
     if key in _EVALUATIONS:
         _EVALUATIONS.move_to_end(key)
         return _EVALUATIONS[key]
-    found = _noting_damage(run, epoch, lambda: core.evaluate.evaluate_epoch(
+    found = _noting_damage(run, epoch, lambda: core.evaluation.evaluate.evaluate_epoch(
         run, epoch, data_root, methods, pixel=False, thresholds=False, routing=False,
         cached_only=cached_only))
     if found is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.runs import Run, list_runs
+from core.runs.folder import Run, list_runs
 from core.scoring.data import DataFolderMissing, run_data_root
 from dashboard import data_notes
 

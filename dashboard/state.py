@@ -3,7 +3,7 @@ its own module and is re-exported here by name:
 
 - dashboard.selection: the `Selection` in session state (runs folders, run, epoch, data
   folder), `NotReady` / `DataFolderMissing`, the epoch picker's memory.
-- dashboard.fingerprints: checkpoint and run fingerprints (core.cache.checkpoint_stamp's
+- dashboard.fingerprints: checkpoint and run fingerprints (core.runs.cache.checkpoint_stamp's
   rule) and the epochs that failed to load in this session.
 - dashboard.loaders: cached models, test set, reconstructions, scores, image-AUROC evaluations.
 - dashboard.health: diagnose_run for every epoch, the sidebar's marks, flag sentences.

@@ -1,5 +1,5 @@
 """The sidebar's storage popover: what the run's checkpoints take, and freeing the optimizer
-state older epochs no longer need (core.storage decides; this only shows and asks)."""
+state older epochs no longer need (core.runs.storage decides; this only shows and asks)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import streamlit as st
 
-from core import storage
-from core.runs import Run
+from core.runs import storage
+from core.runs.folder import Run
 from dashboard import state
 from dashboard.widgets import guard
 

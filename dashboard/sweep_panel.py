@@ -1,6 +1,6 @@
 """The Train page's sweep controls: launch a grid of runs from the form's settings, and watch,
 stop or resume a sweep. The sweep runs as `python -m core sweep` in its own process
-(core.sweep.start_sweep), so page reloads and dashboard restarts do not stop it."""
+(core.training.sweep.start_sweep), so page reloads and dashboard restarts do not stop it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-import core.sweep
+import core.training.sweep
 from core.config import TrainConfig
-from core.runs import RunError
-from core.trainability import check_launch
+from core.runs.folder import RunError
+from core.training.trainability import check_launch
 from dashboard import state, widgets
 
 KEY_WATCH = "train_sweep_watch"
@@ -25,7 +25,7 @@ GRID_HELP = ("One line per setting: KEY=V1,V2 with any training option (loss, mo
 
 
 def sweep_core():
-    return core.sweep
+    return core.training.sweep
 
 
 def sweep_form(raw: dict[str, Any], root: Path) -> None:

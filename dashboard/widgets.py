@@ -1,7 +1,7 @@
 """Reusable pieces every page draws with: the error guard, pickers, image cards, pin control.
 
 Nothing here computes a number that is shown; numbers come from core, pictures from
-core.visual, and these functions lay them out.
+dashboard.visual, and these functions lay them out.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-import core.export
-import core.jobs
-from core import visual
+import core.reports.export
+import core.training.jobs
 from core.diagnostics.choice import choose_epoch
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
-from dashboard import data_notes, state
+from dashboard import data_notes, state, visual
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
                "finished": ":gray[:material/check_circle:]", "stopped": ":orange[:material/pause_circle:]",
@@ -173,10 +172,10 @@ DEFAULT_CHOICE = f"default ({DEFAULT_METHOD}; {FALLBACK_METHOD} if too few held-
 
 
 def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") -> None:
-    """Export the epoch through core.export (model.pt, config, card, submission.csv) and offer
+    """Export the epoch through core.reports.export (model.pt, config, card, submission.csv) and offer
     the files as downloads."""
     with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
-        target = core.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
+        target = core.reports.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
         st.caption(f"Writes to `{target}` (a new folder: earlier exports are kept)")
         chosen = choose_epoch(run, state.known_diagnosis(run))
         if chosen.epoch == epoch:
@@ -195,7 +194,7 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
             with guard("Export"), st.spinner("Exporting…"):
-                written = core.export.export_epoch(run, epoch, target, test_dir=test_dir.strip() or None,
+                written = core.reports.export.export_epoch(run, epoch, target, test_dir=test_dir.strip() or None,
                                                    method=method, reason=reason, choice=chosen)
                 st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
         where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
@@ -210,7 +209,7 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
 
 
 def _health_warnings(card_path: str | None) -> None:
-    """The exported epoch's health flags, from its card (core.export.epoch_flags)."""
+    """The exported epoch's health flags, from its card (core.reports.export.epoch_flags)."""
     if not card_path:
         return
     try:
@@ -258,9 +257,9 @@ def page_header(title: str, sel: state.Selection, what: str = "") -> None:
 
 
 # --------------------------------------------------------------------------- job panel
-# A polling fragment (st.fragment(run_every=...)) reads core.jobs.job_progress every few seconds
+# A polling fragment (st.fragment(run_every=...)) reads core.training.jobs.job_progress every few seconds
 # while the job runs; when a new epoch is saved it reruns the whole app, so the sidebar's epoch
-# picker and every page see it. The job is a separate process (core.jobs): a page reload or a
+# picker and every page see it. The job is a separate process (core.training.jobs): a page reload or a
 # dashboard restart never stops it.
 
 POLL_SECONDS = 2.0
@@ -280,7 +279,7 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def progress_body(run: Run, known_epochs: tuple[int, ...], show_log: bool) -> dict[str, Any]:
-    jobs = core.jobs
+    jobs = core.training.jobs
     progress = jobs.job_progress(run)
     job_state = str(progress.get("state", "empty"))
     epochs_done = list(progress.get("finished_epochs") or [])

@@ -36,7 +36,7 @@ def tiny_config(data: Path, run: Path, **overrides) -> TrainConfig:
 
 def write_run(path: Path, config: TrainConfig, states: dict, metrics=()):
     """A run folder made by hand: config.json, one checkpoint per {epoch: state_dict}, metrics."""
-    from core.runs import Run, save_checkpoint
+    from core.runs.folder import Run, save_checkpoint
 
     path.mkdir(parents=True, exist_ok=True)
     config = config.with_overrides({"run": str(path)})
@@ -61,8 +61,8 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(demo_root, tmp_path_factory):
     """A finished 2-epoch run on the tiny demo set (treat as read-only)."""
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train_one(tiny_config(demo_root, run_dir), progress=False, log=lambda _: None)
@@ -90,8 +90,8 @@ def flat_data(demo_root, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def flat_run(flat_data, tmp_path_factory):
     """A finished 2-epoch run on the flat homework set (treat as read-only)."""
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     run_dir = tmp_path_factory.mktemp("flat_runs") / "homework"
     # 3 held-out normals per category: enough to calibrate scores per category

@@ -4,7 +4,7 @@ Per run at its chosen epoch (pinned, else suggested, else lowest validation loss
 validation loss, synthetic and real AUROC (real only where evaluate already cached scores),
 health flags, the deepest layers' weight std, K-Means purity and the most confused category
 pairs; then epoch x run validation loss, the per-epoch table, and the best run by each
-criterion. The numbers come from core.compare.compare_many, as on the dashboard's Compare page.
+criterion. The numbers come from core.reports.compare.compare_many, as on the dashboard's Compare page.
 
 The two-run form `--run-a A --run-b B` still prints per-layer weight std at the chosen epochs
 (with the ratio b / a and the mean per part) and both loss curves.
@@ -62,8 +62,8 @@ def main(args) -> int:
 def many_runs(args) -> int:
     import dataclasses
 
-    from core.compare import best_run, compare_many, expand_runs, format_comparison
-    from core.runs import jsonable
+    from core.reports.compare import best_run, compare_many, expand_runs, format_comparison
+    from core.runs.folder import jsonable
 
     items = [open_run(r).path for r in [*args.runs, *args.sweep]]  # names under checkpoints/ too
     if not items:
@@ -82,7 +82,7 @@ def many_runs(args) -> int:
 
 def two_runs(args) -> int:
     from core.diagnostics import compare_runs
-    from core.runs import jsonable
+    from core.runs.folder import jsonable
 
     run_a, run_b = open_run(args.run_a), open_run(args.run_b)
     from core.cli.flags import resolve_epoch_arg

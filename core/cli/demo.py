@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from core.demo_job import DEMO_DATA, DEMO_RUN, launch_demo
+from core.training.demo_job import DEMO_DATA, DEMO_RUN, launch_demo
 
 # the address .streamlit/config.toml serves on (headless: no browser is opened for you)
 WATCH = ("watch it in the dashboard at http://127.0.0.1:8501 (started by `streamlit run dashboard/app.py`, "
@@ -30,7 +30,7 @@ def main(args) -> int:
         return 0
     print(f"demo training started (pid {launch.pid}); log: {run.path / 'train.log'}")
     if args.wait:
-        from core.jobs import wait_for
+        from core.training.jobs import wait_for
 
         status = wait_for(run, timeout=3600)
         print(f"demo run {status['state']}: {status.get('message', '')}")

@@ -171,7 +171,7 @@ def _why_no_real_auroc(ranking: dict) -> str:
 def readable_epochs(run, epochs: list[int]) -> list[int]:
     """The epochs whose checkpoint loads (a damaged older one must not hide the table)."""
     from core.diagnostics import weight_stats
-    from core.runs import RunError
+    from core.runs.folder import RunError
 
     readable = []
     for epoch in epochs:
@@ -204,7 +204,7 @@ def main(args) -> int:
     if args.json != "-":
         print("\n".join(lines))
     if args.json:
-        from core.runs import jsonable
+        from core.runs.folder import jsonable
 
         record = result.to_dict()
         record["weight_std"] = jsonable({str(layer): {str(e): v for e, v in row.items()}

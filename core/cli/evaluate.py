@@ -42,14 +42,14 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from core.data.snapshot import data_snapshot
-    from core.evaluate import (
+    from core.evaluation.evaluate import (
         criterion_picks,
         format_table,
         run_table,
         with_floor,
     )
-    from core.finite import NonFiniteError
-    from core.runs import Run, atomic_write_json, jsonable
+    from core.runs.finite import NonFiniteError
+    from core.runs.folder import Run, atomic_write_json, jsonable
     from core.scoring import parse_methods
     from core.scoring.data import run_data_root
 
@@ -92,8 +92,8 @@ def main(args) -> int:
 
 def _evaluate_each(run, epochs, data, methods, args, detail, options) -> list:
     """evaluate_epoch for each epoch; an epoch with NaN/inf scores is left out and named."""
-    from core.evaluate import evaluate_epoch
-    from core.finite import NonFiniteError
+    from core.evaluation.evaluate import evaluate_epoch
+    from core.runs.finite import NonFiniteError
 
     results = []
     for epoch in epochs:

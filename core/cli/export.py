@@ -52,8 +52,8 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.export import export_epoch
-    from core.runs import Run
+    from core.reports.export import export_epoch
+    from core.runs.folder import Run
 
     run = Run.open(args.run)
     written = export_epoch(

@@ -76,7 +76,7 @@ def device_of(args) -> str:
     """The device to score on; also applies --threads, which every scoring verb has."""
     import torch
 
-    from core.model import resolve_device
+    from core.model.unet import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,7 +84,7 @@ def device_of(args) -> str:
 
 
 FLAG_HELP = {
-    "threads": "torch CPU threads per training process; 0 = the thread budget (core.threads)",
+    "threads": "torch CPU threads per training process; 0 = the thread budget (core.training.threads)",
     "pseudo_categories": "a flat train folder without a category CSV: K-Means groups as categories, "
                          "K = 2..32 or auto (best silhouette in 2..8); 0 = one category",
 }
@@ -138,7 +138,7 @@ def config_from_args(args) -> TrainConfig:
 
 def open_run(text: str):
     """The run folder `text`, or the run of that name under checkpoints/ (Run.open's errors)."""
-    from core.runs import Run
+    from core.runs.folder import Run
 
     path = Path(text).expanduser()
     if not path.is_dir() and not path.is_absolute() and (Path("checkpoints") / text).is_dir():

@@ -1,4 +1,4 @@
-"""`python -m core follow`: evaluate each epoch of a run as it lands (see core.follow)."""
+"""`python -m core follow`: evaluate each epoch of a run as it lands (see core.training.follow)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.follow import follow_run
-    from core.runs import Run
+    from core.runs.folder import Run
     from core.scoring.options import parse_methods
-    from core.threads import Workload, apply, thread_share, usable_cores
+    from core.training.follow import follow_run
+    from core.training.threads import Workload, apply, thread_share, usable_cores
 
     if args.threads < 0:
         raise ValueError(f"--threads {args.threads}: expected 0 (the budget) or more")

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 def runs_below(path: Path) -> list:
     """The run itself, or every run below a per-category folder."""
-    from core.runs import Run, RunError, list_runs
+    from core.runs.folder import Run, RunError, list_runs
 
     if (path / "config.json").is_file():
         return [Run(path)]
@@ -39,7 +39,7 @@ def runs_below(path: Path) -> list:
 
 
 def parse_keep(text: str) -> list[int]:
-    from core.runs import RunError
+    from core.runs.folder import RunError
 
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -48,7 +48,7 @@ def parse_keep(text: str) -> list[int]:
 
 
 def format_plan(plan) -> list[str]:
-    from core.storage import megabytes
+    from core.runs.storage import megabytes
 
     lines = [f"  epoch {e.epoch:3d}  {megabytes(e.bytes):>9s}  "
              + ("optimizer state " + megabytes(e.optimizer_bytes) if e.optimizer_bytes else "weights only")
@@ -59,8 +59,8 @@ def format_plan(plan) -> list[str]:
 
 
 def main(args) -> int:
-    from core import storage
-    from core.storage import megabytes
+    from core.runs import storage
+    from core.runs.storage import megabytes
 
     keep = parse_keep(args.keep)
     for run in runs_below(open_run(args.run).path):

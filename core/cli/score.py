@@ -51,7 +51,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from core.runs import Run, atomic_write_json, jsonable
+    from core.runs.folder import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
     from core.scoring.checkpoint import resolve_method
     from core.scoring.data import run_data_root

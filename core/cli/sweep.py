@@ -53,7 +53,7 @@ def _base_config(args):
 
 
 def main(args: argparse.Namespace) -> int:
-    from core.sweep import open_or_plan, parse_grid, print_commands, run_sweep
+    from core.training.sweep import open_or_plan, parse_grid, print_commands, run_sweep
 
     folder = _folder(args)
     grid = parse_grid(args.grid) if args.grid else None

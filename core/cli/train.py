@@ -12,9 +12,9 @@ __all__ = ["VERB", "HELP", "add_arguments", "config_from_args", "main"]
 
 
 def main(args) -> int:
-    from core import distributed, threads
-    from core.follow import follower_enabled
-    from core.train import train
+    from core.training import distributed, threads
+    from core.training.follow import follower_enabled
+    from core.training.loop import train
 
     config = config_from_args(args)
     follow = (not args.no_follow and not config.per_category and follower_enabled()
@@ -34,8 +34,8 @@ def main(args) -> int:
 def _start_follower(run: str) -> str:
     from dataclasses import replace
 
-    from core.follow import LOG_NAME, start_follower
-    from core.threads import Workload, thread_share
+    from core.training.follow import LOG_NAME, start_follower
+    from core.training.threads import Workload, thread_share
 
     follower = start_follower(run)
     share = thread_share("evaluator", Workload(1))  # its niceness adds to this process's own
@@ -46,7 +46,7 @@ def _start_follower(run: str) -> str:
 
 
 def _threads_line(share, workload, follower: str | None) -> str:
-    from core.threads import wait_policy
+    from core.training.threads import wait_policy
 
     ranks = f"{workload.ranks} processes x " if workload.ranks > 1 else ""
     jobs = f", shared by {workload.jobs} jobs" if workload.jobs > 1 else ""

@@ -15,14 +15,14 @@ results        the typed results: EpochDiagnosis, RunDiagnosis (to_dict is the J
 choice         the one chosen-epoch rule
 compare        two runs side by side
 
-Everything that reads a checkpoint is cached on disk per checkpoint (core.cache).
+Everything that reads a checkpoint is cached on disk per checkpoint (core.runs.cache).
 """
 
 # Attributes load on first use (PEP 562): importing one submodule never runs this
 # package's other modules, so no import circle passes through this file.
 from __future__ import annotations
 
-from core.lazy import lazy_exports
+from core import lazy_exports
 
 _EXPORTS = {
     "ClusterResult": "core.diagnostics.clustering",

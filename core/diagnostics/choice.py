@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.diagnostics.evidence import RECONSTRUCTION_METHODS
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 
 if TYPE_CHECKING:
     from core.diagnostics.health import HealthReport

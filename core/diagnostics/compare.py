@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.diagnostics.weights import weight_stats
-from core.runs import Run
+from core.runs.folder import Run
 
 
 def _describe(run: Run, epoch: int) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.checkpoint import open_checkpoint
-from core.metrics import _mann_whitney_auc
+from core.evaluation.metrics import _mann_whitney_auc
+from core.runs.checkpoint import open_checkpoint
 
 # Scores read from the reconstruction: useless when the reconstruction copies the input.
 RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature")
@@ -200,7 +200,7 @@ def _evidence_record(run, epoch: int, data_root, per_category: int, seed: int) -
     from core.data.samples import ANOMALOUS, NORMAL
     from core.data.synthetic import make_synthetic_set
     from core.diagnostics.probe import probe_set
-    from core.tensors import reconstruct, to_tensor
+    from core.model.tensors import reconstruct, to_tensor
 
     probe = probe_set(run, data_root, per_category, seed)
     model = open_checkpoint(run, epoch).model()
@@ -222,14 +222,14 @@ def _evidence_record(run, epoch: int, data_root, per_category: int, seed: int) -
 
 def copy_evidence_of(run, epoch: int, data_root=None, per_category: int = EVIDENCE_PER_CATEGORY,
                      seed: int = 0) -> CopyEvidence:
-    """CopyEvidence of one checkpoint, cached per checkpoint (core.cache).
+    """CopyEvidence of one checkpoint, cached per checkpoint (core.runs.cache).
 
     Up to `per_category` masked test defects and held-out normals per category (the probe
     selection of core.diagnostics.probe, at the run's image size). Raises DataFolderMissing (core.scoring.data)
     (naming the folder) when the dataset is not there.
     """
-    from core.cache import cached
     from core.diagnostics.probe import probe_signature
+    from core.runs.cache import cached
 
     params = {**probe_signature(run, data_root, per_category, seed), "evidence": EVIDENCE_VERSION}
     record = cached(run, epoch, "copy_evidence", params,

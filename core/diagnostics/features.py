@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.cache import cached
-from core.checkpoint import open_checkpoint
 from core.data.images import load_image_set
 from core.data.layouts import discover_samples
 from core.data.samples import Sample
 from core.diagnostics.clustering import ClusterResult, cluster_features, embed_2d
-from core.finite import require_finite
-from core.model import parse_levels
-from core.runs import Run
+from core.model.unet import parse_levels
+from core.runs.cache import cached
+from core.runs.checkpoint import open_checkpoint
+from core.runs.finite import require_finite
+from core.runs.folder import Run
 from core.scoring.data import run_data_root
 from core.scoring.features import encoder_vectors
 
@@ -57,7 +57,7 @@ class FeatureResult:
 
 def level_indices(level: str | int, depth: int) -> list[int]:
     """Which encoder levels to pool: "bottleneck" -> [depth], "all" -> [0..depth], int -> [int]
-    (core.model.parse_levels with the words diagnostics accept)."""
+    (core.model.unet.parse_levels with the words diagnostics accept)."""
     return list(parse_levels(level, depth, words=("bottleneck", "all"), what="level"))
 
 

@@ -1,6 +1,6 @@
 """The reading side of gradient health: per-layer gradient norms that training logged.
 
-core.train writes, per finished epoch, "grad_norm": {conv weight name: mean gradient L2 norm
+core.training.loop writes, per finished epoch, "grad_norm": {conv weight name: mean gradient L2 norm
 over the epoch's steps} into metrics.jsonl. Here that becomes a layer x epoch table, and a
 layer whose gradient fell by orders of magnitude from its early value is reported as vanishing
 (the SSIM-loss failure where the deep layers stop receiving any signal).
@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from core.runs import Run
+from core.runs.folder import Run
 
 # A layer is "vanishing" at an epoch when its gradient norm is below this fraction of its early
 # value. Healthy training moves gradient norms by 1-2 orders of magnitude as the loss falls;

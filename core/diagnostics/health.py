@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.cache import cached
-from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
 from core.diagnostics.evidence import RECONSTRUCTION_METHODS, CopyEvidence, copy_evidence_of
 from core.diagnostics.gradients import gradient_table, vanishing_gradients
 from core.diagnostics.probe import PROBE_PER_CATEGORY, probe_set, probe_signature
 from core.diagnostics.reconstruction import reconstruction_numbers
 from core.diagnostics.weights import init_weight_std, weight_stats
-from core.runs import Run, RunError
-from core.tensors import reconstruct, to_tensor
+from core.model.tensors import reconstruct, to_tensor
+from core.runs.cache import cached
+from core.runs.checkpoint import open_checkpoint
+from core.runs.folder import Run, RunError
 
 # collapsed: the reconstructions no longer follow their inputs. Decided from the input dependence
 # (core.diagnostics.collapse: the share of the differences between a category's input images

@@ -21,7 +21,7 @@ from core.data.images import load_image_set
 from core.data.layouts import discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, ImageSet, Sample
 from core.data.synthetic import make_synthetic_set
-from core.runs import Run
+from core.runs.folder import Run
 from core.scoring.data import run_data_root
 
 PROBE_PER_CATEGORY = 4

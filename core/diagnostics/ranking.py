@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
-from core.metrics import image_auroc
+from core.evaluation.metrics import image_auroc
 
 CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
 # Without labels: each criterion's mean Spearman with real AUROC per method, measured on two
@@ -329,7 +329,7 @@ def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
 def _method_values(test, val, method: str) -> tuple[float, float]:
     """(test_separation, real AUROC or NaN) of one method at one epoch from its scores on the
     test set and on the held-out normals (MethodScores)."""
-    from core.metrics import evaluation_table
+    from core.evaluation.metrics import evaluation_table
 
     separation = separation_auroc(val.image_scores, val.categories, test.image_scores,
                                   test.categories)
@@ -347,7 +347,7 @@ def _scores_of(run, epoch: int, data_root, methods: Sequence[str], split: str):
     """{method: MethodScores} of one split, every method in one model pass (cached per
     checkpoint: the entries evaluate and the Overview read); a method that cannot be scored
     maps to the sentence why."""
-    from core.runs import RunError
+    from core.runs.folder import RunError
     from core.scoring.checkpoint import score_checkpoint_methods
 
     try:
@@ -381,7 +381,7 @@ def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
     ranks as if the test set had no labels (the suggestion a user without labels gets; the real
     AUROCs stay in `real` only as the check): what benchmarks/bench_epoch_choice.py measures.
     """
-    from core.runs import RunError
+    from core.runs.folder import RunError
 
     logged = {int(m.get("epoch", 0)): m for m in run.metrics()}
     values: dict[str, dict[str, dict[int, float]]] = {c: {m: {} for m in methods} for c in CRITERIA}

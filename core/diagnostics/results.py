@@ -10,7 +10,7 @@ from typing import Any
 
 from core.diagnostics.health import HealthReport
 from core.diagnostics.ranking import EpochRanking, Suggestion
-from core.runs import jsonable
+from core.runs.folder import jsonable
 
 
 @dataclass(frozen=True)

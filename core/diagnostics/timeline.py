@@ -18,8 +18,8 @@ from core.diagnostics.health import HealthReport, reconstruction_health, weight_
 from core.diagnostics.ranking import EpochRanking, Suggestion
 from core.diagnostics.results import EpochDiagnosis, RunDiagnosis
 from core.diagnostics.weights import weight_stats
-from core.finite import NonFiniteError
-from core.runs import Run, RunError, jsonable
+from core.runs.finite import NonFiniteError
+from core.runs.folder import Run, RunError, jsonable
 from core.scoring.data import DataFolderMissing
 
 # How much each kind of evidence counts when choosing among healthy epochs. Real AUROC (only
@@ -31,7 +31,7 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
 # What the label-free ranking scores per epoch: the methods training's follower and the Overview
-# already score (core.follow.OVERVIEW_METHODS), so their cache entries are shared: the three
+# already score (core.training.follow.OVERVIEW_METHODS), so their cache entries are shared: the three
 # learned scores and the product's default score (core.scoring.options.DEFAULT_METHOD), so the
 # suggestion can pick the epoch for the score a user exports by default.
 RANKED_METHODS = ("pixel", "ssim", "knn", "ensemble")
@@ -206,12 +206,12 @@ def suggest_epoch(rows: Sequence[dict[str, Any]]) -> Suggestion:
 
 
 def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dict[int, dict[str, float]], str]:
-    """real_auroc_<method> per epoch from core.evaluate (reads test labels), and a note.
+    """real_auroc_<method> per epoch from core.evaluation.evaluate (reads test labels), and a note.
 
     Optional: a missing module or test set gives no values and says why, never an error.
     """
     try:
-        from core.evaluate import evaluate_run
+        from core.evaluation.evaluate import evaluate_run
     except ImportError as err:
         return {}, f"real AUROC unavailable: {err}"
     try:
@@ -220,7 +220,7 @@ def real_auroc_by_epoch(run: Run, epochs: Sequence[int], data_root) -> tuple[dic
         return {}, f"real AUROC unavailable: {err}"
     columns = [c for c in table.columns if str(c).startswith("real_auroc_")]
     values = {int(row["epoch"]): {c: row[c] for c in columns if _finite(row[c])} for _, row in table.iterrows()}
-    return values, "real AUROC from core.evaluate (test labels) is part of the suggestion"
+    return values, "real AUROC from core.evaluation.evaluate (test labels) is part of the suggestion"
 
 
 def ranked_methods(run: Run) -> tuple[str, ...]:
@@ -252,7 +252,7 @@ def diagnose_run(run: Run, epochs: Sequence[int] | None = None, data_root: str |
     (core.diagnostics.results.RunDiagnosis).
 
     timeline: timeline_row per epoch (+ purity, ari); notes: what could not be checked, damaged
-    epochs left out. evaluate=True adds real AUROC per epoch from core.evaluate to the timeline
+    epochs left out. evaluate=True adds real AUROC per epoch from core.evaluation.evaluate to the timeline
     (slow; with rank=False it weighs into the health-only suggestion). rank=True (default) adds
     the ranking (label-free criteria, their agreement with real AUROC where the test set has
     labels) and the suggestion becomes the ranking's: an epoch and a method, never a method a

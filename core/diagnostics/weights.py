@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.cache import cached
-from core.checkpoint import open_checkpoint
 from core.config import TrainConfig
-from core.model import UNetAutoencoder
-from core.runs import Run, RunError
+from core.model.unet import UNetAutoencoder
+from core.runs.cache import cached
+from core.runs.checkpoint import open_checkpoint
+from core.runs.folder import Run, RunError
 
 # |w| below this counts as "near zero". PyTorch's default init draws U(-b, b) with
 # b = 1/sqrt(fan_in), so for the widest layers we build (fan_in = 3*3*1024) b is about 0.01 and
@@ -50,7 +50,7 @@ def layer_position(name: str, depth: int) -> tuple[str, int]:
 def conv_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every convolution weight (4-D tensor) in registration order, i.e. encoder -> decoder.
 
-    The same selection as core.train.conv_weights, but on a state_dict, so gradient norms
+    The same selection as core.training.loop.conv_weights, but on a state_dict, so gradient norms
     logged in metrics.jsonl and weight statistics name the same layers.
     """
     return {name: t for name, t in state_dict.items() if name.endswith("weight") and t.ndim == 4}

@@ -17,7 +17,7 @@ scored, decoded once), testset (the one test set: categories, routing), calibrat
 # package's other modules, so no import circle passes through this file.
 from __future__ import annotations
 
-from core.lazy import lazy_exports
+from core import lazy_exports
 
 _EXPORTS = {
     "FeatureBank": "core.scoring.knn",

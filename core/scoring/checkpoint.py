@@ -1,7 +1,7 @@
 """`score_checkpoint`: any method, any epoch of a run, cached on disk next to the checkpoint.
 
 The first call for a (checkpoint, data, method, options) computes and stores the result via
-core.cache; every later call -- another CLI run, a dashboard click -- reads it back. A
+core.runs.cache; every later call -- another CLI run, a dashboard click -- reads it back. A
 retrained or resumed epoch has a new checkpoint fingerprint, so stale results are never read.
 knn banks are cached the same way, per checkpoint, and shared by every dataset scored
 against that checkpoint.
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.cache import cached, load_cached, store_cached
 from core.config import TrainConfig
 from core.data.samples import ImageSet
-from core.finite import require_finite_scores
-from core.runs import Run
+from core.runs.cache import cached, load_cached, store_cached
+from core.runs.finite import require_finite_scores
+from core.runs.folder import Run
 from core.scoring.calibration import (
     CALIBRATIONS,
     MIN_REFERENCE,
@@ -224,7 +224,7 @@ def _check_calibration(calibration: str) -> None:
 def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str = "test",
                   calibration: str = "none", cached_only: bool = False, maps: bool = True
                   ) -> dict[str, MethodScores | None]:
-    """score_checkpoint_methods under a context built by the caller (core.evaluate builds one
+    """score_checkpoint_methods under a context built by the caller (core.evaluation.evaluate builds one
     per evaluation). The ensemble's members are scored with the rest (one pass) and combined
     afterwards with their references on the held-out normals (core.scoring.ensemble)."""
     methods = tuple(dict.fromkeys(check_method(m) for m in methods))

@@ -1,6 +1,6 @@
 """What scoring one checkpoint on one data folder reads, each thing found once.
 
-A `ScoringContext` is built once per evaluation (core.evaluate.evaluate_epoch) or per scoring
+A `ScoringContext` is built once per evaluation (core.evaluation.evaluate.evaluate_epoch) or per scoring
 call (core.scoring.checkpoint.score_checkpoint) and passed down: the checkpoint (its config is
 the one authoritative config), the test set, the run's training and held-out normals, their
 fingerprints, the model and the decoded training images, and the options. Everything is
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.accel import for_inference
-from core.checkpoint import Checkpoint, open_checkpoint
 from core.config import TrainConfig
 from core.data.samples import ImageSet, Sample
-from core.model import UNetAutoencoder
-from core.runs import Run
+from core.model.accel import for_inference
+from core.model.unet import UNetAutoencoder
+from core.runs.checkpoint import Checkpoint, open_checkpoint
+from core.runs.folder import Run
 from core.scoring.data import (
     SPLITS,
     fingerprint,
@@ -43,7 +43,7 @@ REFERENCE_MAX_NORMALS = 1000
 class ScoringContext:
     """One checkpoint of `run` scored on `data_root` with `options` on `device`.
 
-    checkpoint: core.checkpoint.Checkpoint (epoch resolved; config from inside the file).
+    checkpoint: core.runs.checkpoint.Checkpoint (epoch resolved; config from inside the file).
     Lazily, once each: test_set (TestSet of data_root), train_samples (the run's normal
     training images, split as training split them), val_samples (its held-out normals, at most
     REFERENCE_MAX_NORMALS per category), their fingerprints, model (eval mode, channels_last

@@ -15,15 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.model import parse_levels as model_levels
-from core.tensors import to_tensor
+from core.model.tensors import to_tensor
+from core.model.unet import parse_levels as model_levels
 
 
 def parse_levels(
     levels: str | Sequence[int], depth: int, default: Sequence[int]
 ) -> tuple[int, ...]:
     """ "auto" -> default, "all" -> 0..depth, "bottleneck" -> (depth,), "1,2" -> (1, 2)
-    (core.model.parse_levels with the words scoring accepts)."""
+    (core.model.unet.parse_levels with the words scoring accepts)."""
     return model_levels(levels, depth, words=("auto", "all", "bottleneck"), default=default)
 
 

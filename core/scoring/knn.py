@@ -160,7 +160,7 @@ class FeatureBank:
         return {name: int(n) for name, n in zip(self.categories, counts, strict=True)}
 
     def to_record(self) -> dict[str, Any]:
-        """A dict core.cache can store: arrays to .npz, the rest to JSON."""
+        """A dict core.runs.cache can store: arrays to .npz, the rest to JSON."""
         return {
             "vectors": self.vectors,
             "owner": self.owner,

@@ -11,7 +11,7 @@ per-pixel map at the images' resolution:
   rawknn   distance of a raw-pixel thumbnail to the nearest normal thumbnails: the
            no-learning floor; its map is the thumbnail difference to the nearest normal
   seg      the discriminative objective's segmentation network on (input, reconstruction):
-           predicted anomaly probability, smoothed (core.segmentation)
+           predicted anomaly probability, smoothed (core.model.segmentation)
   patchz   the second no-learning floor: worst same-location patch z-score against the
            normals' per-position patch statistics (core.scoring.patchz)
 

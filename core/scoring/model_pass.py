@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.losses import ssim_error_map
+from core.model.losses import ssim_error_map
+from core.model.segmentation import segmentation_maps
+from core.model.tensors import to_tensor
 from core.scoring.features import encoder_vectors, level_vectors
 from core.scoring.maps import feature_distance, gaussian_smooth, pixel_error
 from core.scoring.options import MAP_METHODS
-from core.segmentation import segmentation_maps
-from core.tensors import to_tensor
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def model_pass(
     """uint8 (N, S, S, 3) -> every requested map and vector, one encoding per batch.
 
     Peak memory is one batch of feature maps plus the outputs. Raises ValueError for seg on a
-    model without a segmentation network (core.segmentation).
+    model without a segmentation network (core.model.segmentation).
     """
     model.eval()
     size = images.shape[1]

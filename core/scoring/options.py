@@ -67,7 +67,7 @@ class ScoreOptions:
         lowered image AUROC on the demo data); 0 = off.
     error: pixel method, squared ("l2") or absolute ("l1") error, averaged over channels.
     levels: encoder levels for feature/knn: "auto", "all", "bottleneck" or "1,2" (level 0 =
-        full-resolution stem, level depth = bottleneck; see core.model).
+        full-resolution stem, level depth = bottleneck; see core.model.unet).
     distance: feature method, "cosine" (scale-free, default) or "l2" between features of
         the input and of its reconstruction.
     k: knn/rawknn, score = mean distance to the k nearest bank entries.

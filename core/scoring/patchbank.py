@@ -111,7 +111,7 @@ class PatchBank:
         return np.flatnonzero(self.owner == self.categories.index(category))
 
     def to_record(self) -> dict[str, Any]:
-        """A dict core.cache can store: arrays to .npz, the rest to JSON."""
+        """A dict core.runs.cache can store: arrays to .npz, the rest to JSON."""
         return {
             "vectors": self.vectors,
             "pooled": self.pooled,

@@ -67,7 +67,7 @@ class MethodScores:
         return self.raw_scores is not None
 
     def to_record(self) -> dict[str, Any]:
-        """A dict core.cache can store: arrays to .npz, the rest to JSON; None fields left out."""
+        """A dict core.runs.cache can store: arrays to .npz, the rest to JSON; None fields left out."""
         record = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

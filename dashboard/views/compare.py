@@ -1,6 +1,6 @@
 """Compare: any number of runs, or a whole sweep, side by side.
 
-Every number comes from core.compare.compare_many, the function `python -m core compare`
+Every number comes from core.reports.compare.compare_many, the function `python -m core compare`
 prints: validation loss per epoch, synthetic and real AUROC (real only where an evaluation is
 cached), health flags, the deepest layers' weight std, K-Means purity and the most confused
 category pairs; then one test image reconstructed by every run, and the best run by a
@@ -15,8 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import core.compare
-from core.runs import Run, RunError
+import core.reports.compare
+from core.runs.folder import Run, RunError
 from dashboard import state, widgets
 
 KEY_MODE = "cmp_mode"
@@ -53,7 +53,7 @@ def _fingerprints(runs: list[Run]) -> tuple:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _comparison(key: tuple, paths: tuple[str, ...], data_root: str | None, health: bool, cluster: bool):
-    return core.compare.compare_many([Run(Path(p)) for p in paths], data_root=data_root, health=health,
+    return core.reports.compare.compare_many([Run(Path(p)) for p in paths], data_root=data_root, health=health,
                                        cluster=cluster)
 
 
@@ -64,7 +64,7 @@ def comparison_of(runs: list[Run], data_root: str | None, health: bool, cluster:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _tiles(key: tuple, _comparison, data_root: str, name: str):
-    return core.compare.reconstruct_across(_comparison, data_root, name)
+    return core.reports.compare.reconstruct_across(_comparison, data_root, name)
 
 
 # --------------------------------------------------------------------------- picking
@@ -83,7 +83,7 @@ def set_defaults(sel: state.Selection, sweeps: list[Path]) -> None:
     own = None
     if sel.run is not None:
         own = next((s for s in sweeps if sel.run.path.resolve().is_relative_to(s.resolve())), None)
-        group = next(g for g in core.compare.data_groups(sel.runs) if sel.run.path in {r.path for r in g})
+        group = next(g for g in core.reports.compare.data_groups(sel.runs) if sel.run.path in {r.path for r in g})
         st.session_state[KEY_RUNS] = [str(r.path) for r in group]
     if own is not None or (sel.run is None and sweeps):
         st.session_state[KEY_MODE] = SWEEP_MODE
@@ -102,7 +102,7 @@ def pick_runs(sel: state.Selection) -> list[Run]:
     if mode == SWEEP_MODE:
         folder = st.selectbox("Sweep", [str(s) for s in sweeps], key=KEY_SWEEP,
                               format_func=lambda p: Path(p).name, help="Folders with a sweep.json (python -m core sweep).")
-        return core.compare.expand_runs([folder])
+        return core.reports.compare.expand_runs([folder])
     by_path = {str(r.path): r for r in sel.runs}
     st.session_state[KEY_RUNS] = [p for p in st.session_state.get(KEY_RUNS, []) if p in by_path]
     chosen = st.multiselect("Runs", list(by_path), key=KEY_RUNS,
@@ -114,7 +114,7 @@ def shared_data_runs(runs: list[Run], sel: state.Selection) -> list[Run]:
     """The picked runs that share one training set. When they were trained on different data or
     categories, says so in place and lets the user pick which group is compared: validation
     losses, AUROCs, clusters and reconstructions are measured on each run's own data."""
-    groups = core.compare.data_groups(runs)
+    groups = core.reports.compare.data_groups(runs)
     if len(groups) == 1:
         return runs
     labels = [_group_label(g) for g in groups]
@@ -128,7 +128,7 @@ def shared_data_runs(runs: list[Run], sel: state.Selection) -> list[Run]:
 
 def _group_label(group: list[Run]) -> str:
     try:
-        data, categories = core.compare.training_data(group[0])
+        data, categories = core.reports.compare.training_data(group[0])
     except RunError:
         return f"an unreadable config.json ({group[0].name})"
     shown = ", ".join(categories[:4]) + (f" +{len(categories) - 4}" if len(categories) > 4 else "")
@@ -189,7 +189,7 @@ def features_section(comparison) -> None:
     with c1:
         st.plotly_chart(deep_std_figure(comparison), key="cmp_deep_std")
     rows = [{"run": r.label, "purity": r.purity,
-             "most confused pairs": core.compare.confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
+             "most confused pairs": core.reports.compare.confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
     c2.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_purity")
     c2.caption("K-Means on bottleneck features, k = number of categories; share = how often two categories "
                "land in each other's clusters (0.5: indistinguishable).")
@@ -201,7 +201,7 @@ def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -
     if root is None:
         st.info("No run's data folder exists here; set **Data folder** in the sidebar.")
         return
-    names = core.compare.list_test_images(root)
+    names = core.reports.compare.list_test_images(root)
     if not names:
         st.info(f"`{root}` has no test images.")
         return
@@ -228,14 +228,14 @@ def open_run(path: str, epoch: int | None) -> None:
 
 def best_section(comparison) -> None:
     st.subheader("Best run")
-    criteria = list(core.compare.CRITERIA)
+    criteria = list(core.reports.compare.CRITERIA)
     criterion = st.selectbox("Criterion", criteria, key="cmp_criterion",
                              help="Among runs whose chosen epoch has no health flag, when there are any.")
-    best = core.compare.best_run(comparison, criterion)
+    best = core.reports.compare.best_run(comparison, criterion)
     if best is None:
         st.info(f"No run has a value for {criterion}.")
         return
-    st.markdown(f"**{best.label}**: {core.compare.best_run_sentence(comparison, criterion).split(': ', 1)[1]}")
+    st.markdown(f"**{best.label}**: {core.reports.compare.best_run_sentence(comparison, criterion).split(': ', 1)[1]}")
     st.button("Open this run", key="cmp_open", icon=":material/open_in_new:", on_click=open_run,
               args=(best.path, best.epoch), help="Selects it in the sidebar; the other pages then show it.")
 

@@ -15,8 +15,8 @@ import streamlit as st
 
 import core.diagnostics
 from core.diagnostics.clustering import UMAP_MAX_FIT
-from core.diagnostics.features import MAX_POINTS  # the default view core.follow maps ahead
-from core.runs import Run
+from core.diagnostics.features import MAX_POINTS  # the default view core.training.follow maps ahead
+from core.runs.folder import Run
 from dashboard import state, widgets
 
 COLOR_BY = ("category", "K-Means cluster", "anomaly score", "label", "split")

@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-import core.evaluate
+import core.evaluation.evaluate
 from core.diagnostics.choice import SUGGESTED, choose_epoch
-from core.follow import OVERVIEW_METHODS
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
+from core.training.follow import OVERVIEW_METHODS
 from dashboard import state, widgets
 
 CURVES_KEY = "overview_curves"
@@ -28,7 +28,7 @@ COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "s
 
 def real_evaluations(run: Run, epochs: list[int], data_root, methods: tuple[str, ...],
                      cached_only: bool = False
-                     ) -> tuple[list[core.evaluate.EpochEvaluation], dict[int, str], list[int]]:
+                     ) -> tuple[list[core.evaluation.evaluate.EpochEvaluation], dict[int, str], list[int]]:
     """evaluate_epoch for every epoch (cached on disk and in memory): (evaluations, failed
     epochs with why, epochs left to compute). cached_only: what the cache holds, at once;
     else every epoch is computed, with a progress bar. A damaged epoch is reported and
@@ -68,10 +68,10 @@ def fill_in(run: Run, missing: list[int], data_root, methods: tuple[str, ...], s
     st.rerun()
 
 
-def epoch_table(run: Run, epochs: list[int], evaluations: list[core.evaluate.EpochEvaluation]
+def epoch_table(run: Run, epochs: list[int], evaluations: list[core.evaluation.evaluate.EpochEvaluation]
                 ) -> pd.DataFrame:
-    """core.evaluate.run_table; epochs without a real evaluation keep their logged numbers."""
-    evaluate = core.evaluate
+    """core.evaluation.evaluate.run_table; epochs without a real evaluation keep their logged numbers."""
+    evaluate = core.evaluation.evaluate
     if not evaluations and not epochs:
         return pd.DataFrame()
     table = evaluate.run_table(run, evaluations, epochs)
@@ -335,7 +335,7 @@ def main() -> None:
                         config=widgets.PLOT_CONFIG)
         st.caption("Click a point to open that epoch in every page.")
         st.subheader("Which epoch?")
-        choices = core.evaluate.criterion_picks(table) if len(table) else {}
+        choices = core.evaluation.evaluate.criterion_picks(table) if len(table) else {}
         draw_suggestions(run, choices, diag, sel.epoch)
         draw_agreement(state.ranking_of(diag))
         st.subheader("Epoch × metric")

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from core import visual
-from core.runs import Run, RunError
-from dashboard import state, widgets
+from core.runs.folder import Run, RunError
+from dashboard import state, visual, widgets
 
 SORTS = ("mixed: every category and defect", "dataset order", "most anomalous first", "least anomalous first")
 VIEWS = ("Grid", "Before / after", "Across epochs", "Two epochs")

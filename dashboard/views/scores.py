@@ -10,13 +10,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import metrics, thresholds, visual
-from core.runs import Run
+from core.evaluation import metrics, thresholds
+from core.runs.folder import Run
 from core.scoring.checkpoint import checkpoint_reference, resolve_method
 from core.scoring.results import MethodScores
-from dashboard import state, widgets
+from dashboard import state, visual, widgets
 
-RULES = tuple(thresholds.RULE_NAMES)  # core.thresholds: F1-max, percentile, jump
+RULES = tuple(thresholds.RULE_NAMES)  # core.evaluation.thresholds: F1-max, percentile, jump
 KIND_COLORS = {"normal": "#2563eb", "defective": "#dc2626", "unlabeled": "#94a3b8"}
 
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import visual
-from core.demo_job import DEMO_EPOCHS, DEMO_SPEC, free_run_path, launch_demo
-from core.runs import Run, RunError
-from dashboard import state, widgets
+from core.runs.folder import Run, RunError
+from core.training.demo_job import DEMO_EPOCHS, DEMO_SPEC, free_run_path, launch_demo
+from dashboard import state, visual, widgets
 
 PAGE_DIR = Path(__file__).parent
 
 
 def start_demo(root: Path, data: Path) -> Run:
-    """core.demo_job.launch_demo on a new demo run under `root`; waits until it is listed."""
+    """core.training.demo_job.launch_demo on a new demo run under `root`; waits until it is listed."""
     with st.spinner(f"Starting the demo (drawing the demo images into {data} the first time)…"):
         launch = launch_demo(data, free_run_path(root))
     widgets.wait_until_started(launch.run)

@@ -10,11 +10,11 @@ from typing import Any
 
 import streamlit as st
 
-import core.jobs
+import core.training.jobs
 from core.config import OBJECTIVES, AugmentConfig, ModelConfig, TrainConfig
-from core.locking import refuse_busy_run
-from core.runs import Run, RunError
-from core.trainability import check_launch
+from core.runs.folder import Run, RunError
+from core.training.locking import refuse_busy_run
+from core.training.trainability import check_launch
 from dashboard import data_notes, state, sweep_panel, widgets
 
 SIZES = (32, 48, 64, 96, 128, 160, 192, 224, 256)
@@ -94,7 +94,7 @@ def schedule_section(defaults: TrainConfig) -> dict[str, Any]:
                                                 "fast GPU that one thread cannot feed (bench_train.py)."))
     out["precision"] = c[3].selectbox("Precision", PRECISIONS, key="train_precision",
                                       help="auto = bf16 autocast on CUDA (with channels_last), fp32 on the CPU.")
-    processes = core.jobs.processes_for(TrainConfig(device=out["device"]))
+    processes = core.training.jobs.processes_for(TrainConfig(device=out["device"]))
     if processes > 1:
         st.caption(f"{processes} GPUs visible: the job runs on all of them (torchrun, one process per GPU); "
                    "the batch size is the global batch, split across them.")
@@ -208,7 +208,7 @@ def launch(raw: dict[str, Any]) -> None:
         st.error(f"Cannot start: {err}", icon=":material/error:")
         return
     with widgets.guard("Start training"):
-        pid = core.jobs.start_training(config)
+        pid = core.training.jobs.start_training(config)
         run = Run(Path(config.run).expanduser())
         widgets.wait_until_started(run)
         state.switch_to_run(run, f"Started {run.name} (pid {pid}); its progress is shown here")
@@ -219,7 +219,7 @@ def launch(raw: dict[str, Any]) -> None:
 
 
 def job_controls(run: Run, progress: dict[str, Any]) -> None:
-    jobs = core.jobs
+    jobs = core.training.jobs
     job_state = progress.get("state")
     if run.is_training():
         if st.button("Stop after this batch", key="train_stop", icon=":material/stop:"):

@@ -12,9 +12,8 @@ import streamlit as st
 import core.diagnostics
 import core.diagnostics.gradients
 import core.diagnostics.weights
-from core import visual
-from core.runs import Run
-from dashboard import state, widgets
+from core.runs.folder import Run
+from dashboard import state, visual, widgets
 
 STATS = {"std": "weight std", "abs_mean": "mean |w|", "mean": "mean w", "l2": "L2 norm",
          "near_zero_share": "share of |w| < 1e-3"}

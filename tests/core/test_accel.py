@@ -3,11 +3,11 @@ the CPU they train and still write float32 checkpoints that load anywhere."""
 
 import torch
 
-from core.accel import Acceleration, device_memory
-from core.checkpoint import model_from_checkpoint, read_payload
 from core.config import TrainConfig
-from core.model import UNetAutoencoder
-from core.train import train_one
+from core.model.accel import Acceleration, device_memory
+from core.model.unet import UNetAutoencoder
+from core.runs.checkpoint import model_from_checkpoint, read_payload
+from core.training.loop import train_one
 from tests.conftest import tiny_config
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.cache import cached, load_cached
+from core.runs.cache import cached, load_cached
 
 
 def test_results_round_trip_and_recompute_only_on_change(tiny_run, tmp_path):

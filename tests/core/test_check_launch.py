@@ -1,4 +1,4 @@
-"""core.trainability.check_launch: what a launcher (the Train page's Start buttons) refuses
+"""core.training.trainability.check_launch: what a launcher (the Train page's Start buttons) refuses
 before it creates a run folder."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.data.layouts import DatasetLayoutError
-from core.trainability import UntrainableConfigError, check_launch
+from core.training.trainability import UntrainableConfigError, check_launch
 from tests.conftest import tiny_config
 
 

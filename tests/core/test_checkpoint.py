@@ -1,4 +1,4 @@
-"""One checkpoint object per version of an epoch's file (core.checkpoint): the resolved epoch,
+"""One checkpoint object per version of an epoch's file (core.runs.checkpoint): the resolved epoch,
 the config stored inside it (the authoritative one), what it holds, read once per version."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from unittest import mock
 import pytest
 import torch
 
-import core.checkpoint
-from core.checkpoint import open_checkpoint
+import core.runs.checkpoint
 from core.config import TrainConfig
-from core.model import UNetAutoencoder
-from core.runs import Run, RunError, save_checkpoint
-from core.segmentation import SEG_KEY
+from core.model.segmentation import SEG_KEY
+from core.model.unet import UNetAutoencoder
+from core.runs.checkpoint import open_checkpoint
+from core.runs.folder import Run, RunError, save_checkpoint
 from tests.core.test_runs import _run
 
 
@@ -27,7 +27,7 @@ def _real(run: Run, epoch: int, image_size: int = 32, **extra) -> None:
 
 def test_opened_once_per_version_and_read_again_when_the_file_changes(tmp_path):
     run = _run(tmp_path, epochs=(1, 2), val_losses={1: 0.2, 2: 0.3})
-    with mock.patch.object(core.checkpoint, "read_payload", wraps=core.checkpoint.read_payload) as read:
+    with mock.patch.object(core.runs.checkpoint, "read_payload", wraps=core.runs.checkpoint.read_payload) as read:
         first = open_checkpoint(run, "best")
         assert open_checkpoint(run, 1) is first and read.call_count == 1
         assert (first.epoch, first.path) == (1, run.checkpoint_path(1))

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from core.runs import Run
+from core.runs.folder import Run
 
 
 def _cli(*args, cwd=None):

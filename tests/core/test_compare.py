@@ -1,4 +1,4 @@
-"""core.compare on a real 2x2 sweep: every number traced to its source, and the CLI prints them."""
+"""core.reports.compare on a real 2x2 sweep: every number traced to its source, and the CLI prints them."""
 
 import math
 import shutil
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from core.__main__ import main as cli
-from core.compare import (
+from core.diagnostics import feature_clusters, weight_stats
+from core.evaluation.evaluate import evaluate_run
+from core.reports.compare import (
     CRITERIA,
     best_run,
     compare_many,
@@ -16,10 +18,8 @@ from core.compare import (
     list_test_images,
     reconstruct_across,
 )
-from core.diagnostics import feature_clusters, weight_stats
-from core.evaluate import evaluate_run
-from core.runs import Run, RunError
-from core.sweep import load_plan
+from core.runs.folder import Run, RunError
+from core.training.sweep import load_plan
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.compare import _data_root
 from core.config import TrainConfig
 from core.diagnostics.probe import probe_signature
+from core.reports.compare import _data_root
 from core.scoring.data import DataFolderMissing, run_data_root
 from tests.core.test_runs import _run
 

@@ -1,11 +1,12 @@
-"""The first-start demo launcher (core.demo_job), the one `python -m core demo` and the Get
+"""The first-start demo launcher (core.training.demo_job), the one `python -m core demo` and the Get
 started page call: data drawn once, a training run left alone, a finished one not retrained."""
 
 from __future__ import annotations
 
 import os
 
-from core.demo_job import (
+from core.runs.folder import Run
+from core.training.demo_job import (
     DEMO_EPOCHS,
     DEMO_SPEC,
     demo_config,
@@ -13,8 +14,7 @@ from core.demo_job import (
     free_run_path,
     launch_demo,
 )
-from core.jobs import stop_training, wait_for
-from core.runs import Run
+from core.training.jobs import stop_training, wait_for
 from tests.conftest import write_run
 
 

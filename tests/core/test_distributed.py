@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import distributed
-from core.checkpoint import load_checkpoint, model_from_checkpoint
-from core.distributed import Context
-from core.runs import Run
-from core.train import train_one
+from core.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from core.runs.folder import Run
+from core.training import distributed
+from core.training.distributed import Context
+from core.training.loop import train_one
 from tests.conftest import tiny_config
 
 QUIET = dict(progress=False, log=lambda _: None)
@@ -61,7 +61,7 @@ def test_two_gloo_ranks_resume_and_match_one_process(demo_root, tmp_path):
 
 def test_two_rank_job_from_jobs_stops_and_keeps_epochs(demo_root, tmp_path):
     """The dashboard's path: start_training under torchrun, stop via the launcher's pid."""
-    from core.jobs import log_tail, start_training, stop_training, wait_for
+    from core.training.jobs import log_tail, start_training, stop_training, wait_for
 
     config = tiny_config(demo_root, tmp_path / "job", epochs=50, categories=["pill"], device="cpu")
     start_training(config, processes=2)
@@ -129,8 +129,8 @@ def test_follower_ranks_never_write_the_run(tmp_path):
 def test_jobs_launch_torchrun_when_several_gpus_are_visible(monkeypatch, tmp_path):
     from torch.distributed.run import get_args_parser
 
-    from core import jobs
     from core.config import TrainConfig
+    from core.training import jobs
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert jobs.processes_for(TrainConfig(device="auto")) == 4

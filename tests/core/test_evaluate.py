@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.__main__ import main as cli
-from core.evaluate import (
+from core.evaluation.evaluate import (
     criterion_picks,
     evaluate_epoch,
     evaluate_run,

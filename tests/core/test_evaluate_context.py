@@ -7,12 +7,12 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-import core.checkpoint
+import core.runs.checkpoint
 import core.scoring.data
 import core.scoring.testset
 from core.config import TrainConfig
-from core.evaluate import evaluate_epoch
-from core.runs import Run
+from core.evaluation.evaluate import evaluate_epoch
+from core.runs.folder import Run
 
 
 def _count_everywhere(monkeypatch, owner, name: str, calls: Counter, key=lambda *a, **k: None):
@@ -31,7 +31,7 @@ def _count_everywhere(monkeypatch, owner, name: str, calls: Counter, key=lambda 
 
 def test_one_evaluate_epoch_reads_config_and_samples_once(tiny_run, demo_root, monkeypatch):
     calls: Counter = Counter()
-    _count_everywhere(monkeypatch, core.checkpoint, "open_checkpoint", calls)
+    _count_everywhere(monkeypatch, core.runs.checkpoint, "open_checkpoint", calls)
     _count_everywhere(monkeypatch, core.scoring.data, "reference_samples", calls,
                       key=lambda root, split, config: split)
     _count_everywhere(monkeypatch, core.scoring.testset, "build_test_set", calls)

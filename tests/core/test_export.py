@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from core.__main__ import main as cli
-from core.checkpoint import load_checkpoint, open_checkpoint
 from core.data.layouts import DatasetLayoutError
-from core.export import export_epoch, load_exported_model, submission_csv, submission_ids
-from core.runs import RunError
+from core.reports.export import export_epoch, load_exported_model, submission_csv, submission_ids
+from core.runs.checkpoint import load_checkpoint, open_checkpoint
+from core.runs.folder import RunError
 from core.scoring import score_checkpoint, score_image_set
 from core.scoring.data import load_samples, samples_to_score
 from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
@@ -173,7 +173,7 @@ def card_calibration(written) -> str:
 def test_exporting_a_flagged_epoch_says_so_on_the_card_and_the_command_line(
         tiny_run, tmp_path, capsys):
     """A collapsed epoch (every output the same grey) can still be exported, never silently."""
-    from core.runs import Run, save_checkpoint
+    from core.runs.folder import Run, save_checkpoint
 
     shutil.copytree(tiny_run.path, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
     run = Run(tmp_path / "run")
@@ -195,7 +195,7 @@ def test_too_few_normals_keep_raw_knn_scores_and_say_why(demo_root, tmp_path):
     """6 normals per category: too few to calibrate even with leave-one-out scores, so the
     default falls back to knn, the submission keeps its raw scores, and the card says why."""
     from core.data.flatten import write_flat_dataset
-    from core.train import train_one
+    from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     root = tmp_path / "few"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.__main__ import main as cli
-from core.export import ExportExistsError, export_epoch, unused_export_folder
+from core.reports.export import ExportExistsError, export_epoch, unused_export_folder
 
 
 def test_exporting_twice_to_one_folder_refuses_and_keeps_the_first(tiny_run, tmp_path):

@@ -8,12 +8,12 @@ import stat
 
 import pytest
 
-from core.cache import store_cached
-from core.export import export_epoch
-from core.runs import Run, atomic_write_bytes, current_umask
+from core.reports.export import export_epoch
+from core.runs.cache import store_cached
+from core.runs.folder import Run, atomic_write_bytes, current_umask
+from core.runs.storage import prune, set_kept
 from core.scoring import score_checkpoint
-from core.storage import prune, set_kept
-from core.train import train_one
+from core.training.loop import train_one
 from tests.conftest import tiny_config
 
 

@@ -1,4 +1,4 @@
-"""core.follow: epochs evaluated beside training land in the cache the dashboard reads."""
+"""core.training.follow: epochs evaluated beside training land in the cache the dashboard reads."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import re
 import shutil
 from pathlib import Path
 
-from core.follow import follow_run
-from core.runs import Run
+from core.runs.folder import Run
 from core.scoring import score_checkpoint
-from core.threads import usable_cores
+from core.training.follow import follow_run
+from core.training.threads import usable_cores
 
 
 def test_follow_scores_every_epoch_into_the_cache(tiny_run, tmp_path):
@@ -18,7 +18,7 @@ def test_follow_scores_every_epoch_into_the_cache(tiny_run, tmp_path):
         assert score_checkpoint(run, epoch, run.config().data, "pixel", cached_only=True) is None
     lines = []
     scored = follow_run(run, methods=("pixel",), poll_s=0.01, log=lines.append)
-    # the job has ended: the evaluator catches up with every core (core.threads), says so once
+    # the job has ended: the evaluator catches up with every core (core.training.threads), says so once
     assert re.fullmatch(rf"threads: {usable_cores()} threads?( at nice \+\d+)? \(the job has ended\)",
                         lines[0]), lines[0]
     assert scored == run.epochs() and sum("evaluated" in line for line in lines) == len(scored)
@@ -30,8 +30,8 @@ def test_follow_scores_every_epoch_into_the_cache(tiny_run, tmp_path):
 
 def assert_features_mapped(run: Run, epoch: int) -> None:
     """The Features page's default view (UMAP, bottleneck, k = categories) is in the cache."""
-    from core.cache import load_cached
     from core.diagnostics.features import MAX_POINTS, _cluster_params
+    from core.runs.cache import load_cached
 
     params = _cluster_params(Path(run.config().data), "bottleneck", MAX_POINTS, 0)
     assert load_cached(run, epoch, "feature_embedding", {**params, "method": "umap"}) is not None

@@ -23,18 +23,18 @@ import torch
 from PIL import Image
 
 from core.__main__ import main as cli
-from core.checkpoint import load_checkpoint, open_checkpoint, read_payload
 from core.config import ModelConfig, TrainConfig
 from core.data.dataset import load_training_data, split_validation
 from core.data.images import MaskWarning, load_image_set, read_image, read_mask
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, ImageSet, Sample
-from core.finite import NonFiniteError, require_finite
-from core.metric_notes import category_note
-from core.metrics import aupro, image_auroc, pixel_metrics
-from core.runs import Run, RunError, save_checkpoint
+from core.evaluation.metrics import aupro, image_auroc, pixel_metrics
+from core.evaluation.notes import category_note
+from core.runs.checkpoint import load_checkpoint, open_checkpoint, read_payload
+from core.runs.finite import NonFiniteError, require_finite
+from core.runs.folder import Run, RunError, save_checkpoint
 from core.scoring import score_image_set
-from core.trainability import UntrainableConfigError, untrainable_reason
+from core.training.trainability import UntrainableConfigError, untrainable_reason
 from tests.data_support import load_test_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def _tiny(data: Path, run: Path, **overrides) -> TrainConfig:
 
 
 def _train(config: TrainConfig) -> Run:
-    from core.train import train_one
+    from core.training.loop import train_one
 
     return train_one(config, progress=False, log=lambda _: None)
 
@@ -230,7 +230,7 @@ def test_folders_without_images_add_no_samples(tmp_path):
 
 
 def test_a_nan_loss_names_the_epoch_and_what_to_do(tmp_path, monkeypatch):
-    import core.train as train_module
+    import core.training.loop as train_module
 
     class NanLoss(train_module.ReconstructionLoss):
         def forward(self, x, y):
@@ -534,7 +534,7 @@ def test_a_category_four_levels_deep_is_named_with_the_search_depth(tmp_path):
 
 
 def test_disk_full_while_saving_keeps_every_earlier_epoch(tmp_path, monkeypatch):
-    import core.runs as runs
+    import core.runs.folder as runs
 
     root = _mvtec(tmp_path)
     real_fdopen = os.fdopen
@@ -570,7 +570,7 @@ def test_disk_full_while_saving_keeps_every_earlier_epoch(tmp_path, monkeypatch)
 def test_two_processes_on_one_run_exactly_one_trains(tmp_path):
     """Both processes reach flock at the same moment (after a shared start signal); the winner
     holds the lock until the test has read the loser's answer, so timing cannot decide."""
-    code = ("import sys, time, pathlib; from core.locking import run_lock, RunLockedError\n"
+    code = ("import sys, time, pathlib; from core.training.locking import run_lock, RunLockedError\n"
             "go, done = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])\n"
             "print('READY', flush=True)\n"
             "while not go.exists(): time.sleep(0.005)\n"
@@ -594,7 +594,7 @@ def test_two_processes_on_one_run_exactly_one_trains(tmp_path):
 
 
 def test_a_held_lock_refuses_training_without_touching_the_run(tmp_path):
-    from core.locking import RunLockedError, run_lock
+    from core.training.locking import RunLockedError, run_lock
 
     root = _mvtec(tmp_path)
     with run_lock(tmp_path / "run"), pytest.raises(RunLockedError, match="already training this run"):
@@ -696,8 +696,8 @@ def test_other_verbs_work_on_a_run_without_validation_normals(small_run, capsys,
 
 
 def test_the_dashboard_refuses_to_start_a_job_on_a_locked_run(tmp_path):
-    from core.jobs import start_training
-    from core.locking import is_locked, run_lock
+    from core.training.jobs import start_training
+    from core.training.locking import is_locked, run_lock
 
     config = _tiny(_mvtec(tmp_path), tmp_path / "run")
     with run_lock(tmp_path / "run"):

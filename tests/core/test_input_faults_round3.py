@@ -21,8 +21,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cache import CacheWarning
-from core.checkpoint import load_checkpoint, read_payload
 from core.config import ConfigVersionWarning, TrainConfig
 from core.data import images as images_module
 from core.data.dataset import split_validation
@@ -36,8 +34,10 @@ from core.data.images import (
 )
 from core.data.layouts import DatasetLayoutError, discover_samples
 from core.data.samples import ANOMALOUS, NORMAL, UNKNOWN, Sample
-from core.metrics import aupro, pixel_auroc
-from core.runs import ForeignCheckpointWarning, Run, save_checkpoint
+from core.evaluation.metrics import aupro, pixel_auroc
+from core.runs.cache import CacheWarning
+from core.runs.checkpoint import load_checkpoint, read_payload
+from core.runs.folder import ForeignCheckpointWarning, Run, save_checkpoint
 from tests.core.test_input_faults import REPO, _cli, _mvtec, _tiny, _train
 
 SIZE = 16
@@ -267,17 +267,17 @@ def test_a_run_config_of_a_newer_version_refuses_resuming_by_name(tiny_run, tmp_
 @pytest.fixture
 def read_only_cache(monkeypatch):
     """Every write below a run's cache/ fails as on a read-only share (root ignores chmod)."""
-    import core.cache
-    import core.runs
+    import core.runs.cache
+    import core.runs.folder
 
-    real = core.runs.atomic_write_bytes
+    real = core.runs.folder.atomic_write_bytes
 
     def refuse(path: Path, data: bytes) -> None:
         if "cache" in Path(path).parts:
             raise PermissionError(13, "Permission denied", str(path))
         real(path, data)
 
-    monkeypatch.setattr(core.cache, "atomic_write_bytes", refuse)
+    monkeypatch.setattr(core.runs.cache, "atomic_write_bytes", refuse)
 
 
 @pytest.mark.parametrize("verb", ["evaluate", "diagnose", "export"])

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from core.jobs import job_progress, log_tail, start_training, stop_training, wait_for
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
+from core.training.jobs import job_progress, log_tail, start_training, stop_training, wait_for
 from tests.conftest import tiny_config
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.losses import ReconstructionLoss, parse_loss_spec, ssim_error_map
+from core.model.losses import ReconstructionLoss, parse_loss_spec, ssim_error_map
 
 
 def test_spec_parsing():

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from core.metrics import (
+from core.evaluation.metrics import (
     aupro,
     auroc_undefined_reason,
     confusion_at,
@@ -103,7 +103,7 @@ def test_pixel_auroc_of_float16_maps_is_exact(seed):
     rng = np.random.default_rng(seed)
     masks = (rng.random((6, 32, 32)) < 0.1).astype(np.uint8)
     maps = half_maps(masks, seed)
-    from core.metrics import half_keys
+    from core.evaluation.metrics import half_keys
 
     assert half_keys(maps) is not None and half_keys(maps.astype(np.float64) + 1e-9) is None
     expected = roc_auc_score(masks.ravel(), maps.ravel())

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from core.config import ModelConfig
-from core.model import UNetAutoencoder, parse_skips
+from core.model.unet import UNetAutoencoder, parse_skips
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])

@@ -1,4 +1,4 @@
-"""Training objectives (core.objectives), the segmentation network, focal loss, and the
+"""Training objectives (core.training.objectives), the segmentation network, focal loss, and the
 seg / patchz scoring methods end to end on a tiny discriminative run."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, open_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data.synthetic import panel, perlin_blend
-from core.evaluate import evaluate_epoch
-from core.losses import ReconstructionLoss, focal_loss
-from core.objectives import Objective, corrupt_batch
-from core.runs import Run, RunError, save_checkpoint
+from core.evaluation.evaluate import evaluate_epoch
+from core.model.losses import ReconstructionLoss, focal_loss
+from core.model.segmentation import SEG_KEY, SegmentationNet, segmenter_of
+from core.runs.checkpoint import load_checkpoint, open_checkpoint
+from core.runs.folder import Run, RunError, save_checkpoint
 from core.scoring import METHODS, score_checkpoint, score_image_set
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.patchz import PatchStats, patchz_scores
-from core.segmentation import SEG_KEY, SegmentationNet, segmenter_of
+from core.training.objectives import Objective, corrupt_batch
 from tests.conftest import tiny_config
 
 
@@ -101,7 +101,7 @@ def test_patchz_finds_a_planted_defect_where_it_is():
 
 @pytest.fixture(scope="module")
 def seg_run(demo_root, tmp_path_factory):
-    from core.train import train_one
+    from core.training.loop import train_one
 
     config = tiny_config(demo_root, tmp_path_factory.mktemp("seg") / "run", objective="discriminative",
                          **{"model.norm": "instance", "model.skips": "all"})
@@ -158,7 +158,7 @@ def test_evaluate_all_shows_both_floors_and_seg_only_where_it_exists(seg_run, ti
 
 
 def test_resume_continues_the_segmenter(seg_run, tmp_path):
-    from core.train import train_one
+    from core.training.loop import train_one
 
     config = TrainConfig.from_dict(seg_run.config().to_dict()).with_overrides(
         {"run": str(tmp_path / "resumed"), "epochs": 1})
@@ -191,7 +191,7 @@ def test_seg_on_a_plain_model_is_one_clear_error(tiny_run):
 
 
 def test_epoch_table_and_overview_show_loss_terms_and_seg(seg_run):
-    from core.evaluate import run_table
+    from core.evaluation.evaluate import run_table
     from dashboard.views.overview import curves_figure
 
     table = run_table(seg_run, [], [1, 2])
@@ -202,7 +202,7 @@ def test_epoch_table_and_overview_show_loss_terms_and_seg(seg_run):
 
 
 def test_export_keeps_the_segmentation_network(seg_run, tmp_path):
-    from core.export import export_epoch, load_exported_model
+    from core.reports.export import export_epoch, load_exported_model
 
     export_epoch(seg_run, 2, tmp_path / "export")
     assert segmenter_of(load_exported_model(tmp_path / "export")) is not None

@@ -1,4 +1,4 @@
-"""The run-folder contract (core/runs.py): what every writer and reader of checkpoints/<run>/
+"""The run-folder contract (core/runs/folder.py): what every writer and reader of checkpoints/<run>/
 relies on. Checkpoints are written by hand here (no training), so every rule is checked on
 exactly the files it speaks of."""
 
@@ -14,9 +14,9 @@ import time
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, read_payload
 from core.config import TrainConfig
-from core.runs import (
+from core.runs.checkpoint import load_checkpoint, read_payload
+from core.runs.folder import (
     Run,
     RunError,
     atomic_write_bytes,

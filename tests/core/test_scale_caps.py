@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-import core.train as train_module
+import core.training.loop as train_module
 from core.config import TrainConfig
 from core.data.dataset import TrainingData
 from core.data.samples import NORMAL, ImageSet, Sample

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from core.__main__ import main as cli
-from core.cache import cached, load_cached
-from core.checkpoint import load_checkpoint, model_from_checkpoint, read_payload
-from core.runs import Run, RunError
+from core.runs.cache import cached, load_cached
+from core.runs.checkpoint import load_checkpoint, model_from_checkpoint, read_payload
+from core.runs.folder import Run, RunError
+from core.runs.storage import drop_optimizer_state, kept_by_request, plan_prune, prune, set_kept
 from core.scoring import score_checkpoint
-from core.storage import drop_optimizer_state, kept_by_request, plan_prune, prune, set_kept
-from core.train import train_one
+from core.training.loop import train_one
 from tests.conftest import tiny_config
 
 QUIET = dict(progress=False, log=lambda _: None)
@@ -60,7 +60,7 @@ def test_resume_under_the_policy_continues_exactly(five, demo_root, tmp_path):
 
 def test_a_failed_save_keeps_the_newest_epoch_resumable(demo_root, tmp_path, monkeypatch):
     """Disk full while writing epoch 3: epoch 2 must still hold its optimizer state."""
-    import core.train as train_module
+    import core.training.loop as train_module
 
     real_save = train_module.save_checkpoint
 

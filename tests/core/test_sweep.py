@@ -9,9 +9,10 @@ import torch
 from core.__main__ import build_parser
 from core.__main__ import main as cli
 from core.cli.flags import config_from_args
-from core.model import UNetAutoencoder
-from core.runs import Run, RunError
-from core.sweep import (
+from core.model.unet import UNetAutoencoder
+from core.runs.folder import Run, RunError
+from core.training.loop import train_one
+from core.training.sweep import (
     SweepError,
     load_plan,
     member_state,
@@ -24,7 +25,6 @@ from core.sweep import (
     split_values,
     sweep_status,
 )
-from core.train import train_one
 from tests.conftest import tiny_config, write_run
 
 
@@ -130,8 +130,8 @@ def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
     until the runner's next poll, so the most jobs alive at once is measured."""
     import os
 
-    import core.jobs
-    import core.sweep
+    import core.training.jobs
+    import core.training.sweep
 
     launched, alive, most = [], [], []
 
@@ -151,8 +151,8 @@ def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
             run.write_status(state="finished", pid=None)
         alive.clear()
 
-    monkeypatch.setattr(core.jobs, "start_training", fake_start)
-    monkeypatch.setattr(core.sweep.time, "sleep", fake_sleep)
+    monkeypatch.setattr(core.training.jobs, "start_training", fake_start)
+    monkeypatch.setattr(core.training.sweep.time, "sleep", fake_sleep)
     base = tiny_config(tmp_path, tmp_path / "unused", epochs=1)
     plan = plan_sweep(tmp_path / "gpus", base, parse_grid(["loss=l1,l2,ssim", "seed=0,1"]))
     outcome = run_sweep(plan, gpus=[0, 1], log=lambda _: None)
@@ -170,8 +170,8 @@ def test_one_member_per_gpu_at_a_time(tmp_path, monkeypatch):
 def test_background_sweep_stops_its_members_and_resumes(demo_root, tmp_path):
     import time
 
-    from core.jobs import log_tail
-    from core.sweep import start_sweep, stop_sweep
+    from core.training.jobs import log_tail
+    from core.training.sweep import start_sweep, stop_sweep
 
     base = tiny_config(demo_root, tmp_path / "unused", epochs=50, categories=["pill"]).with_overrides(
         {"model.depth": 2, "model.base_width": 4, "num_threads": 1})

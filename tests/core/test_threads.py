@@ -1,4 +1,4 @@
-"""core.threads: one thread budget for training, torchrun ranks, the background evaluator,
+"""core.training.threads: one thread budget for training, torchrun ranks, the background evaluator,
 sweep members and the dashboard, so together they do not oversubscribe the cores."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs import launch_detached, reap
-from core.runs import Run
-from core.threads import (
+from core.runs.folder import Run
+from core.training.jobs import launch_detached, reap
+from core.training.threads import (
     JOBS_ENV,
     Workload,
     _cgroup_quota,
@@ -75,7 +75,7 @@ def test_threads_flag_overrides_the_budget_and_bad_input_is_named():
 def test_usable_cores_follow_the_cpu_set_and_a_cgroup_quota(tmp_path):
     pinned = subprocess.run(
         [sys.executable, "-c", "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
-         "from core.threads import usable_cores; print(usable_cores())"],
+         "from core.training.threads import usable_cores; print(usable_cores())"],
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
     assert pinned.stdout.strip() == "1"
     assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))

@@ -1,4 +1,4 @@
-"""Threshold rules (core.thresholds): the numbers `evaluate` reports and the Scores page draws."""
+"""Threshold rules (core.evaluation.thresholds): the numbers `evaluate` reports and the Scores page draws."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.scoring.results import MethodScores
-from core.thresholds import (
+from core.evaluation.thresholds import (
     F1_RULE,
     JUMP_RULE,
     PERCENTILE_RULE,
@@ -17,6 +16,7 @@ from core.thresholds import (
     normal_scores,
     threshold_report,
 )
+from core.scoring.results import MethodScores
 
 NORMAL = np.round(np.arange(30) * 0.01, 2)  # 0.00 .. 0.29
 LABELS = np.r_[np.zeros(30), np.ones(3)].astype(int)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, model_from_checkpoint
-from core.runs import Run, RunError
-from core.train import train_one
+from core.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from core.runs.folder import Run, RunError
+from core.training.loop import train_one
 from tests.conftest import tiny_config
 
 QUIET = dict(progress=False, log=lambda _: None)
@@ -95,7 +95,7 @@ def test_running_job_blocks_a_second_training(demo_root, tmp_path):
 
 
 def test_nan_loss_fails_clearly(demo_root, tmp_path, monkeypatch):
-    import core.train as train_module
+    import core.training.loop as train_module
 
     class NanLoss(train_module.ReconstructionLoss):
         def forward(self, x, y):
@@ -110,7 +110,7 @@ def test_nan_loss_fails_clearly(demo_root, tmp_path, monkeypatch):
 
 
 def test_per_category_mode_makes_one_run_each(demo_root, tmp_path):
-    from core.train import train
+    from core.training.loop import train
 
     config = tiny_config(demo_root, tmp_path / "per", epochs=1, categories=["pill", "carpet"],
                          per_category=True)
@@ -121,7 +121,7 @@ def test_per_category_mode_makes_one_run_each(demo_root, tmp_path):
 
 
 def test_ctrl_c_marks_the_run_stopped_and_keeps_finished_epochs(demo_root, tmp_path, monkeypatch):
-    import core.train as train_module
+    import core.training.loop as train_module
 
     real_epoch = train_module.run_epoch
 
@@ -151,7 +151,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path):
 
 
 def test_balanced_epochs_give_every_category_an_equal_share():
-    from core.train import epoch_order
+    from core.training.loop import epoch_order
 
     rng = np.random.default_rng(0)
     cats = ["tile"] * 77 + ["cookie"] * 3 + ["bottle"] * 20

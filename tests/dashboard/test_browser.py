@@ -193,8 +193,8 @@ def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
 def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser):
     """Start training switches to the new run's live panel within seconds; every page opens
     while it trains, its header within seconds, without an error box."""
-    from core.jobs import stop_training, wait_for
-    from core.runs import Run
+    from core.runs.folder import Run
+    from core.training.jobs import stop_training, wait_for
 
     url, root = served
     page = browser.new_page(viewport={"width": 1440, "height": 2600})

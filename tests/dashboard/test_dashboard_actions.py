@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from core.jobs import wait_for  # noqa: E402
-from core.runs import Run  # noqa: E402
+from core.runs.folder import Run  # noqa: E402
+from core.training.jobs import wait_for  # noqa: E402
 from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
 
 JOB_TIMEOUT = 120
@@ -96,7 +96,7 @@ def test_train_form_launches_a_job_that_finishes(demo_root, tmp_path, monkeypatc
 
 
 def test_demo_button_generates_data_and_starts_training(tmp_path, monkeypatch):
-    from core.jobs import stop_training
+    from core.training.jobs import stop_training
 
     root, data = tmp_path / "runs", tmp_path / "demo-data"
     monkeypatch.setenv("RECONSCOPE_DATA", str(data))

@@ -1,5 +1,5 @@
 """AppTest of the Compare page on a real 2x2 sweep: it opens without an error, its tables hold
-the numbers core.compare (and so `python -m core compare`) gives, it reconstructs one image by
+the numbers core.reports.compare (and so `python -m core compare`) gives, it reconstructs one image by
 every run, and "Open this run" selects the best run in the sidebar."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("streamlit")
 
 from core.__main__ import main as cli  # noqa: E402
-from core.compare import best_run, compare_many, expand_runs  # noqa: E402
+from core.reports.compare import best_run, compare_many, expand_runs  # noqa: E402
 from tests.dashboard_support import messages, open_app  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def test_compare_page_with_picked_runs(sweep_root, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::core.data.images.LeftOutWarning")  # pill-only members, 3-category data
 def test_sweep_launched_and_watched_from_the_train_page(demo_root, tmp_path, monkeypatch):
-    from core.sweep import load_plan, sweep_status
+    from core.training.sweep import load_plan, sweep_status
 
     at = open_app(tmp_path, monkeypatch, "train")
     at.text_input(key="train_data").set_value(str(demo_root)).run()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.checkpoint import load_checkpoint
+from core.runs.checkpoint import load_checkpoint
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -142,13 +142,13 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
     """Nothing scored yet: the page draws the logged curves at once, scores the missing
     epochs under a progress bar, then shows their real AUROC; a run evaluated by the follower
     is drawn straight from the cache."""
-    from core.evaluate import evaluate_epoch
-    from core.runs import Run
+    from core.evaluation.evaluate import evaluate_epoch
+    from core.runs.folder import Run
 
     root = copy_run(tiny_run.path, tmp_path)
     run = Run(root / tiny_run.path.name)
     data = run.config().data
-    from core.follow import OVERVIEW_METHODS
+    from core.training.follow import OVERVIEW_METHODS
 
     methods = OVERVIEW_METHODS  # the Overview's defaults
     assert evaluate_epoch(run, 1, data, methods, pixel=False, thresholds=False, routing=False,
@@ -163,10 +163,10 @@ def test_overview_draws_from_the_cache_then_fills_in_the_rest(tiny_run, tmp_path
         table.set_index("epoch").loc[1, "real_auroc_knn"])
 
 
-@pytest.mark.filterwarnings("ignore::core.runs.ForeignCheckpointWarning")  # pages load it too
+@pytest.mark.filterwarnings("ignore::core.runs.folder.ForeignCheckpointWarning")  # pages load it too
 def test_a_checkpoint_copied_in_from_another_run_is_marked_in_the_epoch_picker(tiny_run, tmp_path,
                                                                               monkeypatch):
-    from core.runs import save_checkpoint
+    from core.runs.folder import save_checkpoint
 
     root = tmp_path / "runs"
     shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
@@ -186,11 +186,11 @@ def test_the_dashboard_scores_with_the_cores_a_running_job_leaves(tiny_run, tmp_
     thread count is per thread: the page scores in the thread that set it)."""
     import os
 
-    import core.threads
-    from core.threads import usable_cores
+    import core.training.threads
+    from core.training.threads import usable_cores
 
-    applied, apply = [], core.threads.apply
-    monkeypatch.setattr(core.threads, "apply", lambda share: applied.append(apply(share)))
+    applied, apply = [], core.training.threads.apply
+    monkeypatch.setattr(core.training.threads, "apply", lambda share: applied.append(apply(share)))
     root = tmp_path / "runs"
     shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))
     status = {"state": "running", "pid": os.getpid(), "epoch": 2, "epochs": 4, "threads": 1}
@@ -254,7 +254,7 @@ def test_an_epoch_saved_while_training_is_offered_not_forced(tiny_run, tmp_path,
     """The pages keep the epochs they show when one lands; the sidebar offers it with a button."""
     import os
 
-    from core.runs import Run
+    from core.runs.folder import Run
 
     root = tmp_path / "runs"
     shutil.copytree(tiny_run.path, root / "tiny", ignore=shutil.ignore_patterns("cache"))

@@ -10,9 +10,9 @@ import torch
 
 pytest.importorskip("streamlit")
 
-from core.checkpoint import read_payload
-from core.runs import Run  # noqa: E402
-from core.storage import kept_by_request, plan_prune  # noqa: E402
+from core.runs.checkpoint import read_payload
+from core.runs.folder import Run  # noqa: E402
+from core.runs.storage import kept_by_request, plan_prune  # noqa: E402
 from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
 
 

@@ -4,7 +4,7 @@ batches that do not depend on how many workers made them."""
 import numpy as np
 import pytest
 
-from core.checkpoint import load_checkpoint
+from core.runs.checkpoint import load_checkpoint
 from core.config import AugmentConfig
 from core.data.augment import augment_batch, build_augmentation
 from core.data.batches import AugmentedBatches
@@ -48,7 +48,7 @@ def test_no_augmentation_passes_images_through(images):
 
 
 def test_training_with_worker_processes_does_not_depend_on_their_number(demo_root, tmp_path):
-    from core.train import train_one
+    from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     weights = []

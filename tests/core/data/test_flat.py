@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from core.data.flatten import write_flat_dataset
-from core.evaluate import evaluate_epoch
-from core.export import export_epoch
-from core.metrics import image_auroc
+from core.evaluation.evaluate import evaluate_epoch
+from core.reports.export import export_epoch
+from core.evaluation.metrics import image_auroc
 from core.scoring import score_checkpoint
 from core.scoring.testset import build_test_set
 
@@ -62,7 +62,7 @@ def test_submission_is_calibrated_and_pools_fairly(flat_run, flat_data, tmp_path
 
 
 def test_flat_set_without_category_csv_is_one_category(demo_root, tmp_path):
-    from core.train import train_one
+    from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     root = tmp_path / "plain"
@@ -100,7 +100,7 @@ def test_labels_from_a_csv_give_real_auroc(flat_run, flat_data, tmp_path):
 def test_pseudo_categories_recover_the_objects_of_a_flat_train_folder(demo_root, tmp_path):
     """No category CSV, pseudo_categories auto: K-Means groups stand in for the categories,
     and the test set routes every test image to the group of its own object."""
-    from core.train import train_one
+    from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     root = tmp_path / "plain"

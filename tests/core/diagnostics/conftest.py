@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.model import UNetAutoencoder
-from core.runs import Run
+from core.model.unet import UNetAutoencoder
+from core.runs.folder import Run
 from tests.conftest import tiny_config, write_run
 
 COPY_KNOTS = np.array([0, .004, .01, .02, .04, .07, .1, .15, .2, .3, .4, .5, .6, .7, .8, .85, .9, .93, .96,

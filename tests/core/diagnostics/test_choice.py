@@ -20,7 +20,7 @@ from core.diagnostics.choice import (
 from core.diagnostics.health import HealthFlag, HealthReport
 from core.diagnostics.ranking import Suggestion
 from core.diagnostics.results import RunDiagnosis
-from core.runs import RunError
+from core.runs.folder import RunError
 from tests.core.test_runs import _run
 
 COLLAPSED = HealthFlag("collapsed", "error", "...", {}, ("pixel", "ssim", "feature"))

@@ -17,7 +17,7 @@ from core.diagnostics.evidence import (
     localisation_aucs,
 )
 from core.diagnostics.health import defects_missed_flag, identity_copy_flag, reconstruction_health
-from core.runs import Run
+from core.runs.folder import Run
 
 
 def test_bootstrap_interval_holds_the_mean_narrows_with_images_and_repeats():

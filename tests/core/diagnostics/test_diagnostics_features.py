@@ -14,8 +14,8 @@ from core.diagnostics import (
     feature_embedding,
 )
 from core.diagnostics.features import balanced_quota
-from core.model import UNetAutoencoder
-from core.runs import Run, save_checkpoint
+from core.model.unet import UNetAutoencoder
+from core.runs.folder import Run, save_checkpoint
 from tests.conftest import tiny_config
 
 

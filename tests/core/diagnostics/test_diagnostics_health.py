@@ -39,10 +39,10 @@ from core.diagnostics.health import (
 )
 from core.diagnostics.reconstruction import reconstruction_numbers
 from core.diagnostics.timeline import collapse_start
-from core.model import UNetAutoencoder
-from core.runs import Run
-from core.tensors import to_tensor
-from core.train import conv_weights
+from core.model.tensors import to_tensor
+from core.model.unet import UNetAutoencoder
+from core.runs.folder import Run
+from core.training.loop import conv_weights
 from tests.conftest import tiny_config, write_run
 
 DEEP = ("down.1.1.0.weight", "down.1.1.3.weight")  # the bottleneck block of a depth-2 model
@@ -56,7 +56,7 @@ def one_thread():
 
 
 def train_steps(model, optimizer, images: torch.Tensor, steps: int, generator) -> tuple[float, dict]:
-    """L1 training like core.train, returning the mean loss and mean grad norm per conv."""
+    """L1 training like core.training.loop, returning the mean loss and mean grad norm per conv."""
     model.train()
     layers = conv_weights(model)
     sums, loss_sum = dict.fromkeys(layers, 0.0), 0.0

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from core.__main__ import main as cli
-from core.checkpoint import read_payload
 from core.config import ModelConfig, TrainConfig
 from core.diagnostics import (
     compare_runs,
@@ -27,9 +26,10 @@ from core.diagnostics.weights import (
     tensor_stats,
     weight_std_table,
 )
-from core.model import UNetAutoencoder
-from core.runs import Run, RunError, save_checkpoint
-from core.train import conv_weights
+from core.model.unet import UNetAutoencoder
+from core.runs.checkpoint import read_payload
+from core.runs.folder import Run, RunError, save_checkpoint
+from core.training.loop import conv_weights
 from tests.conftest import write_run
 
 MODEL = ModelConfig(base_width=4, depth=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.metrics import image_auroc
+from core.evaluation.metrics import image_auroc
 from core.scoring.calibration import MIN_REFERENCE, CalibrationError, fit_calibration
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.checkpoint import open_checkpoint
+from core.runs.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint, score_image_set, score_image_set_methods
 from core.scoring.checkpoint import calibrate_result, checkpoint_reference
 from core.scoring.data import load_samples, reference_samples, samples_to_score
@@ -16,8 +16,8 @@ from tests.conftest import tiny_config
 @pytest.fixture(scope="module")
 def held_out_run(demo_root, tmp_path_factory):
     """1 epoch with 3 held-out normals per category: enough to calibrate."""
-    from core.runs import Run
-    from core.train import train_one
+    from core.runs.folder import Run
+    from core.training.loop import train_one
 
     run_dir = tmp_path_factory.mktemp("runs") / "held_out"
     train_one(tiny_config(demo_root, run_dir, epochs=1, val_fraction=0.3), progress=False,

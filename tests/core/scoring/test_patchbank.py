@@ -84,7 +84,7 @@ def test_a_capped_bank_encodes_only_the_images_it_keeps_and_is_the_bank_of_all(m
     import core.scoring.methods as methods
     from core.config import ModelConfig
     from core.data.samples import NORMAL, ImageSet, Sample
-    from core.model import UNetAutoencoder
+    from core.model.unet import UNetAutoencoder
     from core.scoring.features import encoder_vectors
     from core.scoring.options import ScoreOptions
 

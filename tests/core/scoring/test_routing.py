@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.__main__ import main as cli
-from core.checkpoint import open_checkpoint
+from core.runs.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.routing import (

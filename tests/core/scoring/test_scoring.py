@@ -16,13 +16,14 @@ from sklearn.neighbors import NearestNeighbors
 
 import core.scoring.checkpoint as checkpoint_module
 import core.scoring.knn as knn_module
-from core.checkpoint import load_checkpoint, open_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data.demo import DemoSpec, generate_demo_dataset
 from core.data.images import LeftOutWarning
 from core.data.layouts import DatasetLayoutError
-from core.metrics import image_auroc
-from core.runs import Run, RunError, save_checkpoint
+from core.evaluation.metrics import image_auroc
+from core.model.tensors import reconstruct
+from core.runs.checkpoint import load_checkpoint, open_checkpoint
+from core.runs.folder import Run, RunError, save_checkpoint
 from core.scoring import (
     METHODS,
     FeatureBank,
@@ -37,7 +38,6 @@ from core.scoring.knn import cap_rows, thumbnails
 from core.scoring.maps import gaussian_smooth, reduce_maps
 from core.scoring.options import CHECKPOINT_METHODS, SEGMENTER_METHODS
 from core.scoring.testset import UnseenCategoryError
-from core.tensors import reconstruct
 
 # --------------------------------------------------------------------------- helpers
 
@@ -257,7 +257,7 @@ def trained_run(tmp_path_factory):
         seed=0,
         num_threads=1,
     )
-    from core.train import train_one
+    from core.training.loop import train_one
 
     threads = torch.get_num_threads()
     try:
@@ -376,7 +376,7 @@ def test_checkpoint_of_another_architecture(tiny_run, tmp_path):
 def test_a_run_on_some_categories_scores_only_those(demo_root, tmp_path):
     """A per-category run evaluated on the whole dataset scores its own category, not an error."""
     from core.scoring import score_checkpoint
-    from core.train import train_one
+    from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     run_dir = tmp_path / "pill_only"

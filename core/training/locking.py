@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 
 LOCK_NAME = "train.lock"
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.config import ModelConfig
-from core.model import ConvBlock, UpBlock
+from core.model.unet import ConvBlock, UpBlock
 
 SEG_KEY = "seg_model"
 SEG_DEPTH = 3  # three poolings: 8x8 receptive cells at 64 px, enough context to tell a defect

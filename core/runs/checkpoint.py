@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from core.cache import checkpoint_stamp
 from core.config import TrainConfig
-from core.model import UNetAutoencoder, architecture_mismatch
-from core.runs import ForeignCheckpointWarning, Run, RunError, _span
-from core.segmentation import SEG_KEY, attach_segmenter, segmenter_from_checkpoint
+from core.model.segmentation import SEG_KEY, attach_segmenter, segmenter_from_checkpoint
+from core.model.unet import UNetAutoencoder, architecture_mismatch
+from core.runs.cache import checkpoint_stamp
+from core.runs.folder import ForeignCheckpointWarning, Run, RunError, _span
 
 OPTIMIZER_KEY = "optimizer"
 MEMO_SIZE = 256  # checkpoints remembered by stamp (a few KB each: no weights are kept)
@@ -77,8 +77,8 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
 
 def read_payload(run: Run, epoch: int, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The whole payload of the run's epoch (weights included); a file copied in from another
-    run is named in a ForeignCheckpointWarning (core.origin) and still returned."""
-    from core.origin import foreign_sentence
+    run is named in a ForeignCheckpointWarning (core.runs.origin) and still returned."""
+    from core.runs.origin import foreign_sentence
 
     if epoch not in run.epochs():
         raise RunError(f"{run.path}: epoch {epoch} does not exist; available: {_span(run.epochs())}")
@@ -94,10 +94,10 @@ class Checkpoint:
     """One version of one epoch's checkpoint file of a run.
 
     epoch: the resolved epoch number; path: the file; stamp: (path, size, mtime_ns), which
-    version of the file this is (core.cache.checkpoint_stamp); config: the TrainConfig stored
+    version of the file this is (core.runs.cache.checkpoint_stamp); config: the TrainConfig stored
     inside the checkpoint, the one authoritative config of anything computed from it;
     holds_segmenter: it holds the discriminative objective's segmentation network;
-    holds_optimizer: it holds the optimizer state (resume needs it; core.storage drops it)."""
+    holds_optimizer: it holds the optimizer state (resume needs it; core.runs.storage drops it)."""
 
     run: Run
     epoch: int

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.runs import RunError
+from core.runs.folder import RunError
 
 if TYPE_CHECKING:
     from core.scoring.results import MethodScores

@@ -13,7 +13,7 @@ image set): CutPaste and scar, texture damage (re-tiling, blur, noise), Perlin-s
 of another normal image of the same category, and large panels (core.data.synthetic). Half the
 images of a batch stay clean, so the network also learns to leave normal images alone.
 
-An Objective is used by core.train in three places: `make_batch` (in the prefetch thread),
+An Objective is used by core.training.loop in three places: `make_batch` (in the prefetch thread),
 `loss` (per step), and `state` / `load_state` (checkpoint). Every batch is seeded from
 (seed, epoch, step), so a resumed run corrupts exactly the images an uninterrupted one would.
 """
@@ -30,9 +30,9 @@ import torch
 from core.config import OBJECTIVES
 from core.data.augment import augment_batch
 from core.data.synthetic import BLENDING_KINDS, SYNTHETIC_KINDS
-from core.losses import ReconstructionLoss, focal_loss
-from core.segmentation import SEG_KEY, SegmentationNet, attach_segmenter
-from core.tensors import to_tensor
+from core.model.losses import ReconstructionLoss, focal_loss
+from core.model.segmentation import SEG_KEY, SegmentationNet, attach_segmenter
+from core.model.tensors import to_tensor
 
 CLEAN_FRACTION = 0.5  # DRAEM's share of unaltered images per batch
 # Kinds of corruption and their weights: panels and Perlin blends of another normal image are

@@ -11,7 +11,7 @@ The rule (`thread_share`, the one place it lives), for a machine whose usable co
 (the process's CPU set, capped by a cgroup CPU quota; `usable_cores`):
 - jobs: training jobs running at once (a sweep over k GPUs runs k; its members get
   RECONSCOPE_JOBS=k). Each job's share is C // jobs cores (at least 1).
-- A job's background evaluator (core.follow) gets 1 thread at nice +10 while the job trains,
+- A job's background evaluator (core.training.follow) gets 1 thread at nice +10 while the job trains,
   and one core of the job's share is kept for it when the share has 2 or more.
 - training: the rest of the job's share, split evenly over its processes on this machine
   (torchrun ranks); at least 1 thread each.
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.runs import Run
+    from core.runs.folder import Run
 
 JOBS_ENV = "RECONSCOPE_JOBS"  # training jobs sharing this machine's cores at once (a sweep's)
 WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}

@@ -2,15 +2,15 @@
 another run (or renamed from another epoch).
 
 Every checkpoint carries the config of the run that wrote it and that epoch's training record
-(core.train: "config", "metrics", "epoch"). A checkpoint is this run's epoch N when its record
+(core.training.loop: "config", "metrics", "epoch"). A checkpoint is this run's epoch N when its record
 is the one the run's metrics.jsonl holds for epoch N (same train_loss and seconds: a copy of
 another run's file carries that run's record). Where the run has no record of epoch N (a crash
 between the two writes), the run folder named in its config must be the one config.json names.
 A run copied as a whole (and resumed under a new name) keeps both, so it is never called
 foreign; hand-made checkpoints without a record are judged by the run folder alone.
 
-`foreign_sentence` is asked by `core.checkpoint.read_payload`, so evaluate, diagnose, export and score say it
-(core.runs.ForeignCheckpointWarning); `foreign_epochs` reads only each checkpoint's header
+`foreign_sentence` is asked by `core.runs.checkpoint.read_payload`, so evaluate, diagnose, export and score say it
+(core.runs.folder.ForeignCheckpointWarning); `foreign_epochs` reads only each checkpoint's header
 (memory-mapped, weights untouched) for the dashboard's epoch picker.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.runs import Run
+    from core.runs.folder import Run
 
 RECORD_KEYS = ("train_loss", "seconds")  # seconds: wall time of that epoch, unique to a training
 _MEMO: dict[tuple, str] = {}
@@ -66,7 +66,7 @@ def foreign_epochs(run: Run) -> dict[int, str]:
 
 def _header_sentence(run: Run, epoch: int, path: Path, own_run: str,
                      record: dict[str, Any] | None) -> str:
-    from core.checkpoint import load_checkpoint
+    from core.runs.checkpoint import load_checkpoint
 
     try:  # memory-mapped: the config and record are read, the weights stay on disk
         payload = load_checkpoint(path, mmap=True)

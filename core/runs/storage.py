@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from core.checkpoint import load_checkpoint, read_payload
-from core.runs import Run, RunError, atomic_write_json, save_checkpoint
+from core.runs.checkpoint import load_checkpoint, read_payload
+from core.runs.folder import Run, RunError, atomic_write_json, save_checkpoint
 
 KEEP_FILE = "keep.json"
 

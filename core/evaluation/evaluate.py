@@ -21,18 +21,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.cache import cached
 from core.data.samples import NORMAL, UNLABELED
 from core.data.snapshot import data_snapshot
-from core.metric_notes import evaluation_notes
-from core.metrics import (
+from core.evaluation.metrics import (
     auroc_undefined_reason,
     evaluation_table,
     f1_max,
     image_auroc,
     pixel_metrics,
 )
-from core.runs import Run, jsonable
+from core.evaluation.notes import evaluation_notes
+from core.evaluation.thresholds import threshold_reports
+from core.runs.cache import cached
+from core.runs.folder import Run, jsonable
 from core.scoring import METHODS, parse_methods
 from core.scoring.checkpoint import (
     SCORING_VERSION,
@@ -50,7 +51,6 @@ from core.scoring.options import (
 )
 from core.scoring.results import MethodScores
 from core.scoring.routing import route_images, routing_accuracy
-from core.thresholds import threshold_reports
 
 
 def with_floor(methods: Sequence[str]) -> tuple[str, ...]:
@@ -156,7 +156,7 @@ class EpochEvaluation:
     seconds: {method: compute time, shared by the methods of one model pass}; test_set: the
     TestSet summary; pixel: {method: {"pixel_auroc", "aupro", "per_category"}} (methods with
     anomaly maps) or None when not asked; thresholds: {method: {category: report}}
-    (core.thresholds) or None; routing: routing accuracy by features and thumbnails, or None;
+    (core.evaluation.thresholds) or None; routing: routing accuracy by features and thumbnails, or None;
     notes: a sentence per undefined metric. Undefined metrics are None (JSON null).
     """
 

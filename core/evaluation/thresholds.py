@@ -5,7 +5,7 @@ Three rules (a score >= threshold is called anomalous):
 * F1-max: the threshold with the best F1 on the labelled test images (needs labels).
 * percentile: the q-th percentile of the held-out validation normals' scores (no test labels).
 * jump: the midpoint of the first big gap in the sorted test scores (no labels at all).
-The numbers come from core.metrics (f1_max, percentile_threshold, jump_threshold).
+The numbers come from core.evaluation.metrics (f1_max, percentile_threshold, jump_threshold).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.data.samples import UNLABELED
-from core.metrics import confusion_at, f1_max, jump_threshold, percentile_threshold
+from core.evaluation.metrics import confusion_at, f1_max, jump_threshold, percentile_threshold
 from core.scoring.checkpoint import calibrate_result
 from core.scoring.reference import ReferenceScores
 from core.scoring.results import MethodScores

@@ -4,16 +4,16 @@ checkpoints/<name>/
   sweep.json          the plan: base TrainConfig, the grid, one member per combination
   sweep_status.json   the runner's pid and state (running / finished / stopped / failed)
   sweep.log           the runner's output when it was launched in the background
-  <member>/           an ordinary run folder per member (see core.runs)
+  <member>/           an ordinary run folder per member (see core.runs.folder)
 
 Grid values: `--grid loss=l1,l2,0.5*ssim+0.5*l1` separates values with ','. When a value itself
 holds a comma (skip levels "1,2"), separate the values with '|' instead: `--grid
 model.skips=all|none|1,2`; as soon as '|' appears, ',' belongs to the values. Loss mixes use
 '+', so they never need '|'.
 
-Members are launched through core.jobs (a `python -m core train` process each, with status.json
+Members are launched through core.training.jobs (a `python -m core train` process each, with status.json
 and train.log in its folder): one at a time per visible GPU (CUDA_VISIBLE_DEVICES pins each to
-its own, and RECONSCOPE_JOBS splits the CPU cores between them, core.threads), one after
+its own, and RECONSCOPE_JOBS splits the CPU cores between them, core.training.threads), one after
 another on the CPU. Starting a sweep again skips finished members and
 resumes partial ones. Nothing here imports Streamlit.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TRAIN_FLAGS, TrainConfig
-from core.runs import Run, RunError, atomic_write_json, is_alive
+from core.runs.folder import Run, RunError, atomic_write_json, is_alive
 
 PLAN_FILE = "sweep.json"
 STATUS_FILE = "sweep_status.json"
@@ -363,7 +363,7 @@ def sweep_status(folder: str | Path) -> dict[str, Any]:
         status = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {"state": "none"}
-    from core.jobs import reap_if_done
+    from core.training.jobs import reap_if_done
 
     reap_if_done(status.get("pid"))  # a runner this process launched and that has ended
     if status.get("state") == "running" and not is_alive(status.get("pid")):
@@ -381,9 +381,9 @@ def check_data(plan: SweepPlan) -> None:
 
 def _start(plan: SweepPlan, member: SweepMember, gpu: int | None, jobs: int = 1) -> Run:
     """Launches one member; `jobs` members train at once, so each takes that share of the
-    CPU cores (core.threads, through RECONSCOPE_JOBS)."""
-    from core.jobs import start_training
-    from core.threads import child_env
+    CPU cores (core.training.threads, through RECONSCOPE_JOBS)."""
+    from core.training.jobs import start_training
+    from core.training.threads import child_env
 
     config = plan.config(member)
     env = {"CUDA_VISIBLE_DEVICES": str(gpu), **child_env(jobs)} if gpu is not None else None
@@ -396,7 +396,7 @@ def run_sweep(plan: SweepPlan, gpus: Sequence[int] | None = None, poll_s: float 
     """Trains every member not done yet: one job per GPU at a time, or one after another on
     the CPU (gpus empty). Blocks until all have ended; on KeyboardInterrupt (Ctrl-C, or SIGTERM
     via the CLI) the running members are stopped, keeping their finished epochs."""
-    from core.jobs import reap, stop_training
+    from core.training.jobs import reap, stop_training
 
     check_data(plan)
     gpus = list(visible_gpus(plan.base.device) if gpus is None else gpus)
@@ -454,7 +454,7 @@ def start_sweep(plan: SweepPlan) -> int:
     check_data(plan)
     plan.save()
     command = [sys.executable, "-m", "core", "sweep", "--folder", str(plan.folder)]
-    from core.jobs import launch_detached
+    from core.training.jobs import launch_detached
 
     process = launch_detached(command, plan.folder / LOG_FILE)  # reaped by stop_sweep or sweep_status
     write_sweep_status(plan, state="running", pid=process.pid, started=time.time(), message="starting")
@@ -468,7 +468,7 @@ def stop_sweep(folder: str | Path, timeout: float = 20.0) -> bool:
     if status.get("state") != "running" or not is_alive(pid):
         return False
     os.kill(int(pid), signal.SIGTERM)
-    from core.jobs import reap
+    from core.training.jobs import reap
 
     try:
         reap(pid, timeout)  # launched by this process (the dashboard): wait for it

@@ -24,7 +24,7 @@ import pandas as pd
 
 from core.data.samples import UNLABELED
 from core.diagnostics.choice import choose_epoch
-from core.runs import Run, RunError
+from core.runs.folder import Run, RunError
 
 if TYPE_CHECKING:
     from core.diagnostics.results import RunDiagnosis
@@ -142,8 +142,8 @@ def expand_runs(items: Sequence[str | Path]) -> list[Run]:
     """Run folders as given; a sweep folder (sweep.json) stands for its members in plan order,
     any other folder without config.json for the runs below it. Raises RunError for a folder
     that holds no run."""
-    from core.runs import list_runs
-    from core.sweep import is_sweep, load_plan
+    from core.runs.folder import list_runs
+    from core.training.sweep import is_sweep, load_plan
 
     runs: list[Run] = []
     for item in items:
@@ -197,9 +197,9 @@ def _finite(value: Any) -> bool:
 def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequence[str]) -> dict[str, float]:
     """Mean per-category image AUROC per method, from scores already cached for this checkpoint
     and data (evaluate, the Scores page); methods never scored are left out, nothing is computed.
-    The same number as core.evaluate's real_auroc_<method>."""
-    from core.cache import has_entries
-    from core.metrics import evaluation_table
+    The same number as core.evaluation.evaluate's real_auroc_<method>."""
+    from core.evaluation.metrics import evaluation_table
+    from core.runs.cache import has_entries
     from core.scoring import score_checkpoint
 
     out = {}
@@ -359,7 +359,7 @@ def compare_many(runs: Sequence[Run], data_root: str | Path | None = None, healt
 
     data_root: test data for real AUROC, health checks and purity; default each run's own
     config.data. health=False skips the health flags (and the suggested epoch); cluster=False
-    skips purity and confused pairs. Everything read is cached per checkpoint (core.cache).
+    skips purity and confused pairs. Everything read is cached per checkpoint (core.runs.cache).
     A damaged run is summarized with a note instead of failing the whole comparison.
     """
     summaries, rows = [], []
@@ -449,10 +449,10 @@ def list_test_images(data_root: str | Path) -> list[str]:
 
 def reconstruct_across(comparison: Comparison, data_root: str | Path, name: str) -> list[ReconstructionTile]:
     """The test image `name` reconstructed by every run at its chosen epoch."""
-    from core.checkpoint import open_checkpoint
     from core.data.images import load_image_set
     from core.data.layouts import discover_samples
-    from core.tensors import reconstruct, to_uint8
+    from core.model.tensors import reconstruct, to_uint8
+    from core.runs.checkpoint import open_checkpoint
 
     matches = [s for s in discover_samples(data_root) if s.split == "test" and s.name == name]
     if not matches:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.runs import Run, RunError, atomic_write_bytes
+from core.runs.folder import Run, RunError, atomic_write_bytes
 
 CACHE_VERSION = 1
 
@@ -37,7 +37,7 @@ def checkpoint_stamp(path: Path) -> tuple[str, int, int]:
 def checkpoint_fingerprint(path: Path) -> str:
     """"name:mtime_ns", the checkpoint part of a disk-cache key: checkpoint_stamp without the
     folder (results live inside the run) and without the size: dropping the optimizer state
-    (core.storage) rewrites a file with the same weights and mtime, and its cached results
+    (core.runs.storage) rewrites a file with the same weights and mtime, and its cached results
     must stay valid. A retrained or resumed epoch is a new file with a new mtime (its size
     alone never told them apart)."""
     _, _, mtime_ns = checkpoint_stamp(path)

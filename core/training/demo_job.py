@@ -2,7 +2,7 @@
 dashboard's Get started page both call.
 
 The demo draws the procedural demo dataset (core.data.demo) once and trains one small U-Net
-on all six categories in the background (core.jobs), so the dashboard shows epochs as they land.
+on all six categories in the background (core.training.jobs), so the dashboard shows epochs as they land.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from core.config import TrainConfig
 from core.data.demo import README_MARKER, DemoSpec, generate_demo_dataset
-from core.jobs import start_training
-from core.runs import Run
+from core.runs.folder import Run
+from core.training.jobs import start_training
 
 DEMO_DATA = "data/demo"
 DEMO_RUN = "checkpoints/demo"

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from core.runs import Run
+from core.runs.folder import Run
 
 T = TypeVar("T")
 # Rank 0 validates and writes a checkpoint while the others already wait in the next step's

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import visual
+from dashboard import visual
 
 
 def test_colormap_lut_runs_dark_to_bright():

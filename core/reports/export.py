@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.checkpoint import load_checkpoint, model_from_checkpoint, open_checkpoint
 from core.data.samples import UNKNOWN
 from core.diagnostics.choice import EpochChoice, resolve_epoch
-from core.metrics import image_auroc
-from core.model import UNetAutoencoder, count_parameters
-from core.runs import (
+from core.evaluation.metrics import image_auroc
+from core.model.segmentation import SEG_KEY
+from core.model.unet import UNetAutoencoder, count_parameters
+from core.runs.checkpoint import load_checkpoint, model_from_checkpoint, open_checkpoint
+from core.runs.folder import (
     Run,
     atomic_write_bytes,
     atomic_write_json,
@@ -44,7 +45,6 @@ from core.scoring.data import run_data_root
 from core.scoring.options import FALLBACK_METHOD, ScoreOptions, check_method
 from core.scoring.results import MethodScores
 from core.scoring.testset import build_test_set
-from core.segmentation import SEG_KEY
 
 EXPORT_FILES = ("model.pt", "config.json", "card.json", "submission.csv")
 

@@ -4,11 +4,11 @@
 the dashboard's Overview shows first (OVERVIEW_METHODS; image AUROC, calibrated and raw) and
 computes its health flags (core.diagnostics, without clustering), then maps the newest epoch's
 encoder features as the Features page first shows them (UMAP and K-Means, `map_features`),
-storing results in the run's per-checkpoint cache (core.cache) exactly as the dashboard and
+storing results in the run's per-checkpoint cache (core.runs.cache) exactly as the dashboard and
 `evaluate` would compute them. It runs in its own low-priority process (`python -m core
 follow`, started by `python -m core train` and by the dashboard's training jobs), so it never
 blocks the next epoch, and it ends once the job has stopped and every epoch is scored.
-Its threads follow the budget (core.threads): 1 thread at nice +10 while the run trains,
+Its threads follow the budget (core.training.threads): 1 thread at nice +10 while the run trains,
 every core (still niced) for the epochs left once the job has ended.
 
 A run without test labels is not evaluated (only its features are mapped); one whose data
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.diagnostics.timeline import RANKED_METHODS
-from core.runs import Run
-from core.threads import (
+from core.runs.folder import Run
+from core.training.threads import (
     BACKGROUND_NICE,
     ThreadShare,
     Workload,
@@ -50,10 +50,10 @@ def follow_run(run: Run, data_root: str | Path | None = None,
     """Scores each epoch of `run` once it exists (when its test set has labels) and, with
     `features`, maps the newest epoch's features (map_features); returns the epochs scored.
     Stops when the job is no longer running and every epoch is done, or after max_idle_s with
-    nothing new. threads: torch CPU threads; 0 = the budget's (core.threads), which changes
+    nothing new. threads: torch CPU threads; 0 = the budget's (core.training.threads), which changes
     when the job ends (each change is logged)."""
     from core.diagnostics.timeline import diagnose_epoch
-    from core.evaluate import evaluate_epoch
+    from core.evaluation.evaluate import evaluate_epoch
     from core.scoring.data import run_data_root
     from core.scoring.testset import build_test_set
 
@@ -138,7 +138,7 @@ def map_features(run: Run, epoch: int, data_root: str | Path | None = None,
 
 def start_follower(run_path: str | Path, data_root: str | Path | None = None) -> subprocess.Popen | None:
     """`python -m core follow` for the run, detached, at low priority and with passive OpenMP
-    waiting (core.threads); its output goes to <run>/follow.log. None when not
+    waiting (core.training.threads); its output goes to <run>/follow.log. None when not
     follower_enabled()."""
     if not follower_enabled():
         return None

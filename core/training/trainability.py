@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from core.config import TrainConfig
-from core.model import UNetAutoencoder
+from core.model.unet import UNetAutoencoder
 
 # Feature maps this small are where norms run out of values; larger ones skip the dry run, which
 # would otherwise cost seconds at large image sizes.

@@ -3,15 +3,15 @@
 checkpoints/<run>/
   config.json     the TrainConfig that made the run
   epoch_NNN.pt    {"model", "optimizer", "epoch", "config", "metrics", "version"}; the config
-                  and metrics record tell a file copied in from another run (core.origin);
+                  and metrics record tell a file copied in from another run (core.runs.origin);
                   written to a temporary name and renamed, so a crash never leaves a
                   half-written checkpoint under a real name;
-                  "optimizer" only in the latest, pinned and kept epochs (core.storage)
+                  "optimizer" only in the latest, pinned and kept epochs (core.runs.storage)
   metrics.jsonl   one JSON object per finished epoch, append-only
   status.json     job state: pid, state, epoch, device, message
   train.log       the job's output
   pinned.json     the epoch a user chose, when, and why
-  cache/          per-checkpoint results (see core.cache)
+  cache/          per-checkpoint results (see core.runs.cache)
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ class Run:
         return TrainConfig.load(path)
 
     def foreign_epochs(self) -> dict[int, str]:
-        """{epoch: sentence} of checkpoints copied in from another run (core.origin)."""
-        from core.origin import foreign_epochs
+        """{epoch: sentence} of checkpoints copied in from another run (core.runs.origin)."""
+        from core.runs.origin import foreign_epochs
 
         return foreign_epochs(self)
 

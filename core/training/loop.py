@@ -25,27 +25,28 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core import __version__, distributed, threads
-from core.accel import Acceleration, device_memory
+from core import __version__
 from core.config import TrainConfig
 from core.data.augment import build_augmentation
 from core.data.batches import AugmentedBatches
 from core.data.dataset import TrainingData, load_training_data
 from core.data.samples import ImageSet
 from core.data.synthetic import make_synthetic_set
-from core.finite import training_diverged
-from core.locking import refuse_busy_run, run_lock
-from core.losses import ReconstructionLoss
-from core.metrics import image_auroc
-from core.model import UNetAutoencoder, count_parameters, resolve_device
-from core.objectives import Objective, build_objective
-from core.runs import Run, RunError, save_checkpoint
+from core.evaluation.metrics import image_auroc
+from core.model.accel import Acceleration, device_memory
+from core.model.losses import ReconstructionLoss
+from core.model.segmentation import segmenter_of
+from core.model.tensors import to_tensor
+from core.model.unet import UNetAutoencoder, count_parameters, resolve_device
+from core.runs.finite import training_diverged
+from core.runs.folder import Run, RunError, save_checkpoint
+from core.runs.storage import after_epoch_saved, resume_payload
 from core.scoring import score_image_set_methods
 from core.scoring.knn import bank_rows
-from core.segmentation import segmenter_of
-from core.storage import after_epoch_saved, resume_payload
-from core.tensors import to_tensor
-from core.trainability import check_trainable
+from core.training import distributed, threads
+from core.training.locking import refuse_busy_run, run_lock
+from core.training.objectives import Objective, build_objective
+from core.training.trainability import check_trainable
 
 Log = Callable[[str], None]
 
@@ -99,7 +100,7 @@ def prepare_run(config: TrainConfig, resume: bool) -> tuple[Run, dict[str, Any] 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, log: Log = print,
           share: threads.ThreadShare | None = None) -> list[Run]:
     """Trains one model, or one per category when config.per_category; returns the runs.
-    share: this process's share of the cores (core.threads); None = the budget of a job
+    share: this process's share of the cores (core.training.threads); None = the budget of a job
     without a background evaluator (config.num_threads overrides it)."""
     if not config.per_category:
         return [train_one(config, resume, progress, log, share)]
@@ -228,7 +229,7 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log,
                              message=f"epoch {epoch} saved")
             if not math.isfinite(record["train_loss"]):
                 raise training_diverged(epoch, record["train_loss"], config.lr, run.path)
-            if ctx.is_main:  # the epoch before drops its optimizer state (core.storage)
+            if ctx.is_main:  # the epoch before drops its optimizer state (core.runs.storage)
                 after_epoch_saved(run, epoch)
         run.write_status(state="finished", epoch=config.epochs, eta_s=0, message="finished")
     except (StopRequested, KeyboardInterrupt):  # SIGTERM from the dashboard, Ctrl-C in a terminal

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig
-from core.locking import refuse_busy_run
-from core.runs import Run, is_alive
-from core.threads import Workload, child_env, jobs_sharing, thread_share, usable_cores
+from core.runs.folder import Run, is_alive
+from core.training.locking import refuse_busy_run
+from core.training.threads import Workload, child_env, jobs_sharing, thread_share, usable_cores
 
 # Launched jobs by pid: holding the Popen lets this process reap its own children (no zombies,
 # no ResourceWarning); jobs started by an earlier dashboard process are watched through their pid.
@@ -51,7 +51,7 @@ def start_training(config: TrainConfig, resume: bool = False, env: dict[str, str
 
 
 def _rank_threads(config: TrainConfig, processes: int, env: dict[str, str] | None) -> int:
-    """Each torchrun rank's threads under the budget (core.threads); the rank applies it too."""
+    """Each torchrun rank's threads under the budget (core.training.threads); the rank applies it too."""
     load = Workload(usable_cores(), jobs_sharing({**os.environ, **(env or {})}), processes)
     return thread_share("training", load, config.num_threads).threads
 
@@ -61,7 +61,7 @@ def launch_detached(command: list[str], log_path: Path, env: dict[str, str] | No
     """Starts `command` in its own process session, so it survives page reloads and the
     launching process; stdout and stderr are appended to `log_path` after a `$ command` line.
     `env`: extra environment variables, on top of the thread budget's (passive OpenMP waiting,
-    core.threads.child_env). The process is held here for reaping (no zombies)."""
+    core.training.threads.child_env). The process is held here for reaping (no zombies)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_ALBUMENTATIONS_UPDATE": "1", **child_env(),
            **(env or {})}
     with log_path.open("a") as log:

@@ -1,0 +1,1 @@
+"""Reports across runs and for users: runs side by side (compare), the exported model."""
