@@ -14,6 +14,9 @@ and times from the navigation until:
 * no bar: no progress bar is left on the page (the rest, e.g. epochs still being scored).
   The Train page's bar is the job's own progress, so it has none there ("job").
 
+Each phase starts with one visit to Get started that is not in the table: a new server's first
+page pays its imports (torch, plotly), and the warm-up prints that time.
+
 Then the job is stopped, its background evaluator is let finish, the server is restarted (cold
 Streamlit caches, the run's disk cache kept) and every page is timed again ("after").
 A page that does not get there within --timeout seconds is printed as "> N".
@@ -116,6 +119,11 @@ def follower_alive(run: Path) -> bool:
 
 
 def measure_all(browser, url: str, timeout_s: float) -> dict[str, dict[str, float | None]]:
+    """Every page once, each in a new session, after one warm-up visit that pays the server's
+    first imports (torch, plotly): that cost is printed, not put in the table."""
+    warm = time_page(browser, url, "Get started", timeout_s)
+    print(f"  warm-up (a new server's first page, Get started): header {_fmt(warm['header'], timeout_s)} s",
+          flush=True)
     results = {}
     for title in PAGES:
         results[title] = time_page(browser, url, title, timeout_s)

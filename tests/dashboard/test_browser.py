@@ -239,8 +239,8 @@ def test_compare_opens_on_all_four_runs_of_a_2x2_sweep(served, browser):
     caption.wait_for(timeout=30_000)
     assert all(m in caption.inner_text() for m in members), caption.inner_text()
     page.wait_for_selector(SELECTORS["plot"], timeout=60_000)
-    legend = {t.strip() for t in page.locator('[data-testid="stPlotlyChart"]').first
-              .locator(".legendtext").all_inner_texts()}
+    legend = set(page.locator('[data-testid="stPlotlyChart"]').first.locator(".legendtext")
+                 .evaluate_all("texts => texts.map(t => t.textContent.trim())"))
     assert legend == set(members), f"the curves show {sorted(legend)}"
     page.screenshot(path=str(SHOTS / "compare_sweep_default.png"), full_page=True)
     assert not page_problems(page, "Compare")
