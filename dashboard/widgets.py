@@ -405,25 +405,26 @@ def column_label(name: str) -> str:
     return text.replace("_auroc_", " ").replace("auroc_", "").replace("_", " ")
 
 
-def compact_columns(table, pinned: Sequence[str] | None = None, digits: int = 3) -> dict[str, Any]:
+def compact_columns(table, pinned: Sequence[str] | None = None, digits: int = 3,
+                    relabel: bool = True) -> dict[str, Any]:
     """`column_config` for st.dataframe: the `pinned` columns (None: the first one) stay in view
     while the table scrolls sideways (Streamlit pins a shown index itself); numbers show `digits`
-    decimals in a narrow column; headers are short (column_label), the full name their tooltip."""
+    decimals in a narrow column; headers are short (column_label; relabel=False keeps names
+    such as run names as they are), the full name their tooltip."""
     config: dict[str, Any] = {}
     if pinned is None:
         pinned = [str(table.columns[0])] if len(table.columns) else []
     for column in table.columns:
         name, kind = str(column), getattr(table[column], "dtype", None)
-        options = {"help": name if column_label(name) != name else None,
-                   "pinned": True if name in pinned else None}
+        label = column_label(name) if relabel else name
+        options = {"help": name if label != name else None, "pinned": True if name in pinned else None}
         if kind is not None and kind.kind in "fiu":
             number = f"%.{digits}f" if kind.kind == "f" else "%d"
             longest = max([len(number % v) for v in table[column].dropna()] or [4])
-            config[name] = st.column_config.NumberColumn(column_label(name), format=number,
-                                                         width=_text_px(max(longest, len(column_label(name)))),
+            config[name] = st.column_config.NumberColumn(label, format=number, width=_text_px(max(longest, len(label))),
                                                          **options)
         else:
-            config[name] = st.column_config.Column(column_label(name), **options)
+            config[name] = st.column_config.Column(label, **options)
     return config
 
 
@@ -432,9 +433,9 @@ def _text_px(chars: int) -> int:
     return int(min(160, max(48, 18 + 7.5 * chars)))
 
 
-def wide_table(table, key: str | None = None, digits: int = 3, **kwargs) -> Any:
+def wide_table(table, key: str | None = None, digits: int = 3, relabel: bool = True, **kwargs) -> Any:
     """st.dataframe over the page's width with compact_columns (a caller's column_config wins);
     the first column is pinned when the index is hidden, else the index is."""
     pinned = None if kwargs.get("hide_index") else []
-    config = compact_columns(table, pinned, digits) | (kwargs.pop("column_config", None) or {})
+    config = compact_columns(table, pinned, digits, relabel) | (kwargs.pop("column_config", None) or {})
     return st.dataframe(table, key=key, width="stretch", column_config=config, **kwargs)

@@ -154,6 +154,7 @@ def curves_figure(comparison, column: str) -> go.Figure:
                                  hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
                       yaxis_title=column.replace("_", " "), legend={"orientation": "h", "y": 1.12})
+    widgets.epoch_axis(fig, table.index)
     return fig
 
 
@@ -174,9 +175,9 @@ def tables(comparison) -> None:
                "Real AUROC only where the run was evaluated (Overview, Scores, `python -m core evaluate`).")
     widgets.wide_table(comparison.summary(), hide_index=True, key="cmp_summary")
     st.subheader("Validation loss, epoch × run")
-    widgets.wide_table(comparison.val_loss_table(), key="cmp_val_loss", digits=4)
+    widgets.wide_table(comparison.val_loss_table(), key="cmp_val_loss", digits=4, relabel=False)
     st.markdown("**Health flags, epoch × run**")
-    widgets.wide_table(comparison.flags_table(), key="cmp_flags")
+    widgets.wide_table(comparison.flags_table(), key="cmp_flags", relabel=False)
     metrics = [c for c in comparison.epochs.columns if c not in ("run", "epoch", "flags")]
     column = st.selectbox("Curve", metrics, key="cmp_curve") if metrics else None
     if column:

@@ -39,3 +39,9 @@ def test_headers_are_short_and_keep_the_full_name_as_tooltip():
 def test_with_a_shown_index_no_column_is_pinned():
     config = widgets.compact_columns(summary_like(), pinned=[])
     assert not any(c.get("pinned") for c in config.values())
+
+
+def test_run_names_as_headers_are_kept_as_they_are():
+    table = pd.DataFrame({"loss-l1_skips-all": [0.2], "tiny_run": [0.3]})
+    config = widgets.compact_columns(table, pinned=[], relabel=False)
+    assert [config[c]["label"] for c in table.columns] == ["loss-l1_skips-all", "tiny_run"]
