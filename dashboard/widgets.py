@@ -430,7 +430,7 @@ def compact_columns(table, pinned: Sequence[str] | None = None, digits: int = 3,
 
 def _text_px(chars: int) -> int:
     """Pixels a column of `chars` characters needs in st.dataframe's 14 px font, with padding."""
-    return int(min(160, max(48, 18 + 7.5 * chars)))
+    return int(min(160, max(48, 16 + 7 * chars)))
 
 
 def wide_table(table, key: str | None = None, digits: int = 3, relabel: bool = True, **kwargs) -> Any:

@@ -160,7 +160,7 @@ def _add_health_markers(fig: go.Figure, table: pd.DataFrame, health: dict[int, d
 def draw_suggestions(run: Run, choices: dict[str, Any], diag: dict[str, Any] | None, epoch: int | None) -> None:
     """The chosen epoch (core.diagnostics.choice: the rule every page, the CLI and export use)
     with its rule and reasons, and what every other criterion would pick."""
-    left, right = st.columns([1, 2])  # the criteria table fits at 1280 px
+    left, right = st.container(), st.container()  # one above the other: the table is wide
     choice = choose_epoch(run, diag)
     suggestion = (diag or {}).get("suggestion") or {}
     with left.container(border=True):
