@@ -96,7 +96,7 @@ def sweep_body(folder: Path) -> None:
     st.markdown(f"{icon} runner **{status.get('state')}** · {done}/{len(rows)} runs finished · "
                 f"grid {'; '.join(k + ' = ' + ', '.join(map(str, v)) for k, v in plan.grid.items())}")
     st.progress(done / len(rows) if rows else 0.0)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="train_sweep_table")
+    widgets.wide_table(pd.DataFrame(rows), hide_index=True, key="train_sweep_table")
     tail = sweep.sweep_log_tail(folder)
     if tail:
         st.code(tail, language=None, height=160)

@@ -382,3 +382,52 @@ def log_axis(fig, values, **selector) -> None:
         fig.update_yaxes(type="log", tickmode="array", tickvals=ticks, ticktext=text, **selector)
     else:
         fig.update_yaxes(type="log", **selector)
+
+
+# --------------------------------------------------------------------------- wide tables
+# A table wider than the page scrolls sideways inside its frame, which looks cut off on the
+# right. These keep the row's name in view while scrolling, and numbers and labels narrow so
+# that most tables fit at 1280 px.
+
+
+def column_label(name: str) -> str:
+    """A short header: "synthetic_auroc_pixel" -> "synth. pixel", "real_auroc_knn" -> "real knn",
+    "val_loss" -> "val loss"."""
+    text = str(name).replace("synthetic_auroc_", "synth. ").replace("real_auroc_", "real ")
+    return text.replace("_auroc_", " ").replace("auroc_", "").replace("_", " ")
+
+
+def compact_columns(table, pinned: Sequence[str] | None = None, digits: int = 3,
+                    relabel: bool = True) -> dict[str, Any]:
+    """`column_config` for st.dataframe: the `pinned` columns (None: the first one) stay in view
+    while the table scrolls sideways (Streamlit pins a shown index itself); numbers show `digits`
+    decimals in a narrow column; headers are short (column_label; relabel=False keeps names
+    such as run names as they are), the full name their tooltip."""
+    config: dict[str, Any] = {}
+    if pinned is None:
+        pinned = [str(table.columns[0])] if len(table.columns) else []
+    for column in table.columns:
+        name, kind = str(column), getattr(table[column], "dtype", None)
+        label = column_label(name) if relabel else name
+        options = {"help": name if label != name else None, "pinned": True if name in pinned else None}
+        if kind is not None and kind.kind in "fiu":
+            number = f"%.{digits}f" if kind.kind == "f" else "%d"
+            longest = max([len(number % v) for v in table[column].dropna()] or [4])
+            config[name] = st.column_config.NumberColumn(label, format=number, width=_text_px(max(longest, len(label))),
+                                                         **options)
+        else:
+            config[name] = st.column_config.Column(label, **options)
+    return config
+
+
+def _text_px(chars: int) -> int:
+    """Pixels a column of `chars` characters needs in st.dataframe's 14 px font, with padding."""
+    return int(min(160, max(48, 16 + 7 * chars)))
+
+
+def wide_table(table, key: str | None = None, digits: int = 3, relabel: bool = True, **kwargs) -> Any:
+    """st.dataframe over the page's width with compact_columns (a caller's column_config wins);
+    the first column is pinned when the index is hidden, else the index is."""
+    pinned = None if kwargs.get("hide_index") else []
+    config = compact_columns(table, pinned, digits, relabel) | (kwargs.pop("column_config", None) or {})
+    return st.dataframe(table, key=key, width="stretch", column_config=config, **kwargs)

@@ -102,7 +102,9 @@ def pick_runs(sel: state.Selection) -> list[Run]:
     if mode == SWEEP_MODE:
         folder = st.selectbox("Sweep", [str(s) for s in sweeps], key=KEY_SWEEP,
                               format_func=lambda p: Path(p).name, help="Folders with a sweep.json (python -m core sweep).")
-        return core.reports.compare.expand_runs([folder])
+        members = core.reports.compare.expand_runs([folder])
+        st.caption(f"{len(members)} runs: " + ", ".join(r.name for r in members))
+        return members
     by_path = {str(r.path): r for r in sel.runs}
     st.session_state[KEY_RUNS] = [p for p in st.session_state.get(KEY_RUNS, []) if p in by_path]
     chosen = st.multiselect("Runs", list(by_path), key=KEY_RUNS,
@@ -152,6 +154,7 @@ def curves_figure(comparison, column: str) -> go.Figure:
                                  hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
                       yaxis_title=column.replace("_", " "), legend={"orientation": "h", "y": 1.12})
+    widgets.epoch_axis(fig, table.index)
     return fig
 
 
@@ -170,17 +173,17 @@ def tables(comparison) -> None:
     st.caption("Chosen epoch (the rule every page and `export --epoch chosen` use): pinned, else the "
                "label-free suggestion, else the lowest validation loss among healthy epochs. "
                "Real AUROC only where the run was evaluated (Overview, Scores, `python -m core evaluate`).")
-    st.dataframe(comparison.summary(), hide_index=True, key="cmp_summary")
+    widgets.wide_table(comparison.summary(), hide_index=True, key="cmp_summary")
     st.subheader("Validation loss, epoch × run")
-    st.dataframe(comparison.val_loss_table(), key="cmp_val_loss")
+    widgets.wide_table(comparison.val_loss_table(), key="cmp_val_loss", digits=4, relabel=False)
     st.markdown("**Health flags, epoch × run**")
-    st.dataframe(comparison.flags_table(), key="cmp_flags")
+    widgets.wide_table(comparison.flags_table(), key="cmp_flags", relabel=False)
     metrics = [c for c in comparison.epochs.columns if c not in ("run", "epoch", "flags")]
     column = st.selectbox("Curve", metrics, key="cmp_curve") if metrics else None
     if column:
         st.plotly_chart(curves_figure(comparison, column), key="cmp_curves")
     with st.expander("Every epoch of every run", expanded=False):
-        st.dataframe(comparison.epochs, hide_index=True, key="cmp_epochs")
+        widgets.wide_table(comparison.epochs, hide_index=True, key="cmp_epochs", digits=4)
 
 
 def features_section(comparison) -> None:
@@ -190,7 +193,8 @@ def features_section(comparison) -> None:
         st.plotly_chart(deep_std_figure(comparison), key="cmp_deep_std")
     rows = [{"run": r.label, "purity": r.purity,
              "most confused pairs": core.reports.compare.confused_text(r.confused_pairs) or "–"} for r in comparison.runs]
-    c2.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_purity")
+    with c2:
+        widgets.wide_table(pd.DataFrame(rows), hide_index=True, key="cmp_purity")
     c2.caption("K-Means on bottleneck features, k = number of categories; share = how often two categories "
                "land in each other's clusters (0.5: indistinguishable).")
 

@@ -160,7 +160,7 @@ def _add_health_markers(fig: go.Figure, table: pd.DataFrame, health: dict[int, d
 def draw_suggestions(run: Run, choices: dict[str, Any], diag, epoch: int | None) -> None:
     """The chosen epoch (core.diagnostics.choice: the rule every page, the CLI and export use)
     with its rule and reasons, and what every other criterion would pick."""
-    left, right = st.columns([2, 3])
+    left, right = st.container(), st.container()  # one above the other: the table is wide
     choice = choose_epoch(run, diag)
     with left.container(border=True):
         if choice.epoch is not None:
@@ -182,18 +182,16 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag, epoch: int | None)
             st.caption(choice.reason)
     with right:
         rows = [{"criterion": name, "epoch": int(pick["epoch"]),
-                 **{k.removeprefix("auroc_") + " real AUROC": v for k, v in pick.items() if k != "epoch"}}
+                 **{k.removeprefix("auroc_"): v for k, v in pick.items() if k != "epoch"}}
                 for name, pick in choices.items()]
         if not rows:
             st.caption("No criterion can pick an epoch yet (no validation loss logged).")
             return
-        st.markdown("**What each other criterion alone would pick** (oracle = uses test labels; "
-                    "select a row)")
+        st.markdown("**What each other criterion alone would pick**, and each method's real AUROC "
+                    "there (oracle = uses test labels; select a row)")
         table = pd.DataFrame(rows)
-        event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
-                             selection_mode="single-row", key="overview_choices",
-                             column_config={c: st.column_config.NumberColumn(c, format="%.3f")
-                                            for c in table.columns if c.endswith("AUROC")})
+        event = widgets.wide_table(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                                   key="overview_choices")
         chosen = (event.selection.rows or [0])[0] if event is not None else 0
         row = rows[min(chosen, len(rows) - 1)]
         st.caption(f"Row: {row['criterion']}")
@@ -214,7 +212,7 @@ def draw_agreement(ranking) -> None:
     for method in ranking.methods:  # "–" where a criterion says nothing about a method
         table[method] = [f"{v:+.2f}" if isinstance(v, (int, float)) and pd.notna(v) else "–"
                          for v in table[method]]
-    st.dataframe(table, hide_index=True, width="stretch")
+    widgets.wide_table(table, hide_index=True)
     st.caption("–: not measurable for that method (no synthetic AUROC is logged for knn, "
                "restoration concerns reconstruction methods), or fewer epochs than it needs.")
     for gap in ranking.gaps[:5]:

@@ -140,8 +140,7 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
         return
     table = pd.DataFrame(result.image_auroc).T
     table.index.name = "method"
-    config = {c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns}
-    st.dataframe(table, width="stretch", column_config=config)
+    widgets.wide_table(table)
     st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled "
                "(raw scores), overall_calibrated = pooled after per-category calibration against "
                "held-out normals. Empty: the category has only one class.")

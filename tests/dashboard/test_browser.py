@@ -190,6 +190,91 @@ def test_moving_the_epoch_slider_redraws_reconstructions(server, browser):
     page.close()
 
 
+def pick_run(page, label: str) -> None:
+    """Selects a run in the sidebar's run picker by its label (e.g. "grid2x2/loss-l1_skips-all")."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=label, exact=True).click()
+    settle(page)
+
+
+def open_from_sidebar(page, title: str) -> None:
+    """Opens a page by its navigation link: the session (and its run choice) is kept."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.wait_for_function("t => [...document.querySelectorAll('[data-testid=\"stMain\"] h1')]"
+                           ".some(h => h.innerText.trim() === t)", arg=title, timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+
+
+def test_start_training_with_a_missing_data_folder_creates_no_run_and_says_why(served, browser):
+    url, root = served
+    page = browser.new_page(viewport={"width": 1280, "height": 2000})
+    page.goto(f"{url}/train")
+    settle(page)
+    missing = root.parent / "no_such_data_folder"
+    for name, value in (("Run name", "nodata"), ("Data folder", str(missing))):
+        box = page.locator('[data-testid="stMain"]').get_by_role("textbox", name=name, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    page.get_by_role("button", name="Start training").click()
+    refusal = page.locator('[data-testid="stAlertContentError"]').filter(has_text="Cannot start")
+    refusal.wait_for(timeout=30_000)
+    settle(page)
+    page.screenshot(path=str(SHOTS / "train_refused_missing_data.png"), full_page=True)
+    assert str(missing) in refusal.inner_text(), refusal.inner_text()
+    assert not (root / "nodata").exists(), "a refused launch created a run folder"
+    assert not page.locator('[data-testid="stException"]').count()
+    page.close()
+
+
+def test_compare_opens_on_all_four_runs_of_a_2x2_sweep(served, browser):
+    url, _root = served
+    page = browser.new_page(viewport={"width": 1280, "height": 2600})
+    page.goto(f"{url}/weights")
+    settle(page)
+    pick_run(page, "grid2x2/loss-l2_skips-none")
+    open_from_sidebar(page, "Compare")
+    members = ("loss-l1_skips-all", "loss-l1_skips-none", "loss-l2_skips-all", "loss-l2_skips-none")
+    caption = page.get_by_text("4 runs: ", exact=False)
+    caption.wait_for(timeout=30_000)
+    assert all(m in caption.inner_text() for m in members), caption.inner_text()
+    page.wait_for_selector(SELECTORS["plot"], timeout=60_000)
+    legend = set(page.locator('[data-testid="stPlotlyChart"]').first.locator(".legendtext")
+                 .evaluate_all("texts => texts.map(t => t.textContent.trim())"))
+    assert legend == set(members), f"the curves show {sorted(legend)}"
+    page.screenshot(path=str(SHOTS / "compare_sweep_default.png"), full_page=True)
+    assert not page_problems(page, "Compare")
+    page.close()
+
+
+def test_clicking_a_point_on_the_overview_opens_that_epoch(served, browser):
+    """A click on the loss chart moves the sidebar's epoch (every page follows it)."""
+    from core.runs.folder import Run
+
+    url, root = served
+    epochs = Run(root / "tiny").epochs()
+    page = browser.new_page(viewport={"width": 1280, "height": 2000})
+    page.goto(f"{url}/reconstructions")
+    settle(page)
+    pick_run(page, "tiny")
+    open_from_sidebar(page, "Overview")
+    slider = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]').first
+    at_start = slider.get_attribute("value") == slider.get_attribute("min")
+    target, end = (epochs[-1], "max") if at_start else (epochs[0], "min")
+    points = page.locator('[data-testid="stPlotlyChart"]').first.locator(".scatterlayer .trace").first
+    box = points.locator("path.point").nth(-1 if at_start else 0).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("end => { const s = document.querySelector('[data-testid=\"stSidebar\"] "
+                           "[data-testid=\"stSlider\"] input[type=\"range\"]'); return s && s.value === "
+                           "s.getAttribute(end); }", arg=end, timeout=60_000)
+    settle(page)
+    header = page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').first.inner_text()
+    assert f"epoch {target}" in header, header
+    page.screenshot(path=str(SHOTS / "overview_clicked_epoch.png"), full_page=True)
+    page.close()
+
+
 def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser):
     """Start training switches to the new run's live panel within seconds; every page opens
     while it trains, its header within seconds, without an error box."""
