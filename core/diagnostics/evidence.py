@@ -28,7 +28,7 @@ import numpy as np
 from core.metrics import _mann_whitney_auc
 
 # Scores read from the reconstruction: useless when the reconstruction copies the input.
-RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature")
+RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature", "ssimz")
 BOOTSTRAP_ROUNDS = 1000
 INTERVAL_LEVEL = 0.9  # two-sided: 5% of resamples below the interval, 5% above
 # identity_copy when at least half of the pasted change comes back in the reconstruction, with
