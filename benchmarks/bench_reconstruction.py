@@ -1,7 +1,7 @@
 """The users' reconstruction tables on real data: loss mix x objective x skips, per epoch.
 
     python benchmarks/bench_reconstruction.py [--data ../shared/realdata] [--recipes a,b]
-        [--epochs N] [--minutes M] [--out DIR] [--runs RUN...] [--score-epochs all|chosen,last]
+        [--epochs N] [--minutes M] [--out DIR] [--runs RUN...] [--score-epochs all|chosen,last|last]
         [--methods pixel,ssim,feature,ssimz]
 
 For each recipe (default: every entry of RECIPES, one at a time, each trained as ONE model on
@@ -85,8 +85,10 @@ def bottleneck_std(run: Run, epoch: int) -> float:
 
 def epoch_rows(run: Run, data: str, methods: str, which: str) -> list[list[str]]:
     """One text row per scored epoch of `run`."""
-    chosen, _ = resolve_epoch(run, "chosen", data)
-    epochs = run.epochs() if which == "all" else sorted({chosen, run.epochs()[-1]})
+    # "last" skips the product's choice, which diagnoses every epoch first (minutes per epoch)
+    chosen = None if which == "last" else resolve_epoch(run, "chosen", data)[0]
+    last = run.epochs()[-1]
+    epochs = {"all": run.epochs(), "last": [last]}.get(which, sorted({chosen, last}))
     val = {int(r["epoch"]): r.get("val_loss") for r in run.metrics() if "epoch" in r}
     wanted = methods.split(",") + (["seg"] if run.config().objective == "discriminative" else [])
     rows = []
@@ -118,7 +120,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per recipe")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--out", default="checkpoints/bench_reconstruction")
-    parser.add_argument("--score-epochs", default="all", choices=("all", "chosen,last"))
+    parser.add_argument("--score-epochs", default="all", choices=("all", "chosen,last", "last"))
     parser.add_argument("--methods", default=METHODS)
     args = parser.parse_args()
     if not Path(args.data).is_dir():

@@ -14,7 +14,7 @@ Gaussian of PaDiM, Defard et al. 2021, here on a one-channel residual).
 Shapes: residual maps (N, S, S), smoothed like every map (ScoreOptions.sigma), averaged over
 POOL x POOL cells to (N, S/POOL, S/POOL); per category and cell the mean and std over at most
 MAX_NORMALS training normals (seeded sample); z = (e - mean) / (std + STD_FLOOR * mean std of
-the category); the image score is the worst cell, the map the z grid upsampled to S x S.
+the category); the image score is the worst cell, the map the z grid repeated (nearest) to S x S.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from core.scoring.maps import upsample
 
 POOL = 2  # cells of 2 x 2 px at 64 px: measured best of 1, 2, 4, 8 (docs/reconstruction.md)
 STD_FLOOR = 0.1  # of the category's mean std: a cell every normal rebuilds alike stays finite
@@ -96,4 +94,6 @@ def residual_z(
         grids[sel] = stats.zscores(maps[sel], None if key == "\0global" else key)
     scores = grids.reshape(len(maps), -1).max(axis=1).astype(np.float64) if len(maps) else \
         np.zeros(0)
-    return scores, upsample(torch.from_numpy(grids), size).numpy().astype(np.float32)
+    # nearest, not bilinear: every cell keeps its value, so the map's maximum IS the score
+    zmaps = F.interpolate(torch.from_numpy(grids).unsqueeze(1), size=(size, size), mode="nearest")
+    return scores, zmaps.squeeze(1).numpy().astype(np.float32)

@@ -54,9 +54,8 @@ def test_ssimz_on_a_trained_run_scores_and_maps_every_image(tiny_run):
     size = config.image_size
     assert result.scores.shape == (len(test),) and np.isfinite(result.scores).all()
     assert result.maps.shape == (len(test), size, size)
-    # the map is the z grid upsampled (bilinear, so it never exceeds the worst cell = score)
-    peaks = result.maps.reshape(len(test), -1).max(axis=1)
-    assert (peaks <= result.scores + 1e-4).all()
-    assert np.corrcoef(peaks, result.scores)[0, 1] > 0.9
+    # what a user sees: the map's hottest place is the score
+    np.testing.assert_allclose(result.scores, result.maps.reshape(len(test), -1).max(axis=1),
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="needs the normal training images"):
         score_image_set(model, test, "ssimz")
