@@ -88,7 +88,10 @@ def epoch_rows(run: Run, data: str, methods: str, which: str) -> list[list[str]]
     # "last" skips the product's choice, which diagnoses every epoch first (minutes per epoch)
     chosen = None if which == "last" else resolve_epoch(run, "chosen", data)[0]
     last = run.epochs()[-1]
-    epochs = {"all": run.epochs(), "last": [last]}.get(which, sorted({chosen, last}))
+    if which == "all":
+        epochs = run.epochs()
+    else:
+        epochs = [last] if chosen is None else sorted({chosen, last})
     val = {int(r["epoch"]): r.get("val_loss") for r in run.metrics() if "epoch" in r}
     wanted = methods.split(",") + (["seg"] if run.config().objective == "discriminative" else [])
     rows = []
