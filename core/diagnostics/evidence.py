@@ -29,7 +29,7 @@ from core.evaluation.metrics import _mann_whitney_auc
 from core.runs.checkpoint import open_checkpoint
 
 # Scores read from the reconstruction: useless when the reconstruction copies the input.
-RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature")
+RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature", "ssimz")
 BOOTSTRAP_ROUNDS = 1000
 INTERVAL_LEVEL = 0.9  # two-sided: 5% of resamples below the interval, 5% above
 # identity_copy when at least half of the pasted change comes back in the reconstruction, with

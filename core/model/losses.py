@@ -14,7 +14,9 @@ from kornia.losses import binary_focal_loss_with_logits
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
-LOSS_NAMES = ("l1", "l2", "ssim")
+from core.losses_free import FREE_LOSS_NAMES, free_loss
+
+LOSS_NAMES = ("l1", "l2", "ssim") + FREE_LOSS_NAMES  # pretrained-free terms: core.losses_free
 _TERM = re.compile(r"^\s*(?:(\d*\.?\d+(?:e-?\d+)?)\s*\*\s*)?([a-z0-9_]+)\s*$")
 
 
@@ -55,6 +57,8 @@ def per_image_loss(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x - y).pow(2).flatten(1).mean(1)
     if name == "ssim":
         return ssim_error_map(x, y).flatten(1).mean(1)
+    if name in FREE_LOSS_NAMES:
+        return free_loss(name, x, y)
     raise ValueError(f"unknown loss '{name}'")
 
 

@@ -93,9 +93,9 @@ def checkpoint_bank(context: ScoringContext) -> FeatureBank | PatchBank:
 def _needs_reference(
     method: str, categories: list[str], bank: FeatureBank | PatchBank | None, options: ScoreOptions
 ) -> bool:
-    """rawknn and patchz build their banks from the training images; knn needs them only to
-    route."""
-    if method in ("rawknn", "patchz"):
+    """rawknn, patchz and ssimz build their banks from the training images; knn needs them
+    only to route."""
+    if method in ("rawknn", "patchz", "ssimz"):
         return True
     if method != "knn" or options.bank_scope == "global":
         return False

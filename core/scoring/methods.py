@@ -14,6 +14,8 @@ per-pixel map at the images' resolution:
            predicted anomaly probability, smoothed (core.model.segmentation)
   patchz   the second no-learning floor: worst same-location patch z-score against the
            normals' per-position patch statistics (core.scoring.patchz)
+  ssimz    the ssim map z-scored per location against the same model's residuals on the
+           category's training normals (core.scoring.residual)
 
 Defaults (measured on the demo data, see the closing note of issue #3): maps reduced by
 their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 with k = 1.
@@ -36,6 +38,7 @@ from core.scoring.model_pass import PassRequest, model_pass
 from core.scoring.options import CHECKPOINT_METHODS, MAP_METHODS, ScoreOptions, check_method
 from core.scoring.patchbank import PatchBank, images_per_category, patch_knn
 from core.scoring.patchz import PatchStats, patchz_scores
+from core.scoring.residual import MAX_NORMALS, ResidualStats, residual_z
 from core.scoring.routing import route_images
 
 KNN_DEFAULT_LEVELS = (1, 2)
@@ -269,6 +272,26 @@ def _patchz(model, images: ImageSet, train, options: ScoreOptions, device) -> Sc
     return ScoreResult("patchz", scores, maps.astype(np.float32), groups, routed, info)
 
 
+def _ssimz(model, images: ImageSet, train, options: ScoreOptions, device,
+           maps: np.ndarray) -> ScoreResult:
+    """maps: the images' smoothed ssim maps from the shared model pass."""
+    model = _require_model(model, "ssimz")
+    reference = _require_train(train, "ssimz")
+    rows = bank_rows(reference.categories, MAX_NORMALS, options.seed)
+    size = images.images.shape[1]
+    request = PassRequest(("ssim",), options.sigma_for(size))
+    normal_maps = model_pass(model, reference.images[rows], request, device,
+                             options.batch_for(size, device)).maps["ssim"]
+    stats = ResidualStats.build(normal_maps, [reference.categories[i] for i in rows])
+    groups, routed, how = resolve_groups(images, stats, options, model, train, device)
+    scores, zmaps = residual_z(maps, groups, stats)
+    info = {"routing": how, "pool": stats.pool,
+            "bank_sizes": {str(c): int(n) for c, n in zip(
+                *np.unique([reference.categories[i] for i in rows], return_counts=True),
+                strict=True)}}
+    return ScoreResult("ssimz", scores, zmaps, groups, routed, info)
+
+
 def score_image_set(
     model: torch.nn.Module | None,
     images: ImageSet,
@@ -328,6 +351,8 @@ def score_image_set_methods(
             results[method] = ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
         elif method == "patchz":
             results[method] = _patchz(model, images, train, opts, device)
+        elif method == "ssimz":
+            results[method] = _ssimz(model, images, train, opts, device, outputs.maps["ssim"])
         elif method == "knn":
             results[method] = _knn(model, images, train, opts, device, banks.get("knn"),
                                    queries=outputs.vectors)
@@ -349,6 +374,8 @@ class _Shared:
 def _shared_pass(model, images: ImageSet, methods, opts: ScoreOptions, banks, device) -> _Shared:
     """The one model pass for every requested method that needs the model."""
     wanted = tuple(m for m in methods if m in MAP_METHODS)
+    if "ssimz" in methods and "ssim" not in wanted:  # ssimz z-scores the ssim map
+        wanted += ("ssim",)
     if wanted:
         model = _require_model(model, wanted[0])
     feature_levels: tuple[int, ...] = ()

@@ -76,7 +76,7 @@ def test_a_model_that_copies_keeps_pasted_defects_and_is_flagged(copying_run):
     assert evidence.kept_share.low > 0.95 and evidence.copies
     report = reconstruction_health(copying_run, 1)
     assert report.copy == evidence
-    assert report.flag("identity_copy") is not None and report.unusable == ["pixel", "ssim", "feature"]
+    assert report.flag("identity_copy") is not None and report.unusable == list(RECONSTRUCTION_METHODS)
     assert report.to_dict()["copy"]["copies"] is True
 
 

@@ -31,6 +31,7 @@ from core.diagnostics import (
     weight_stats,
 )
 from core.diagnostics import health as health_module
+from core.diagnostics.evidence import RECONSTRUCTION_METHODS
 from core.diagnostics.health import (
     BLURRY_HF_RATIO,
     COLLAPSE_SPREAD_RATIO,
@@ -129,7 +130,7 @@ def test_output_equal_to_input_through_the_skip_is_identity_copy(copying_run):
     flag = report.flag("identity_copy")
     assert flag is not None and flag.severity == "error", report.flags
     assert flag.evidence["kept_share"] > 0.95 and flag.evidence["n_pasted_images"] > 0
-    assert flag.unusable == ("pixel", "ssim", "feature") and "knn" not in report.unusable
+    assert flag.unusable == RECONSTRUCTION_METHODS and "knn" not in report.unusable
     assert "skips=1" in flag.sentence
     assert report.flag("collapsed") is None and report.flag("blurry") is None
 

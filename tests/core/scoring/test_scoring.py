@@ -272,7 +272,7 @@ def trained_run(tmp_path_factory):
 # margin; feature distance is the weakest signal on so small a model and only clears chance by
 # a little.
 MIN_AUROC = {"pixel": 0.8, "ssim": 0.75, "feature": 0.55, "knn": 0.8, "rawknn": 0.75,
-             "patchz": 0.85, "ensemble": 0.85}
+             "patchz": 0.85, "ensemble": 0.85, "ssimz": 0.85}  # ssimz measured above 0.99
 
 
 @pytest.mark.parametrize("method", PLAIN_METHODS)

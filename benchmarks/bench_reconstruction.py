@@ -1,0 +1,146 @@
+"""The users' reconstruction tables on real data: loss mix x objective x skips, per epoch.
+
+    python benchmarks/bench_reconstruction.py [--data ../shared/realdata] [--recipes a,b]
+        [--epochs N] [--minutes M] [--out DIR] [--runs RUN...] [--score-epochs all|chosen,last|last]
+        [--methods pixel,ssim,feature,ssimz]
+
+For each recipe (default: every entry of RECIPES, one at a time, each trained as ONE model on
+all categories of --data at 64 px for --epochs epochs, stopped early once --minutes of training
+have passed) or for each existing run folder given with --runs (nothing is trained), prints
+one row per scored epoch: validation loss, the bottleneck's mean weight std (the users'
+collapse signal: 0.014 for their collapsed no-skip U-Net, 0.027 with a VGG loss) and the mean
+image AUROC over categories of every reconstruction method (seg too for discriminative runs)
+and of the two no-learning floors rawknn and patchz. "chosen" marks the epoch the product
+chooses (core.diagnostics.choice). Trainings run in a niced subprocess (`python -m core train
+--no-follow`), so the budget is the training's own. docs/reconstruction.md holds a measured
+table and the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from core.diagnostics.choice import resolve_epoch  # noqa: E402
+from core.diagnostics.weights import weight_stats  # noqa: E402
+from core.evaluate import evaluate_epoch  # noqa: E402
+from core.runs import Run  # noqa: E402
+
+BASE = "0.5*ssim+0.5*l1"
+# name -> (loss, objective, skips); depth 4 throughout. The users' loss mixes, then the
+# pretrained-free terms of core.losses_free on their failing case (no skips at depth 4).
+RECIPES: dict[str, tuple[str, str, str]] = {
+    "ssim0.8-l1-noskips": ("0.8*ssim+0.2*l1", "reconstruct", "none"),
+    "ssim0.5-l1-noskips": (BASE, "reconstruct", "none"),
+    "ssim0.1-l1-noskips": ("0.1*ssim+0.9*l1", "reconstruct", "none"),
+    "l1-noskips": ("l1", "reconstruct", "none"),
+    "l2-noskips": ("l2", "reconstruct", "none"),
+    "ssim0.5-l1-skips": (BASE, "reconstruct", "all"),
+    "denoise-noskips": (BASE, "denoise", "none"),
+    "denoise-skips": (BASE, "denoise", "all"),
+    "randperc-denoise-noskips": (BASE + "+1*randperc", "denoise", "none"),
+    "grad-denoise-noskips": (BASE + "+0.5*grad", "denoise", "none"),
+    "ffl-denoise-noskips": (BASE + "+1*ffl", "denoise", "none"),
+    "discriminative-skips": (BASE, "discriminative", "all"),
+}
+METHODS = "pixel,ssim,feature,ssimz"
+FLOORS = ("rawknn", "patchz")
+
+
+def train(name: str, data: str, out: Path, epochs: int, minutes: float, size: int) -> Run:
+    """Trains one recipe in a niced subprocess, stopping it after `minutes` (whole epochs kept)."""
+    loss, objective, skips = RECIPES[name]
+    run_dir = out / name
+    if run_dir.exists():
+        raise SystemExit(f"{run_dir} exists; remove it or pass another --out")
+    command = ["nice", "-n", "5", sys.executable, "-m", "core", "train", "--data", data,
+               "--run", str(run_dir), "--epochs", str(epochs), "--image-size", str(size),
+               "--loss", loss, "--objective", objective, "--skips", skips, "--depth", "4",
+               "--quiet", "--no-follow"]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    with subprocess.Popen(command, env=env) as process:
+        try:
+            process.wait(timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait()
+            print(f"{name}: stopped after {minutes:g} min of training", flush=True)
+    return Run.open(run_dir)
+
+
+def bottleneck_std(run: Run, epoch: int) -> float:
+    """Mean weight std of the bottleneck's convolutions (the deepest level without one)."""
+    stats = weight_stats(run, epoch)
+    deepest = stats[stats["part"] == "bottleneck"]
+    if deepest.empty:
+        deepest = stats[stats["level"] == stats["level"].max()]
+    return float(deepest["std"].mean())
+
+
+def epoch_rows(run: Run, data: str, methods: str, which: str) -> list[list[str]]:
+    """One text row per scored epoch of `run`."""
+    # "last" skips the product's choice, which diagnoses every epoch first (minutes per epoch)
+    chosen = None if which == "last" else resolve_epoch(run, "chosen", data)[0]
+    last = run.epochs()[-1]
+    if which == "all":
+        epochs = run.epochs()
+    else:
+        epochs = [last] if chosen is None else sorted({chosen, last})
+    val = {int(r["epoch"]): r.get("val_loss") for r in run.metrics() if "epoch" in r}
+    wanted = methods.split(",") + (["seg"] if run.config().objective == "discriminative" else [])
+    rows = []
+    for epoch in epochs:
+        result = evaluate_epoch(run, epoch, data, wanted, pixel=False, thresholds=False,
+                                routing=False)
+        cells = [run.path.name, f"{epoch}{' chosen' if epoch == chosen else ''}",
+                 _fmt(val.get(epoch), 4), _fmt(bottleneck_std(run, epoch), 4)]
+        cells += [_fmt(result.image_auroc.get(m, {}).get("mean")) for m in METHOD_COLUMNS]
+        rows.append(cells)
+        print(" | ".join(cells), flush=True)
+    return rows
+
+
+METHOD_COLUMNS = ("pixel", "ssim", "feature", "ssimz", "seg") + FLOORS
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent
+                                              / "shared" / "realdata"))
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma list of RECIPES")
+    parser.add_argument("--runs", nargs="*", default=[], help="score these run folders instead")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget per recipe")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--out", default="checkpoints/bench_reconstruction")
+    parser.add_argument("--score-epochs", default="all", choices=("all", "chosen,last", "last"))
+    parser.add_argument("--methods", default=METHODS)
+    args = parser.parse_args()
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder; pass a dataset in MVTec AD layout")
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    header = ["run", "epoch", "val loss", "bottleneck std", *METHOD_COLUMNS]
+    print(" | ".join(header), flush=True)
+    started = time.perf_counter()
+    for item in args.runs or names:  # each recipe is scored as soon as it is trained
+        run = Run.open(item) if args.runs else train(item, args.data, Path(args.out), args.epochs,
+                                                     args.minutes, args.image_size)
+        epoch_rows(run, args.data, args.methods, args.score_epochs)
+    print(f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
