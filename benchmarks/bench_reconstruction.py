@@ -29,12 +29,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from core.diagnostics.choice import resolve_epoch  # noqa: E402
 from core.diagnostics.weights import weight_stats  # noqa: E402
-from core.evaluate import evaluate_epoch  # noqa: E402
-from core.runs import Run  # noqa: E402
+from core.evaluation.evaluate import evaluate_epoch  # noqa: E402
+from core.runs.folder import Run  # noqa: E402
 
 BASE = "0.5*ssim+0.5*l1"
 # name -> (loss, objective, skips); depth 4 throughout. The users' loss mixes, then the
-# pretrained-free terms of core.losses_free on their failing case (no skips at depth 4).
+# pretrained-free terms of core.model.losses_free on their failing case (no skips at depth 4).
 RECIPES: dict[str, tuple[str, str, str]] = {
     "ssim0.8-l1-noskips": ("0.8*ssim+0.2*l1", "reconstruct", "none"),
     "ssim0.5-l1-noskips": (BASE, "reconstruct", "none"),

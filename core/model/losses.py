@@ -14,9 +14,9 @@ from kornia.losses import binary_focal_loss_with_logits
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
-from core.losses_free import FREE_LOSS_NAMES, free_loss
+from core.model.losses_free import FREE_LOSS_NAMES, free_loss
 
-LOSS_NAMES = ("l1", "l2", "ssim") + FREE_LOSS_NAMES  # pretrained-free terms: core.losses_free
+LOSS_NAMES = ("l1", "l2", "ssim") + FREE_LOSS_NAMES  # pretrained-free terms: core.model.losses_free
 _TERM = re.compile(r"^\s*(?:(\d*\.?\d+(?:e-?\d+)?)\s*\*\s*)?([a-z0-9_]+)\s*$")
 
 

@@ -1,11 +1,11 @@
-"""The pretrained-free loss terms (core.losses_free) in the --loss mix syntax."""
+"""The pretrained-free loss terms (core.model.losses_free) in the --loss mix syntax."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from core.losses import ReconstructionLoss, parse_loss_spec
-from core.losses_free import FREE_LOSS_NAMES, random_perceptual_loss
+from core.model.losses import ReconstructionLoss, parse_loss_spec
+from core.model.losses_free import FREE_LOSS_NAMES, random_perceptual_loss
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Reconstruction loss terms that need no pretrained weights (issue #22).
 
 Each returns one value per image, (B,), for an input x and its reconstruction y, both
-(B, C, H, W) in [0, 1], like every term of core.losses (which registers them in the `--loss`
+(B, C, H, W) in [0, 1], like every term of core.model.losses (which registers them in the `--loss`
 mix: "0.5*ssim+0.5*l1+0.2*randperc"). Why each is here:
 
   grad      L1 between the Sobel gradients of x and y (kornia.filters.spatial_gradient). An
