@@ -48,7 +48,7 @@ def test_random_network_is_fixed_by_its_seed_and_leaves_the_global_rng_alone():
     after = torch.rand(1)
     torch.manual_seed(123)
     assert torch.equal(torch.rand(1), after)
-    from core import losses_free
+    from core.model import losses_free
 
     losses_free._NETS.clear()  # rebuilt from the seed: the same network
     assert torch.equal(random_perceptual_loss(x, y), first)

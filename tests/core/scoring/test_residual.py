@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from core.runs.checkpoint import open_checkpoint
 from core.scoring import score_image_set
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.residual import ResidualStats, residual_z
@@ -49,7 +50,7 @@ def test_ssimz_on_a_trained_run_scores_and_maps_every_image(tiny_run):
     config = tiny_run.config()
     test = load_samples(samples_to_score(config.data), config.image_size)
     train = load_samples(reference_samples(config.data, "train", config), config.image_size)
-    model = tiny_run.load_model(tiny_run.epochs()[-1])
+    model = open_checkpoint(tiny_run, tiny_run.epochs()[-1]).model()
     result = score_image_set(model, test, "ssimz", train=train)
     size = config.image_size
     assert result.scores.shape == (len(test),) and np.isfinite(result.scores).all()
