@@ -39,6 +39,8 @@ from core.scoring.data import (
     reference_samples,
 )
 from core.scoring.ensemble import combine, ensemble_reference
+from core.scoring.globalknn import METHOD as GLOBAL_METHOD
+from core.scoring.globalknn import global_options
 from core.scoring.knn import FeatureBank, bank_rows
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
@@ -144,7 +146,7 @@ def _needs_reference(
     route."""
     if method in ("rawknn", "patchz"):
         return True
-    if method != "knn" or options.bank_scope == "global":
+    if method not in ("knn", GLOBAL_METHOD) or options.bank_scope == "global":
         return False
     if bank is None or options.bank_scope == "routed":
         return True
@@ -167,6 +169,9 @@ def _compute(
     banks = {}
     if "knn" in methods:
         banks["knn"] = checkpoint_bank(run, epoch, model, config, data_root, options, device)
+    if GLOBAL_METHOD in methods:
+        banks[GLOBAL_METHOD] = checkpoint_bank(run, epoch, model, config, data_root,
+                                               global_options(options, config.model.depth), device)
     train = (
         reference_set(config, data_root)
         if any(_needs_reference(m, images.categories, banks.get(m), options) for m in methods)
@@ -441,9 +446,10 @@ def _leave_one_out(run: Run, epoch: int, data_root, method: str, config: TrainCo
     def compute() -> dict[str, Any]:
         train = load_samples(samples, config.image_size)
         bank = None
-        if method == "knn":
+        if method in ("knn", GLOBAL_METHOD):
             model = load_checkpoint_model(run, epoch, device)[0]
-            bank = checkpoint_bank(run, epoch, model, config, data_root, opts, device)
+            bank_opts = opts if method == "knn" else global_options(opts, config.model.depth)
+            bank = checkpoint_bank(run, epoch, model, config, data_root, bank_opts, device)
         return {"scores": leave_one_out_scores(method, train, opts, bank),
                 "categories": list(train.categories),
                 "names": [str(s.path) for s in train.samples]}

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz", "ensemble")
+METHODS = ("pixel", "ssim", "feature", "knn", "rawknn", "seg", "patchz", "globalknn", "ensemble")
 MAP_METHODS = ("pixel", "ssim", "feature", "seg")  # maps from the model alone (knn patches and rawknn
 # also give maps, but need the training images)
 REDUCTIONS = ("mean", "max")
@@ -36,13 +36,14 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
     "seg": ("reduce", "sigma"),
     "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
+    "globalknn": ("k", "bank_scope", "max_bank"),  # pooled levels fixed (core.scoring.globalknn)
     "ensemble": ("members",),  # plus each member's own fields (core.scoring.ensemble)
 }
 # knn's neighbours "auto" (0): a category's bank images are all searched up to
 # EXHAUSTIVE_IMAGES, its AUTO_NEIGHBOURS nearest beyond (core.scoring.patchbank.searched_images)
 EXHAUSTIVE_IMAGES = 200
 AUTO_NEIGHBOURS = 5
-ROUTED_METHODS = ("knn", "rawknn", "patchz")  # methods that need a category per test image
+ROUTED_METHODS = ("knn", "rawknn", "patchz", "globalknn")  # methods that need a category per test image
 # What `score`, `export` and the dashboard's rankings use unless told otherwise, measured on
 # ../shared/realdata at 64 px (README, "Detection recipes"): the ensemble of knn and patchz,
 # the one score above the rawknn floor on every set; knn where the run's held-out normals are
