@@ -25,7 +25,7 @@ import core.jobs
 from core import visual
 from core.diagnostics.choice import choose_epoch
 from core.runs import Run, RunError
-from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
+from core.scoring.options import DEFAULT_METHOD_TEXT
 from dashboard import data_notes, state
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
@@ -176,7 +176,7 @@ def pin_control(run: Run, epoch: int, key: str = "pin") -> None:
                 st.rerun()
 
 
-DEFAULT_CHOICE = f"default ({DEFAULT_METHOD}; {FALLBACK_METHOD} if too few held-out normals)"
+DEFAULT_CHOICE = f"default ({DEFAULT_METHOD_TEXT})"
 
 
 def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") -> None:

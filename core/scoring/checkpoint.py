@@ -44,6 +44,7 @@ from core.scoring.globalknn import global_options
 from core.scoring.knn import FeatureBank, bank_rows
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
+    CHECKPOINT_METHODS,
     DEFAULT_METHOD,
     FALLBACK_METHOD,
     ROUTED_METHODS,
@@ -349,11 +350,12 @@ def resolve_method(
 ) -> tuple[str, str | None]:
     """(the method to score with, a sentence when the default could not be used).
 
-    `method` when given; else DEFAULT_METHOD (ensemble), or FALLBACK_METHOD (knn) when the
-    run's normals are too few to calibrate the ensemble's members (can_calibrate)."""
+    `method` when given; else DEFAULT_METHOD, or FALLBACK_METHOD when the default is an
+    ensemble and the run's normals are too few to calibrate its members (can_calibrate)."""
     if method:
         return check_method(method), None
-    if can_calibrate(checkpoint_config(run, epoch), data_root):
+    if DEFAULT_METHOD not in CHECKPOINT_METHODS or can_calibrate(checkpoint_config(run, epoch),
+                                                                   data_root):
         return DEFAULT_METHOD, None
     return FALLBACK_METHOD, (
         f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
