@@ -24,7 +24,7 @@ import core.reports.export
 import core.training.jobs
 from core.diagnostics.choice import choose_epoch
 from core.runs.folder import Run, RunError
-from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
+from core.scoring.options import DEFAULT_METHOD_TEXT
 from dashboard import data_notes, state, visual
 
 STATE_ICONS = {"running": ":green[:material/play_circle:]", "starting": ":orange[:material/hourglass_top:]",
@@ -168,7 +168,7 @@ def pin_control(run: Run, epoch: int, key: str = "pin") -> None:
                 st.rerun()
 
 
-DEFAULT_CHOICE = f"default ({DEFAULT_METHOD}; {FALLBACK_METHOD} if too few held-out normals)"
+DEFAULT_CHOICE = f"default ({DEFAULT_METHOD_TEXT})"
 
 
 def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") -> None:

@@ -6,7 +6,7 @@ import sys
 
 from core.cli.flags import add_epoch_argument, add_scoring_arguments, device_of, scoring_options
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
+from core.scoring.options import DEFAULT_METHOD_TEXT
 
 VERB = "export"
 HELP = (
@@ -29,8 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--method",
         default=None,
-        help=f"scoring method for the submission (default {DEFAULT_METHOD}; {FALLBACK_METHOD} "
-        "when the run holds out too few normals to calibrate it)",
+        help=f"scoring method for the submission (default {DEFAULT_METHOD_TEXT})",
     )
     parser.add_argument(
         "--calibration",

@@ -14,7 +14,7 @@ from core.cli.flags import (
     scoring_options,
 )
 from core.scoring.calibration import CALIBRATIONS
-from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD, METHODS
+from core.scoring.options import DEFAULT_METHOD_TEXT, METHODS
 
 VERB = "score"
 HELP = (
@@ -29,8 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--method",
         default=None,
-        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD}; {FALLBACK_METHOD} when the run "
-        "holds out too few normals to calibrate it)",
+        help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD_TEXT})",
     )
     parser.add_argument(
         "--calibration",

@@ -36,9 +36,12 @@ from core.scoring.data import (
     reference_samples,
 )
 from core.scoring.ensemble import combine, ensemble_reference
+from core.scoring.globalknn import METHOD as GLOBAL_METHOD
+from core.scoring.globalknn import global_options
 from core.scoring.knn import FeatureBank
 from core.scoring.methods import build_feature_bank, score_image_set_methods
 from core.scoring.options import (
+    CHECKPOINT_METHODS,
     DEFAULT_METHOD,
     FALLBACK_METHOD,
     ROUTED_METHODS,
@@ -68,10 +71,13 @@ def reference_set(config: TrainConfig, data_root: str | Path) -> ImageSet:
     return load_samples(reference_samples(root, "train", config), config.image_size)
 
 
-def checkpoint_bank(context: ScoringContext) -> FeatureBank | PatchBank:
+def checkpoint_bank(context: ScoringContext, options: ScoreOptions | None = None
+                    ) -> FeatureBank | PatchBank:
     """The knn bank of this checkpoint, built once and stored in the run's cache (a PatchBank
-    keeps float16 vectors: 24 KB per 64 px training image at the default width)."""
-    options, config = context.options, context.config
+    keeps float16 vectors: 24 KB per 64 px training image at the default width). options: the
+    bank's own (globalknn pools other levels), default the context's."""
+    options = options or context.options
+    config = context.config
     params = {
         "v": SCORING_VERSION,
         "reference": context.train_fingerprint,
@@ -97,7 +103,7 @@ def _needs_reference(
     only to route."""
     if method in ("rawknn", "patchz", "ssimz"):
         return True
-    if method != "knn" or options.bank_scope == "global":
+    if method not in ("knn", GLOBAL_METHOD) or options.bank_scope == "global":
         return False
     if bank is None or options.bank_scope == "routed":
         return True
@@ -112,6 +118,9 @@ def _compute(context: ScoringContext, methods: tuple[str, ...], split: str,
     banks = {}
     if "knn" in methods:
         banks["knn"] = checkpoint_bank(context)
+    if GLOBAL_METHOD in methods:
+        banks[GLOBAL_METHOD] = checkpoint_bank(
+            context, global_options(options, context.config.model.depth))
     train = (
         context.reference_set
         if any(_needs_reference(m, images.categories, banks.get(m), options) for m in methods)
@@ -297,11 +306,12 @@ def resolve_method(
 ) -> tuple[str, str | None]:
     """(the method to score with, a sentence when the default could not be used).
 
-    `method` when given; else DEFAULT_METHOD (ensemble), or FALLBACK_METHOD (knn) when the
-    run's normals are too few to calibrate the ensemble's members (can_calibrate)."""
+    `method` when given; else DEFAULT_METHOD, or FALLBACK_METHOD when the default is an
+    ensemble and the run's normals are too few to calibrate its members (can_calibrate)."""
     if method:
         return check_method(method), None
-    if can_calibrate(ScoringContext(run, epoch, data_root)):
+    if DEFAULT_METHOD not in CHECKPOINT_METHODS or can_calibrate(
+            ScoringContext(run, epoch, data_root)):
         return DEFAULT_METHOD, None
     return FALLBACK_METHOD, (
         f"scoring with {FALLBACK_METHOD}: the default {DEFAULT_METHOD} calibrates its members "
@@ -370,7 +380,10 @@ def _leave_one_out(context: ScoringContext, method: str, cached_only: bool
 
     def compute() -> dict[str, Any]:
         train = context.reference_set
-        bank = checkpoint_bank(context) if method == "knn" else None
+        bank = None
+        if method in ("knn", GLOBAL_METHOD):
+            bank = checkpoint_bank(context, opts if method == "knn"
+                                   else global_options(opts, config.model.depth))
         return {"scores": leave_one_out_scores(method, train, opts, bank),
                 "categories": list(train.categories),
                 "names": [str(s.path) for s in train.samples]}

@@ -16,6 +16,8 @@ per-pixel map at the images' resolution:
            normals' per-position patch statistics (core.scoring.patchz)
   ssimz    the ssim map z-scored per location against the same model's residuals on the
            category's training normals (core.scoring.residual)
+  globalknn  distance of the image's pooled encoder features (several levels) to those of the
+           nearest normals: global and logical anomalies (core.scoring.globalknn)
 
 Defaults (measured on the demo data, see the closing note of issue #3): maps reduced by
 their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 with k = 1.
@@ -23,6 +25,7 @@ their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 wi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +35,8 @@ import torch
 
 from core.data.samples import ImageSet
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
+from core.scoring.globalknn import METHOD as GLOBAL_METHOD
+from core.scoring.globalknn import global_options
 from core.scoring.knn import FeatureBank, bank_rows, grouped_knn, thumbnails
 from core.scoring.maps import gaussian_smooth, reduce_maps, upsample
 from core.scoring.model_pass import PassRequest, model_pass
@@ -356,12 +361,17 @@ def score_image_set_methods(
         elif method == "knn":
             results[method] = _knn(model, images, train, opts, device, banks.get("knn"),
                                    queries=outputs.vectors)
+        elif method == GLOBAL_METHOD:
+            results[method] = dataclasses.replace(_knn(
+                model, images, train, global_options(opts, _require_model(model, method).config.depth),
+                device, banks.get(method)), method=method)
         else:
             results[method] = _rawknn(model, images, train, opts, device, banks.get("rawknn"))
     return results
 
 
-_BANK_KINDS = {"knn": ("features", "patches"), "rawknn": ("thumbnails",)}
+_BANK_KINDS = {"knn": ("features", "patches"), "rawknn": ("thumbnails",),
+               GLOBAL_METHOD: ("features",)}
 
 
 @dataclass

@@ -30,7 +30,7 @@ from core.scoring.options import ScoreOptions
 from core.scoring.patchbank import PatchBank, patch_knn
 from core.scoring.patchz import leave_one_out_patchz
 
-LEAVE_ONE_OUT_METHODS = ("knn", "rawknn", "patchz")
+LEAVE_ONE_OUT_METHODS = ("knn", "rawknn", "patchz", "globalknn")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def leave_one_out_scores(
         return leave_one_out_patchz(train.images, train.categories, options.thumb_size)
     if method == "rawknn":
         bank = build_thumbnail_bank(train, options)
-    elif method != "knn":
+    elif method not in ("knn", "globalknn"):
         raise ValueError(
             f"method '{method}' has no bank to leave an image out of; its reference is the run's "
             f"held-out normals ({', '.join(LEAVE_ONE_OUT_METHODS)} have one)"

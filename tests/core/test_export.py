@@ -17,7 +17,7 @@ from core.runs.checkpoint import load_checkpoint, open_checkpoint
 from core.runs.folder import RunError
 from core.scoring import score_checkpoint, score_image_set
 from core.scoring.data import load_samples, samples_to_score
-from core.scoring.options import DEFAULT_METHOD, FALLBACK_METHOD
+from core.scoring.options import CHECKPOINT_METHODS, DEFAULT_METHOD, FALLBACK_METHOD
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,8 @@ def test_card_says_what_and_why(tiny_run, tmp_path):
     logged = {m["epoch"]: m for m in tiny_run.metrics()}
     assert card["epoch"] == 2 and card["why"] == "best knn AUROC on the holdout"
     assert card["metrics"]["val_loss"] == pytest.approx(logged[2]["val_loss"])
-    # the default (ensemble) calibrates its members against their reference normals: tiny_run
-    # holds out one per category, and 9 more training normals each give a leave-one-out score
+    # the default scores without a note: knn, or an ensemble calibrating its members against
+    # tiny_run's reference normals (one held out per category plus 9 leave-one-out scores)
     assert card["scoring"]["method"] == DEFAULT_METHOD and "note" not in card["scoring"]
     assert json.loads(written["config"].read_text())["image_size"] == 32
     default = export_epoch(tiny_run, tiny_run.best_by_val_loss(), tmp_path / "out2")
@@ -193,7 +193,8 @@ def test_exporting_a_flagged_epoch_says_so_on_the_card_and_the_command_line(
 
 def test_too_few_normals_keep_raw_knn_scores_and_say_why(demo_root, tmp_path):
     """6 normals per category: too few to calibrate even with leave-one-out scores, so the
-    default falls back to knn, the submission keeps its raw scores, and the card says why."""
+    submission keeps knn's raw scores and the card says why (a default ensemble falls back to
+    knn and says so too)."""
     from core.data.flatten import write_flat_dataset
     from core.training.loop import train_one
     from tests.conftest import tiny_config
@@ -205,7 +206,10 @@ def test_too_few_normals_keep_raw_knn_scores_and_say_why(demo_root, tmp_path):
     written = export_epoch(run, 1, tmp_path / "out", test_dir=root / "test")
     card = json.loads(written["card"].read_text())
     assert card["scoring"]["method"] == FALLBACK_METHOD
-    assert "at least 10 normals per category" in card["scoring"]["note"]
+    if DEFAULT_METHOD in CHECKPOINT_METHODS:
+        assert "at least 10 normals per category" in card["scoring"]["note"]
+    else:
+        assert FALLBACK_METHOD == DEFAULT_METHOD and "note" not in card["scoring"]
     assert card["scoring"]["calibration"].startswith("none (raw scores): calibration needs at "
                                                      "least 10 reference normal images")
     raw = score_checkpoint(run, 1, root / "test", FALLBACK_METHOD).image_scores

@@ -172,6 +172,9 @@ def test_each_method_shapes_and_determinism(tiny, method):
     assert first.method == method and first.scores.shape == (n,)
     assert np.all(np.isfinite(first.scores))
     np.testing.assert_array_equal(first.scores, second.scores)
+    if method == "globalknn":  # one pooled vector per image: a score, no map
+        assert first.maps is None
+        return
     assert (
         first.maps is not None
         and first.maps.shape == (n, size, size)
@@ -270,9 +273,10 @@ def trained_run(tmp_path_factory):
 # Mean per-category image AUROC measured on this fixture: pixel 0.92, ssim 0.86, feature 0.69,
 # knn 0.91, rawknn 0.86, patchz 0.96, ensemble (knn + patchz) 0.98. Bounds sit below with a
 # margin; feature distance is the weakest signal on so small a model and only clears chance by
-# a little.
+# a little. globalknn (pooled features, issue #29) was added later with the knn-like bound
+# 0.75 that it clears; its value on this fixture was not recorded.
 MIN_AUROC = {"pixel": 0.8, "ssim": 0.75, "feature": 0.55, "knn": 0.8, "rawknn": 0.75,
-             "patchz": 0.85, "ensemble": 0.85, "ssimz": 0.85}  # ssimz measured above 0.99
+             "patchz": 0.85, "globalknn": 0.75, "ensemble": 0.85, "ssimz": 0.85}  # ssimz measured above 0.99
 
 
 @pytest.mark.parametrize("method", PLAIN_METHODS)
