@@ -7,7 +7,7 @@ import pytest
 
 from core.runs.checkpoint import open_checkpoint
 from core.scoring import score_checkpoint, score_image_set
-from core.scoring.checkpoint import calibrate_result, calibration_reference
+from core.scoring.checkpoint import calibrate_result, checkpoint_reference
 from core.scoring.data import load_samples, reference_samples, samples_to_score
 from core.scoring.globalknn import global_options
 from core.scoring.options import ScoreOptions
@@ -44,11 +44,11 @@ def test_globalknn_is_the_pooled_knn_of_the_model_levels(tiny_run):
 
 def test_globalknn_calibrates_on_leave_one_out_normals_inside_an_ensemble(held_out_run, demo_root):
     run = held_out_run
-    reference = calibration_reference(run, 1, demo_root, "globalknn")
+    reference = checkpoint_reference(run, 1, demo_root, "globalknn")
     assert set(reference.counts().values()) == {(7, 3)}  # every training normal and held-out one
     ensemble = score_checkpoint(run, 1, demo_root, "ensemble", members="knn,globalknn")
     expected = [calibrate_result(score_checkpoint(run, 1, demo_root, m),
-                                 calibration_reference(run, 1, demo_root, m)).image_scores
+                                 checkpoint_reference(run, 1, demo_root, m)).image_scores
                 for m in ("knn", "globalknn")]
     np.testing.assert_allclose(ensemble.image_scores, np.mean(expected, axis=0))
     assert ensemble.info["members"] == ["knn", "globalknn"]
