@@ -138,12 +138,13 @@ def draw_auroc_table(run: Run, epoch: int, data_root, methods: list[str], method
                 "label CSV). The ranking above still works: put a CSV with file and label columns "
                 "beside test/ to see AUROC here.")
         return
-    table = pd.DataFrame(result.image_auroc).T
+    table = pd.DataFrame(result.image_auroc).T.apply(pd.to_numeric, errors="coerce")  # None: empty
     table.index.name = "method"
     widgets.wide_table(table)
     st.caption("Image AUROC per category; mean = mean over categories, overall = all images pooled "
                "(raw scores), overall_calibrated = pooled after per-category calibration against "
-               "held-out normals. Empty: the category has only one class.")
+               "held-out normals. Empty: undefined there (a category with one class, or a method without "
+               "enough reference normals to calibrate; the notes below say which).")
     for note in result.notes:  # why a metric is undefined, as core words it
         st.info(note, icon=":material/info:")
 
