@@ -51,7 +51,7 @@ MIN_EPOCHS = 3  # a rank correlation over fewer epochs says nothing
 # (Hanley & McNeil), so 0.2 is two of them: a gap the sampling noise alone rarely makes.
 SYNTHETIC_GAP = 0.2
 DEFAULT_SOURCE = (f"mean over {MEASURED_RUNS} labelled runs on real MVTec AD, Lookout for Vision "
-                  "and magnetic-tile images (README, \"Diagnosis you can trust\")")
+                  "and magnetic-tile images (docs/diagnosis.md, \"Diagnosis you can trust\")")
 
 
 def agreement_strength(rho: float) -> str:
