@@ -28,7 +28,7 @@ class ModelConfig:
     depth: int = 4
     skips: str = "all"
     # instance: one model sees batches that mix categories, whose statistics BatchNorm would
-    # blend (OmniAL's ablation: 94.1 -> 95.8); measured with denoise in README "Detection recipes"
+    # blend (OmniAL's ablation: 94.1 -> 95.8); measured with denoise in docs/recipes.md
     norm: str = "instance"  # batch | instance | group | none
     activation: str = "relu"  # relu | leaky_relu | gelu | silu
     bottleneck_channels: int = 0  # 0 = same as the deepest level's width
@@ -69,13 +69,13 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "0.5*ssim+0.5*l1"
-    # denoise beat reconstruct on every learned score on ../shared/realdata (README, "Detection
-    # recipes"): with skip connections a plain autoencoder copies defects through
+    # denoise beat reconstruct on every learned score on ../shared/realdata (docs/recipes.md):
+    # with skip connections a plain autoencoder copies defects through
     objective: str = "denoise"  # reconstruct | denoise | discriminative (core.training.objectives)
     # every category fills an equal share of each epoch (a subset of a large category, all of
     # a small one, repeated; core.training.loop.epoch_order): a 28-image category beside a 770-image one
     # is otherwise seen 28 times an epoch. On ../shared/realdata (10 epochs, 64 px) the default
-    # ensemble went .921 -> .935 mean image AUROC, knn .925 -> .936 (README, "Detection recipes")
+    # ensemble went .921 -> .935 mean image AUROC, knn .925 -> .936 (docs/recipes.md)
     balance_categories: bool = True
     val_fraction: float = 0.1  # held-out normal training images for validation loss
     synthetic_val: bool = True  # AUROC on synthetic anomalies made from the held-out normals

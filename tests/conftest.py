@@ -11,10 +11,15 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # no background evaluation beside the many tiny training runs (tests/core/test_follow.py runs it)
 os.environ.setdefault("RECONSCOPE_NO_FOLLOW", "1")
-# decoded image sets go to a folder of this session, never to the user's ~/.cache
+# decoded image sets go to a folder of this session, never to the user's ~/.cache; the folder
+# is removed when the session ends (subprocesses of tests inherit the variable, not the cleanup)
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ.setdefault("RECONSCOPE_CACHE", tempfile.mkdtemp(prefix="reconscope-decoded-"))
+if "RECONSCOPE_CACHE" not in os.environ:
+    os.environ["RECONSCOPE_CACHE"] = tempfile.mkdtemp(prefix="reconscope-decoded-")
+    atexit.register(shutil.rmtree, os.environ["RECONSCOPE_CACHE"], ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 

@@ -14,7 +14,7 @@ The rule, in order:
   last                    nothing logged: the last epoch.
 
 Measured against the alternatives (lowest validation loss, last epoch, best synthetic AUROC) by
-their regret in real AUROC over labelled runs: benchmarks/bench_epoch_choice.py, README.
+their regret in real AUROC over labelled runs: benchmarks/bench_epoch_choice.py, docs/diagnosis.md.
 
 `--epoch best` keeps its documented meaning, the lowest validation loss; every surface that shows
 both says why they differ (EpochChoice.differs_from_best).

@@ -33,7 +33,7 @@ RECONSTRUCTION_METHODS = ("pixel", "ssim", "feature", "ssimz")
 BOOTSTRAP_ROUNDS = 1000
 INTERVAL_LEVEL = 0.9  # two-sided: 5% of resamples below the interval, 5% above
 # identity_copy when at least half of the pasted change comes back in the reconstruction, with
-# the whole 90% interval above 0.5. Measured on ../shared/realdata at 64 px (README, "Diagnosis
+# the whole 90% interval above 0.5. Measured on ../shared/realdata at 64 px (docs/diagnosis.md, "Diagnosis
 # you can trust"): every skip + reconstruct training keeps 0.69-0.90 of it (interval lows
 # 0.61-0.84) at every epoch; a denoise run without skips keeps 0.03-0.08 (highs <= 0.14).
 COPY_KEPT_SHARE = 0.5

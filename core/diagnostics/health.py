@@ -46,7 +46,7 @@ from core.runs.folder import Run, RunError
 # (core.diagnostics.collapse: the share of the differences between a category's input images
 # that comes back in their reconstructions, 1 = copy, 0 = the same output whatever the input),
 # flagged when its whole 90% interval lies below 0.1, pooled or for one category. Measured at 64 px
-# on ../shared/realdata and realdata_more (README, "Diagnosis you can trust"): collapsed homework
+# on ../shared/realdata and realdata_more (docs/diagnosis.md): collapsed homework
 # runs (one blob per category, which the old spread line missed at 0.121) read 0.00-0.02 with
 # interval highs <= 0.04; working models read 0.3-0.9, blurry ones included.
 COLLAPSE_DEPENDENCE = 0.1

@@ -16,7 +16,7 @@ Label-free criteria, each a value per (epoch, method), higher = better:
 On a run with labels, each criterion's Spearman rank correlation with the real image AUROC of
 each method across epochs says how well it would have picked epochs there (agreements). The
 suggestion then ranks epochs by the criterion that agreed best for each method; without labels
-it uses the criterion with the best MEASURED_AGREEMENT: mean Spearman on labelled runs (README).
+it uses the criterion with the best MEASURED_AGREEMENT: mean Spearman on labelled runs (docs/diagnosis.md).
 Methods a health flag names unusable at an epoch are never suggested there.
 """
 
@@ -34,7 +34,7 @@ from core.evaluation.metrics import image_auroc
 
 CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
 # Without labels: each criterion's mean Spearman with real AUROC per method, measured on two
-# labelled runs over ../shared/realdata at 64 px (README, "Diagnosis you can trust"): every skip +
+# labelled runs over ../shared/realdata at 64 px (docs/diagnosis.md): every skip +
 # reconstruct (10 epochs) and no skips + denoise (6 epochs). A method measured on neither takes
 # the mean over the measured methods.
 MEASURED_AGREEMENT = {
@@ -145,7 +145,7 @@ class Suggestion:
     epoch: None when no epoch can be suggested; method: None for the health-only suggestion.
     criterion: the label-free criterion that ranked the epochs; agreement: its Spearman with real
     AUROC for that method (None when not measured); agreement_source: "this run's test labels" or
-    "benchmark runs (README)". real_auroc / best_real_auroc: the method's real AUROC at the
+    "benchmark runs (docs/diagnosis.md)". real_auroc / best_real_auroc: the method's real AUROC at the
     suggested epoch and at its best epoch, when the run has labels (a check, never an input).
     score: the health-only suggestion's weighted evidence in [0, 1] (None for the ranking's).
     """

@@ -88,7 +88,7 @@ class ScoreOptions:
         auto: every image of a category of at most 200 normals, else the 5 nearest. 5 measured
         best on ../shared/realdata's large categories (.947 mean image AUROC against .916
         exhaustive); on flat sets of 27-180 normals per category the exhaustive search won
-        (README, "The homework job").
+        (docs/homework.md).
     bank_scope: knn/rawknn, "auto" (the image's category when the bank knows it, else the
         routed one), "category" (known categories only), "global" (one bank), "routed".
     max_bank: entries kept per category bank, bounding memory: images for rawknn and pooled

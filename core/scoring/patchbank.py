@@ -8,7 +8,7 @@ with a 16k-patch sample). SPADE instead retrieves, for each test image, its few 
 images by pooled features and searches only their patches, which is cheaper and -- on
 roughly aligned images -- better: the patches compared are of the same kind of image.
 Measured on ../shared/realdata (one model, 64 px): mean image AUROC .916 with the exhaustive
-search, .947 with the 5 nearest images, .929 with 20 (README, "Memory bank"). That holds for
+search, .947 with the 5 nearest images, .929 with 20 (docs/recipes.md). That holds for
 large categories (magnetic_tile there has 770 normals); a small category has no near images to
 spare, so neighbours "auto" searches every image of a category of at most EXHAUSTIVE_IMAGES:
 on a flat set with 180 normals per category the ensemble's mean image AUROC was .888
