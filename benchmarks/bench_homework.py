@@ -2,7 +2,7 @@
 
     python benchmarks/bench_homework.py ../shared/realdata [--sizes 30,60,200] [--csv both]
         [--epochs 3] [--image-size 64] [--methods default] [--pseudo-categories 0]
-        [--skips all] [--epoch chosen] [--work /tmp/homework]
+        [--skips all] [--epoch chosen] [--seed 0] [--work /tmp/homework]
 
 For every size (normal training images per category) and with and/or without the category
 CSV (without it, --pseudo-categories K|-1=auto trains on K-Means groups): builds a flat set
@@ -59,12 +59,13 @@ def trained_run(source: Path, work: Path, size: int, with_csv: bool, args) -> tu
     answers = work / "flat_answers.csv"
     run_dir = work / "run"
     if not Run(run_dir).epochs() or not answers.is_file():
-        answers = write_flat_dataset(source, flat, train_per_category=size, category_csv=with_csv)
+        answers = write_flat_dataset(source, flat, train_per_category=size, category_csv=with_csv,
+                                     seed=args.seed)
         started = time.perf_counter()
         pseudo = 0 if with_csv else args.pseudo_categories
         train_one(TrainConfig(data=str(flat), run=str(run_dir), image_size=args.image_size,
                               epochs=args.epochs, model=ModelConfig(skips=args.skips),
-                              pseudo_categories=pseudo), progress=False)
+                              pseudo_categories=pseudo, seed=args.seed), progress=False)
         print(f"  trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
     return Run(run_dir), flat, answers
 
@@ -85,6 +86,8 @@ def main() -> None:
                         help="comma-separated; 'default' = export's own choice")
     parser.add_argument("--skips", default=ModelConfig().skips,
                         help="U-Net skips of the trained model (product default: all)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the flat set's sample of images and the training")
     parser.add_argument("--epoch", default="chosen",
                         help="exported epoch: chosen (export's default), best, last or a number")
     args = parser.parse_args()
@@ -95,6 +98,7 @@ def main() -> None:
         for with_csv in variants:
             name = "csv" if with_csv else f"nocsv{args.pseudo_categories or ''}"
             name += "" if args.skips == ModelConfig().skips else f"-skips{args.skips}"
+            name += f"-seed{args.seed}" if args.seed else ""
             work = args.work / f"n{size}-{name}"
             run, flat, answers = trained_run(args.source, work, size, with_csv, args)
             for method in args.methods.split(","):

@@ -11,10 +11,13 @@ from core.__main__ import main as cli
 from core.diagnostics import diagnose_run
 from core.diagnostics.ranking import (
     MEASURED_AGREEMENT,
+    HEDGE_ERRORS,
     EpochRanking,
+    auroc_standard_error,
     rank,
     rank_run,
     separation_auroc,
+    separation_error,
     spearman_agreement,
     synthetic_gaps,
 )
@@ -31,6 +34,38 @@ def test_separation_reads_no_label_and_is_per_category():
                             np.r_[normals + 10, normals + 100], ["a"] * 40 + ["b"] * 40)
     assert mixed == pytest.approx(0.75, abs=0.01)
     assert np.isnan(separation_auroc(normals, ["a"] * 40, normals, ["b"] * 40))
+
+
+def test_separation_error_shrinks_with_more_held_out_normals():
+    # Hanley & McNeil's table: AUROC 0.8 from 50 and 50 images has a standard error of ~0.044
+    assert auroc_standard_error(0.8, 50, 50) == pytest.approx(0.0435, abs=0.002)
+    rng = np.random.default_rng(0)
+    test = rng.normal(1, 1, 35)
+    few = separation_error(rng.normal(0, 1, 3), ["a"] * 3, test, ["a"] * 35)
+    many = separation_error(rng.normal(0, 1, 80), ["a"] * 80, test, ["a"] * 35)
+    assert many < few
+    assert np.isnan(separation_error([0.0], ["a"], [1.0], ["b"]))
+
+
+HEDGE_VALUES = {"test_separation": {"knn": {1: 0.78, 2: 0.76}, "ensemble": {1: 0.74, 2: 0.76}}}
+
+
+def test_the_ensemble_is_suggested_unless_another_method_separates_clearly_better():
+    methods, epochs = ["knn", "ensemble"], [1, 2]
+    # 3 held-out normals per category: knn's 0.02 lead is noise, the ensemble hedges
+    noisy = {"knn": {1: 0.07, 2: 0.07}, "ensemble": {1: 0.07, 2: 0.07}}
+    hedged = rank(epochs, methods, HEDGE_VALUES, {}, {}, errors=noisy).suggestion
+    assert hedged.method == "ensemble"
+    assert any("ensemble rather than knn" in reason and "+0.020" in reason for reason in hedged.reasons)
+    # many held-out normals: the same lead is beyond HEDGE_ERRORS of its error, knn is suggested
+    sharp = {m: {e: 0.02 / HEDGE_ERRORS / 3 for e in epochs} for m in methods}
+    assert rank(epochs, methods, HEDGE_VALUES, {}, {}, errors=sharp).suggestion.method == "knn"
+    # unknown errors (an old diagnosis): the highest separation, as before
+    assert rank(epochs, methods, HEDGE_VALUES, {}, {}).suggestion.method == "knn"
+    # a ranking keeps its errors through JSON
+    ranking = rank(epochs, methods, HEDGE_VALUES, {}, {}, errors=noisy)
+    again = EpochRanking.from_dict(json.loads(json.dumps(ranking.to_dict())))
+    assert again.errors == ranking.errors and again.suggestion == ranking.suggestion
 
 
 def test_spearman_needs_three_epochs_and_variation():
