@@ -257,7 +257,7 @@ def reconstruction_scores_section(comparison, runs: list[Run], data_root: str | 
                "no-learning floors rawknn and patchz; the bottleneck's weight std is the collapse "
                "signal of a deep U-Net without skips. Validation loss is each run's own loss mix: "
                "compare it within a run. Read from each run's cache (evaluate, Scores, Overview, "
-               "training's follower); empty cells are not scored yet.")
+               "training's follower); None: not scored yet (the button below scores it) or undefined.")
     epochs = st.radio("Rows", list(RECON_EPOCHS), format_func=RECON_EPOCHS.get, horizontal=True,
                       key=KEY_RECON_EPOCHS)
     key = (_fingerprints(runs), st.session_state.get(KEY_RECON_SCORED, 0))
