@@ -226,6 +226,13 @@ def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -
             st.caption(f"{tile.label}: {tile.note}")
 
 
+def _cache_stamps(runs: list[Run]) -> tuple:
+    """When each run's per-epoch cache folders last changed: scores stored by another page or
+    the training follower show here on the next rerun."""
+    return tuple(folder.stat().st_mtime_ns for run in runs
+                 for folder in sorted(run.cache_dir.glob("epoch_*")) if folder.is_dir())
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def _recon_rows(key: tuple, paths: tuple[str, ...], labels: tuple[str, ...], chosen: tuple,
                 data_root: str | None, epochs: str):
@@ -260,7 +267,7 @@ def reconstruction_scores_section(comparison, runs: list[Run], data_root: str | 
                "training's follower); None: not scored yet (the button below scores it) or undefined.")
     epochs = st.radio("Rows", list(RECON_EPOCHS), format_func=RECON_EPOCHS.get, horizontal=True,
                       key=KEY_RECON_EPOCHS)
-    key = (_fingerprints(runs), st.session_state.get(KEY_RECON_SCORED, 0))
+    key = (_fingerprints(runs), _cache_stamps(runs), st.session_state.get(KEY_RECON_SCORED, 0))
     chosen = tuple((r.path, r.epoch) for r in comparison.runs)
     rows = _recon_rows(key, tuple(str(r.path) for r in runs), tuple(r.label for r in comparison.runs),
                        chosen, data_root, epochs)
