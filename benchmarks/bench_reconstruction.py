@@ -1,8 +1,8 @@
 """The users' reconstruction tables on real data: loss mix x objective x skips, per epoch.
 
     python benchmarks/bench_reconstruction.py [--data ../shared/realdata] [--recipes a,b]
-        [--epochs N] [--minutes M] [--out DIR] [--runs RUN...] [--score-epochs all|chosen,last|last]
-        [--methods pixel,ssim,feature,ssimz]
+        [--epochs N] [--minutes M] [--out DIR] [--runs RUN...]
+        [--score-epochs all|chosen|last|chosen,last]
 
 For each recipe (default: every entry of RECIPES, one at a time, each trained as ONE model on
 all categories of --data at 64 px for --epochs epochs, stopped early once --minutes of training
@@ -11,7 +11,8 @@ one row per scored epoch: validation loss, the bottleneck's mean weight std (the
 collapse signal: 0.014 for their collapsed no-skip U-Net, 0.027 with a VGG loss) and the mean
 image AUROC over categories of every reconstruction method (seg too for discriminative runs)
 and of the two no-learning floors rawknn and patchz. "chosen" marks the epoch the product
-chooses (core.diagnostics.choice). Trainings run in a niced subprocess (`python -m core train
+chooses (core.diagnostics.choice). The rows are core.reports.reconstruction's, the table the
+Compare page shows for a sweep. Trainings run in a niced subprocess (`python -m core train
 --no-follow`), so the budget is the training's own. docs/reconstruction.md holds a measured
 table and the command that produced it.
 """
@@ -27,9 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from core.diagnostics.choice import resolve_epoch  # noqa: E402
-from core.diagnostics.weights import weight_stats  # noqa: E402
-from core.evaluation.evaluate import evaluate_epoch  # noqa: E402
+from core.reports.reconstruction import ALL_METHODS, EPOCH_CHOICES, reconstruction_rows  # noqa: E402
 from core.runs.folder import Run  # noqa: E402
 
 BASE = "0.5*ssim+0.5*l1"
@@ -49,8 +48,6 @@ RECIPES: dict[str, tuple[str, str, str]] = {
     "ffl-denoise-noskips": (BASE + "+1*ffl", "denoise", "none"),
     "discriminative-skips": (BASE, "discriminative", "all"),
 }
-METHODS = "pixel,ssim,feature,ssimz"
-FLOORS = ("rawknn", "patchz")
 
 
 def train(name: str, data: str, out: Path, epochs: int, minutes: float, size: int) -> Run:
@@ -74,39 +71,15 @@ def train(name: str, data: str, out: Path, epochs: int, minutes: float, size: in
     return Run.open(run_dir)
 
 
-def bottleneck_std(run: Run, epoch: int) -> float:
-    """Mean weight std of the bottleneck's convolutions (the deepest level without one)."""
-    stats = weight_stats(run, epoch)
-    deepest = stats[stats["part"] == "bottleneck"]
-    if deepest.empty:
-        deepest = stats[stats["level"] == stats["level"].max()]
-    return float(deepest["std"].mean())
-
-
-def epoch_rows(run: Run, data: str, methods: str, which: str) -> list[list[str]]:
-    """One text row per scored epoch of `run`."""
+def print_rows(run: Run, data: str, which: str) -> None:
+    """One text row per scored epoch of `run` (core.reports.reconstruction, the rule the Compare
+    page shows): cached AUROCs are read, the rest computed."""
     # "last" skips the product's choice, which diagnoses every epoch first (minutes per epoch)
-    chosen = None if which == "last" else resolve_epoch(run, "chosen", data)[0]
-    last = run.epochs()[-1]
-    if which == "all":
-        epochs = run.epochs()
-    else:
-        epochs = [last] if chosen is None else sorted({chosen, last})
-    val = {int(r["epoch"]): r.get("val_loss") for r in run.metrics() if "epoch" in r}
-    wanted = methods.split(",") + (["seg"] if run.config().objective == "discriminative" else [])
-    rows = []
-    for epoch in epochs:
-        result = evaluate_epoch(run, epoch, data, wanted, pixel=False, thresholds=False,
-                                routing=False)
-        cells = [run.path.name, f"{epoch}{' chosen' if epoch == chosen else ''}",
-                 _fmt(val.get(epoch), 4), _fmt(bottleneck_std(run, epoch), 4)]
-        cells += [_fmt(result.image_auroc.get(m, {}).get("mean")) for m in METHOD_COLUMNS]
-        rows.append(cells)
-        print(" | ".join(cells), flush=True)
-    return rows
-
-
-METHOD_COLUMNS = ("pixel", "ssim", "feature", "ssimz", "seg") + FLOORS
+    for row in reconstruction_rows([run], data, which):
+        cells = [row.run, f"{row.epoch}{' chosen' if row.chosen else ''}", _fmt(row.val_loss, 4),
+                 _fmt(row.bottleneck_std, 4)]
+        cells += [_fmt(row.auroc.get(m)) for m in ALL_METHODS]
+        print(" | ".join(cells) + (f" | {row.note}" if row.note else ""), flush=True)
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -123,8 +96,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per recipe")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--out", default="checkpoints/bench_reconstruction")
-    parser.add_argument("--score-epochs", default="all", choices=("all", "chosen,last", "last"))
-    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--score-epochs", default="all", choices=EPOCH_CHOICES)
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder; pass a dataset in MVTec AD layout")
@@ -132,13 +104,13 @@ def main() -> None:
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
-    header = ["run", "epoch", "val loss", "bottleneck std", *METHOD_COLUMNS]
+    header = ["run", "epoch", "val loss", "bottleneck std", *ALL_METHODS]
     print(" | ".join(header), flush=True)
     started = time.perf_counter()
     for item in args.runs or names:  # each recipe is scored as soon as it is trained
         run = Run.open(item) if args.runs else train(item, args.data, Path(args.out), args.epochs,
                                                      args.minutes, args.image_size)
-        epoch_rows(run, args.data, args.methods, args.score_epochs)
+        print_rows(run, args.data, args.score_epochs)
     print(f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
 
 

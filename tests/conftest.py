@@ -118,3 +118,16 @@ def tiny_sweep(demo_root, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweeps")
     assert main(["sweep", "--root", str(root), "--name", "grid2x2", "--data", str(demo_root), *SWEEP_ARGS]) == 0
     return root / "grid2x2"
+
+
+@pytest.fixture(scope="session")
+def skips_sweep(demo_root, tmp_path_factory) -> Path:
+    """A finished 2-run sweep (the default loss, all skips and none, 1 epoch, 32 px) made by the
+    CLI without the background follower, so nothing is scored yet; returns its folder (read-only)."""
+    from core.__main__ import main
+
+    root = tmp_path_factory.mktemp("sweeps2")
+    args = [arg for arg in SWEEP_ARGS if arg not in ("--grid", "loss=l1,l2", "skips=all|none")]
+    assert main(["sweep", "--root", str(root), "--name", "skips2", "--data", str(demo_root),
+                 "--grid", "skips=all|none", "--no-follow", *args]) == 0
+    return root / "skips2"

@@ -111,6 +111,17 @@ def weight_stats(run: Run, epoch: int) -> pd.DataFrame:
     return frame
 
 
+def bottleneck_weight_std(run: Run, epoch: int) -> dict[str, float]:
+    """{layer: weight std} of the bottleneck's convolutions (the deepest level's when the model
+    names no bottleneck): the collapse signal of a U-Net without skips, whose deep layers shrink
+    when nothing forces information through them. Cached per checkpoint (weight_stats)."""
+    stats = weight_stats(run, epoch)
+    deepest = stats[stats["part"] == "bottleneck"]
+    if deepest.empty:
+        deepest = stats[stats["level"] == stats["level"].max()]
+    return {str(k): float(v) for k, v in zip(deepest["layer"], deepest["std"], strict=True)}
+
+
 def _histogram_result(run: Run, epoch: int, bins: int) -> dict:
     tensors = conv_tensors(open_checkpoint(run, epoch).payload()["model"])
     counts = np.zeros((len(tensors), bins), dtype=np.int64)

@@ -292,13 +292,9 @@ def _data_root(run: Run, override: str | Path | None) -> Path | None:
 
 
 def _deep_std(run: Run, epoch: int) -> dict[str, float]:
-    from core.diagnostics import weight_stats
+    from core.diagnostics.weights import bottleneck_weight_std
 
-    stats = weight_stats(run, epoch)
-    deepest = stats[stats["part"] == "bottleneck"]
-    if deepest.empty:
-        deepest = stats[stats["level"] == stats["level"].max()]
-    return {str(k): float(v) for k, v in zip(deepest["layer"], deepest["std"], strict=True)}
+    return bottleneck_weight_std(run, epoch)
 
 
 def _clusters(summary: RunSummary, run: Run, data_root: Path | None) -> None:

@@ -3,7 +3,8 @@
 Every number comes from core.reports.compare.compare_many, the function `python -m core compare`
 prints: validation loss per epoch, synthetic and real AUROC (real only where an evaluation is
 cached), health flags, the deepest layers' weight std, K-Means purity and the most confused
-category pairs; then one test image reconstructed by every run, and the best run by a
+category pairs; the users' reconstruction table (core.reports.reconstruction: recipe, bottleneck
+weight std and every reconstruction score's AUROC beside the floors); then one test image reconstructed by every run, and the best run by a
 criterion with a button that selects it in the sidebar.
 """
 
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import core.reports.compare
+import core.reports.reconstruction
 from core.runs.folder import Run, RunError
 from dashboard import state, widgets
 
@@ -24,6 +26,9 @@ KEY_SWEEP = "cmp_sweep"
 KEY_RUNS = "cmp_runs"
 KEY_DEFAULT_FOR = "cmp_defaults_for"  # the sidebar run the defaults were set for
 KEY_REQUESTED = "cmp_requested"  # set by "Compare this sweep": keep its choice
+KEY_RECON_EPOCHS = "cmp_recon_epochs"
+KEY_RECON_SCORED = "cmp_recon_scored"  # bumped after scoring, so the cached table is read again
+RECON_EPOCHS = {"chosen": "chosen epoch", "last": "last epoch", "all": "every epoch"}
 SWEEP_MODE, RUNS_MODE = "A sweep", "Runs"
 
 
@@ -221,6 +226,67 @@ def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -
             st.caption(f"{tile.label}: {tile.note}")
 
 
+def _cache_stamps(runs: list[Run]) -> tuple:
+    """When each run's per-epoch cache folders last changed: scores stored by another page or
+    the training follower show here on the next rerun."""
+    return tuple(folder.stat().st_mtime_ns for run in runs
+                 for folder in sorted(run.cache_dir.glob("epoch_*")) if folder.is_dir())
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _recon_rows(key: tuple, paths: tuple[str, ...], labels: tuple[str, ...], chosen: tuple,
+                data_root: str | None, epochs: str):
+    return core.reports.reconstruction.reconstruction_rows(
+        [Run(Path(p)) for p in paths], data_root, epochs, chosen=dict(chosen), labels=labels,
+        cached_only=True)
+
+
+def score_missing(comparison, runs: list[Run], data_root: str | None, epochs: str, slot) -> None:
+    """Button callback's work: computes the AUROCs the cache lacks under a progress bar."""
+    bar = slot.progress(0.0, text="Scoring the reconstruction methods and floors…")
+
+    def progress(done: int, total: int, text: str) -> None:
+        bar.progress(done / max(total, 1), text=f"Scored {text} ({done}/{total})")
+
+    core.reports.reconstruction.reconstruction_rows(
+        runs, data_root, epochs, chosen={r.path: r.epoch for r in comparison.runs},
+        labels=[r.label for r in comparison.runs], progress=progress)
+    bar.empty()
+    st.session_state[KEY_RECON_SCORED] = st.session_state.get(KEY_RECON_SCORED, 0) + 1
+
+
+def reconstruction_scores_section(comparison, runs: list[Run], data_root: str | None) -> None:
+    """The users' table (core.reports.reconstruction): per run its recipe, validation loss,
+    bottleneck weight std and the image AUROC of every reconstruction method beside the floors."""
+    st.subheader("Reconstruction scores beside the floors")
+    st.caption("Mean image AUROC over categories of every score that compares an image with its "
+               "reconstruction (pixel, ssim, feature, ssimz; seg for discriminative runs), beside the "
+               "no-learning floors rawknn and patchz; the bottleneck's weight std is the collapse "
+               "signal of a deep U-Net without skips. Validation loss is each run's own loss mix: "
+               "compare it within a run. Read from each run's cache (evaluate, Scores, Overview, "
+               "training's follower); None: not scored yet (the button below scores it) or undefined.")
+    epochs = st.radio("Rows", list(RECON_EPOCHS), format_func=RECON_EPOCHS.get, horizontal=True,
+                      key=KEY_RECON_EPOCHS)
+    key = (_fingerprints(runs), _cache_stamps(runs), st.session_state.get(KEY_RECON_SCORED, 0))
+    chosen = tuple((r.path, r.epoch) for r in comparison.runs)
+    rows = _recon_rows(key, tuple(str(r.path) for r in runs), tuple(r.label for r in comparison.runs),
+                       chosen, data_root, epochs)
+    frame = core.reports.reconstruction.rows_frame(rows)
+    if not frame["note"].astype(bool).any():
+        frame = frame.drop(columns="note")
+    digits4 = {c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4f")
+               for c in ("val_loss", "bottleneck_std")}
+    widgets.wide_table(frame, hide_index=True, key="cmp_recon", column_config=digits4)
+    missing = sum(len(r.missing) for r in rows)
+    slot = st.empty()
+    if missing:
+        cells = sum(1 for r in rows if r.missing)
+        if st.button(f"Score the {missing} missing AUROCs ({cells} checkpoint(s), one model pass each)",
+                     key="cmp_recon_score", icon=":material/calculate:"):
+            score_missing(comparison, runs, data_root, epochs, slot)
+            st.rerun()
+
+
 def open_run(path: str, epoch: int | None) -> None:
     """Button callback (runs before the sidebar is drawn): select the run and its epoch."""
     st.session_state["rs_run_choice"] = path
@@ -263,6 +329,8 @@ def main() -> None:
         tables(comparison)
         best_section(comparison)
         features_section(comparison)
+        with widgets.guard("Reconstruction scores"):
+            reconstruction_scores_section(comparison, runs, data_root)
         with widgets.guard("Reconstructions"):
             reconstruction_section(comparison, runs, data_root)
         notes = [f"{r.label}: {n}" for r in comparison.runs for n in r.notes]

@@ -26,7 +26,7 @@ def sweep_root(tiny_sweep, tmp_path_factory):
 
 
 # the page's tables in the order it draws them (the epochs table sits in an expander)
-TABLES = ("cmp_summary", "cmp_val_loss", "cmp_flags", "cmp_epochs", "cmp_purity")
+TABLES = ("cmp_summary", "cmp_val_loss", "cmp_flags", "cmp_epochs", "cmp_purity", "cmp_recon")
 
 
 def frame_by_key(at, key: str) -> pd.DataFrame:
@@ -71,6 +71,33 @@ def test_compare_page_shows_the_sweep_with_cores_numbers(sweep_root, monkeypatch
     assert not at.exception and not at.error, messages(at)
     assert at.session_state["rs_run_choice"] == best.path
     assert at.sidebar.selectbox(key="rs_run").value == best.path
+
+
+def test_compare_page_shows_the_reconstruction_table_of_a_sweep(skips_sweep, tmp_path, monkeypatch):
+    """The users' table: both runs with their recipe and bottleneck std from the cache at once,
+    then every reconstruction method's AUROC beside the floors once the missing ones are scored."""
+    from core.reports.reconstruction import reconstruction_rows
+    from core.runs.folder import Run
+
+    shutil.copytree(skips_sweep, tmp_path / skips_sweep.name)
+    at = open_app(tmp_path, monkeypatch, "compare")
+    assert not at.exception and not at.error, messages(at)
+    assert at.selectbox(key="cmp_sweep").value == str(tmp_path / "skips2")
+    shown = frame_by_key(at, "cmp_recon")
+    assert list(shown["run"]) == ["skips-all", "skips-none"] and list(shown["skips"]) == ["all", "none"]
+    assert shown["bottleneck_std"].notna().all() and (shown["bottleneck_std"] > 0).all()
+    assert shown["ssimz"].isna().all(), "nothing scored yet: the cells are empty, not made up"
+
+    at.button(key="cmp_recon_score").click().run()
+    assert not at.exception and not at.error, messages(at)
+    shown = frame_by_key(at, "cmp_recon")
+    runs = [tmp_path / "skips2" / name for name in ("skips-all", "skips-none")]
+    rows = reconstruction_rows([Run(p) for p in runs], epochs="chosen",
+                               chosen={str(p): 1 for p in runs}, cached_only=True)
+    for method in ("pixel", "ssim", "feature", "ssimz", "rawknn", "patchz"):
+        np.testing.assert_allclose(shown[method], [r.auroc[method] for r in rows])
+    assert shown["ssimz"].between(0, 1).all() and list(shown["epoch"]) == [1, 1]
+    assert "cmp_recon_score" not in [b.key for b in at.button], "nothing left to score"
 
 
 def test_compare_page_with_picked_runs(sweep_root, monkeypatch):
