@@ -10,8 +10,8 @@ import pytest
 from core.__main__ import main as cli
 from core.diagnostics import diagnose_run
 from core.diagnostics.ranking import (
-    MEASURED_AGREEMENT,
     HEDGE_ERRORS,
+    MEASURED_AGREEMENT,
     EpochRanking,
     auroc_standard_error,
     rank,
