@@ -193,6 +193,7 @@ def main() -> None:
     runs = state.discover_runs(roots)
     threads.apply(threads.dashboard_share(runs))  # its scoring takes the cores jobs leave
     current = navigation(bool(runs))
+    widgets.early_title(current.title)  # before the sidebar: no page is blank while it draws
     with st.sidebar:
         with widgets.guard("Run picker"):
             state.set_selection(sidebar(runs, roots))

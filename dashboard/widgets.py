@@ -238,9 +238,26 @@ def method_picker(label: str, methods: Sequence[str], key: str, default: str | N
     return st.selectbox(label, options, index=index, key=key, help=help)
 
 
+KEY_TITLE = "rs_title_drawn"  # the page title app.py drew in this rerun, before the sidebar
+
+
+def early_title(title: str) -> None:
+    """The page's h1, drawn by app.py before the sidebar (whose run picker, epoch marks and
+    storage plan take seconds while a run trains), so no page waits blank for them; the page's
+    own page_title then draws nothing."""
+    st.title(title)
+    st.session_state[KEY_TITLE] = title
+
+
+def page_title(title: str) -> None:
+    """The page's h1, unless app.py already drew it in this rerun (early_title)."""
+    if st.session_state.pop(KEY_TITLE, None) != title:
+        st.title(title)
+
+
 def page_header(title: str, sel: state.Selection, what: str = "") -> None:
     run = sel.run
-    st.title(title)
+    page_title(title)
     if run is None:
         return
     bits = [f"run **{run.name}**"]

@@ -129,8 +129,24 @@ def keep_reasons(run: Run, epochs: list[int] | None = None) -> dict[int, str]:
     return reasons
 
 
+_OPTIMIZER_BYTES: dict[tuple, int] = {}  # file version -> optimizer_bytes; plan_prune re-plans every epoch
+MEMO_SIZE = 4096
+
+
 def optimizer_bytes(path: Path) -> int:
-    """Bytes of the optimizer's tensors in a checkpoint, read through mmap (no full load)."""
+    """Bytes of the optimizer's tensors in a checkpoint, read through mmap (no full load);
+    remembered per version of the file (inode, size, mtime: prune rewrites it under a new
+    inode and size), so a plan while a run trains reads only the epochs saved since."""
+    stat = path.stat()  # OSError: missing
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _OPTIMIZER_BYTES:
+        if len(_OPTIMIZER_BYTES) >= MEMO_SIZE:
+            _OPTIMIZER_BYTES.pop(next(iter(_OPTIMIZER_BYTES)))
+        _OPTIMIZER_BYTES[key] = _read_optimizer_bytes(path)
+    return _OPTIMIZER_BYTES[key]
+
+
+def _read_optimizer_bytes(path: Path) -> int:
     payload = load_checkpoint(path, mmap=True)  # RunError naming a damaged file
     state = payload.get("optimizer")
     if not state:

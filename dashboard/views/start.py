@@ -76,7 +76,7 @@ def follow(run: Run) -> None:
 
 def main() -> None:
     sel = state.selection()
-    st.title("Get started")
+    widgets.page_title("Get started")
     root = sel.roots[0] if sel.roots else state.default_checkpoints_root()
     data = state.default_data_root()
     with widgets.guard("Demo"):

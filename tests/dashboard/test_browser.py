@@ -295,13 +295,14 @@ def test_launch_from_the_train_page_then_browse_while_it_trains(served, browser)
     page.get_by_role("button", name="Start training").click()
     run = Run(root / "live")
     try:
-        page.get_by_text("Job of live").wait_for(timeout=15_000)
+        page.get_by_text("Job of live").wait_for(timeout=15_000)  # the assert below names the time
         switched_s = time.time() - started
         page.screenshot(path=str(SHOTS / "live_train_launched.png"), full_page=True)
         picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
         shown = picker.locator("input").first.input_value() or picker.inner_text()
         assert "live" in shown, f"the sidebar's run picker shows {shown!r}"
-        assert switched_s < 10, f"the live panel took {switched_s:.1f} s"
+        print(f"live panel after {switched_s:.1f} s")
+        assert switched_s < 5, f"the live panel took {switched_s:.1f} s"
         deadline = time.time() + 180
         while not run.epochs():
             assert time.time() < deadline and run.status().get("state") != "failed", run.status()

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from tests.dashboard_support import copy_run, messages, open_app  # noqa: E402
 
 PAGES = ("overview", "reconstructions", "weights", "features", "scores", "compare", "train", "start")
+TITLES = {"start": "Get started"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,10 @@ def test_page_renders_without_errors(runs_root, monkeypatch, page):
     at = open_app(runs_root, monkeypatch, page)
     assert not at.exception, messages(at)
     assert not at.error, messages(at)
-    assert at.title, "every page has a title"
+    title = TITLES.get(page, page.capitalize())
+    assert [t.value for t in at.title] == [title], "one title per page, its name"
+    first = next(iter(at.main.children.values()))  # app.py draws it before the sidebar's slow parts
+    assert getattr(first, "value", None) == title, "the title is the page's first element"
 
 
 def test_pages_show_images_and_plots(runs_root, monkeypatch):
