@@ -206,7 +206,7 @@ def draw_agreement(ranking) -> None:
                 "1 = picks epochs exactly as real AUROC would)")
     if not ranking.labelled:
         st.caption("The test set has no labels: agreement cannot be measured on this run; the suggestion "
-                   "uses the order measured on labelled benchmark runs (README).")
+                   "uses the order measured on labelled benchmark runs (docs/diagnosis.md).")
         return
     table = pd.DataFrame(ranking.agreement_table()).T.rename_axis("criterion").reset_index()
     for method in ranking.methods:  # "–" where a criterion says nothing about a method
