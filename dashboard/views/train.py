@@ -86,7 +86,7 @@ def schedule_section(defaults: TrainConfig) -> dict[str, Any]:
     out["num_threads"] = int(c[0].number_input(
         "CPU threads (0 = budget)", 0, 256, defaults.num_threads, key="train_threads",
         help="0 = the thread budget: the cores left after the background evaluator's one, so "
-             "training, evaluator and dashboard do not fight over cores (docs/gpus.md, "Sharing the cores")."))
+             "training, evaluator and dashboard do not fight over cores (docs/gpus.md, 'Sharing the cores')."))
     out["synthetic_val"] = c[1].checkbox("Synthetic-anomaly AUROC per epoch", value=defaults.synthetic_val,
                                          key="train_synth")
     out["workers"] = int(c[2].number_input("Augmentation workers", 0, 64, defaults.workers, key="train_workers",
