@@ -77,18 +77,27 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
-                    test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
-    """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
-    has both. Scores (N,) with their categories (N,); no label is read."""
+def _category_separations(val_scores, val_categories, test_scores, test_categories
+                          ) -> list[tuple[float, int, int]]:
+    """Per category with both sides: (AUROC of its test scores against its held-out normal
+    scores, number of normals, number of test images)."""
     val_s, test_s = np.asarray(val_scores, np.float64), np.asarray(test_scores, np.float64)
     val_c, test_c = np.asarray(val_categories, dtype=object), np.asarray(test_categories, dtype=object)
-    values = []
+    out = []
     for category in sorted(set(val_c.tolist()) & set(test_c.tolist())):
         a, b = val_s[val_c == category], test_s[test_c == category]
         if len(a) and len(b):
             labels = np.r_[np.zeros(len(a)), np.ones(len(b))]
-            values.append(image_auroc(labels, np.r_[a, b]))
+            out.append((image_auroc(labels, np.r_[a, b]), len(a), len(b)))
+    return out
+
+
+def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
+                    test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
+    """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
+    has both. Scores (N,) with their categories (N,); no label is read."""
+    values = [auc for auc, _, _ in _category_separations(val_scores, val_categories, test_scores,
+                                                          test_categories)]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -108,14 +117,8 @@ def separation_error(val_scores: Sequence[float], val_categories: Sequence[str],
     """Standard error of separation_auroc (same arguments): each category's AUROC error
     (auroc_standard_error, held-out normals against test images), combined as the error of
     their mean; NaN when no category has both."""
-    val_s, test_s = np.asarray(val_scores, np.float64), np.asarray(test_scores, np.float64)
-    val_c, test_c = np.asarray(val_categories, dtype=object), np.asarray(test_categories, dtype=object)
-    errors = []
-    for category in sorted(set(val_c.tolist()) & set(test_c.tolist())):
-        a, b = val_s[val_c == category], test_s[test_c == category]
-        if len(a) and len(b):
-            labels = np.r_[np.zeros(len(a)), np.ones(len(b))]
-            errors.append(auroc_standard_error(image_auroc(labels, np.r_[a, b]), len(a), len(b)))
+    errors = [auroc_standard_error(auc, n_val, n_test) for auc, n_val, n_test in
+              _category_separations(val_scores, val_categories, test_scores, test_categories)]
     if not errors or not all(math.isfinite(e) for e in errors):
         return float("nan")
     return math.sqrt(sum(e * e for e in errors)) / len(errors)
