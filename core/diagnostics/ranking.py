@@ -96,9 +96,12 @@ def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
                     test_scores: Sequence[float], test_categories: Sequence[str]) -> float:
     """Mean over categories of AUROC(test scores vs held-out normal scores); NaN when no category
     has both. Scores (N,) with their categories (N,); no label is read."""
-    values = [auc for auc, _, _ in _category_separations(val_scores, val_categories, test_scores,
-                                                          test_categories)]
-    return float(np.mean(values)) if values else float("nan")
+    return _mean_separation(_category_separations(val_scores, val_categories, test_scores,
+                                                  test_categories))
+
+
+def _mean_separation(per_category: list[tuple[float, int, int]]) -> float:
+    return float(np.mean([auc for auc, _, _ in per_category])) if per_category else float("nan")
 
 
 def auroc_standard_error(auroc: float, n_negative: int, n_positive: int) -> float:
@@ -117,8 +120,12 @@ def separation_error(val_scores: Sequence[float], val_categories: Sequence[str],
     """Standard error of separation_auroc (same arguments): each category's AUROC error
     (auroc_standard_error, held-out normals against test images), combined as the error of
     their mean; NaN when no category has both."""
-    errors = [auroc_standard_error(auc, n_val, n_test) for auc, n_val, n_test in
-              _category_separations(val_scores, val_categories, test_scores, test_categories)]
+    return _mean_error(_category_separations(val_scores, val_categories, test_scores,
+                                             test_categories))
+
+
+def _mean_error(per_category: list[tuple[float, int, int]]) -> float:
+    errors = [auroc_standard_error(auc, n_val, n_test) for auc, n_val, n_test in per_category]
     if not errors or not all(math.isfinite(e) for e in errors):
         return float("nan")
     return math.sqrt(sum(e * e for e in errors)) / len(errors)
@@ -411,8 +418,9 @@ def _method_values(test, val, method: str) -> tuple[float, float, float]:
     its scores on the test set and on the held-out normals (MethodScores)."""
     from core.evaluation.metrics import evaluation_table
 
-    sides = (val.image_scores, val.categories, test.image_scores, test.categories)
-    separation, error = separation_auroc(*sides), separation_error(*sides)
+    per_category = _category_separations(val.image_scores, val.categories, test.image_scores,
+                                         test.categories)  # once: the mean and its error
+    separation, error = _mean_separation(per_category), _mean_error(per_category)
     labels = np.asarray(test.labels)
     real = float("nan")
     if (labels >= 0).any():
