@@ -38,6 +38,7 @@ from core.model.unet import resolve_device  # noqa: E402
 from core.runs.folder import Run  # noqa: E402
 from core.scoring import METHODS, parse_methods  # noqa: E402
 from core.scoring.checkpoint import resolve_method, score_checkpoint_methods  # noqa: E402
+from core.scoring.context import ScoringContext  # noqa: E402
 from core.scoring.options import FLOOR_METHODS  # noqa: E402
 
 # name -> TrainConfig overrides; "default" is TrainConfig as shipped, the others each differ
@@ -116,7 +117,7 @@ def seed_scores(run: Run, data: str, methods: tuple[str, ...], variants, device)
     """Every method's and variant's raw image scores of the run's last epoch on data's test
     set (the ensemble's are its calibrated mean, as `score` gives them)."""
     epoch = run.resolve_epoch("last")
-    chosen = with_floor(available_methods(run, epoch, parse_methods(methods), data))
+    chosen = with_floor(available_methods(ScoringContext(run, epoch, data), parse_methods(methods)))
     results = score_checkpoint_methods(run, epoch, data, chosen, device=device, maps=False)
     scores = {m: r.image_scores for m, r in results.items()}
     first = results[chosen[0]]

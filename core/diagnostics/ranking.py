@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
-from core.evaluation.metrics import image_auroc
+from core.evaluation.metrics import auroc_standard_error, image_auroc
 
 CRITERIA = ("test_separation", "synthetic_auroc", "restoration", "val_loss")
 # Without labels: each criterion's mean Spearman with real AUROC per method, measured on two
@@ -102,17 +102,6 @@ def separation_auroc(val_scores: Sequence[float], val_categories: Sequence[str],
 
 def _mean_separation(per_category: list[tuple[float, int, int]]) -> float:
     return float(np.mean([auc for auc, _, _ in per_category])) if per_category else float("nan")
-
-
-def auroc_standard_error(auroc: float, n_negative: int, n_positive: int) -> float:
-    """Standard error of an AUROC estimated from n_negative and n_positive scores (Hanley &
-    McNeil 1982, Radiology 143:29-36, their equation 2); NaN when either side is empty."""
-    if n_negative < 1 or n_positive < 1 or not math.isfinite(auroc):
-        return float("nan")
-    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
-    variance = (auroc * (1 - auroc) + (n_positive - 1) * (q1 - auroc ** 2)
-                + (n_negative - 1) * (q2 - auroc ** 2)) / (n_negative * n_positive)
-    return math.sqrt(max(variance, 0.0))
 
 
 def separation_error(val_scores: Sequence[float], val_categories: Sequence[str],

@@ -34,7 +34,7 @@ WARNING_PENALTY = 0.05
 # already score (core.training.follow.OVERVIEW_METHODS), so their cache entries are shared: the three
 # learned scores and the product's default score (core.scoring.options.DEFAULT_METHOD), so the
 # suggestion can pick the epoch for the score a user exports by default.
-RANKED_METHODS = ("pixel", "ssim", "knn", "ensemble")
+RANKED_METHODS = ("pixel", "ssim", "knn", "ensemble", "adaptive")
 FLOOR_METHODS = ("rawknn", "patchz")  # no-learning baselines: constant across epochs, never a reason
 
 

@@ -13,6 +13,7 @@ Conventions used by every function here:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -491,3 +492,14 @@ def pixel_metrics(masks, maps, has_mask, labels=None) -> dict[str, float]:
     a = np.asarray(maps)[use]
     keys = half_keys(a)  # stored maps: per-value counts serve both metrics
     return {"pixel_auroc": _pixel_auroc(m, a, keys), "aupro": _aupro(m, a, 0.3, None, keys)}
+
+
+def auroc_standard_error(auroc: float, n_negative: int, n_positive: int) -> float:
+    """Standard error of an AUROC estimated from n_negative and n_positive scores (Hanley &
+    McNeil 1982, Radiology 143:29-36, their equation 2); NaN when either side is empty."""
+    if n_negative < 1 or n_positive < 1 or not math.isfinite(auroc):
+        return float("nan")
+    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+    variance = (auroc * (1 - auroc) + (n_positive - 1) * (q1 - auroc ** 2)
+                + (n_negative - 1) * (q2 - auroc ** 2)) / (n_negative * n_positive)
+    return math.sqrt(max(variance, 0.0))

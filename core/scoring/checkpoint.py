@@ -23,6 +23,9 @@ from core.data.samples import ImageSet
 from core.runs.cache import cached, load_cached, store_cached
 from core.runs.finite import require_finite_scores
 from core.runs.folder import Run
+from core.scoring.adaptive import MEMBERS as ADAPTIVE_MEMBERS
+from core.scoring.adaptive import METHOD as ADAPTIVE
+from core.scoring.adaptive import adaptive_reference, combine_adaptive
 from core.scoring.calibration import (
     CALIBRATIONS,
     MIN_REFERENCE,
@@ -99,9 +102,9 @@ def checkpoint_bank(context: ScoringContext, options: ScoreOptions | None = None
 def _needs_reference(
     method: str, categories: list[str], bank: FeatureBank | PatchBank | None, options: ScoreOptions
 ) -> bool:
-    """rawknn, patchz and ssimz build their banks from the training images; knn needs them
-    only to route."""
-    if method in ("rawknn", "patchz", "ssimz"):
+    """rawknn, patchz, ssimz and finepatch build their banks from the training images; knn needs
+    them only to route."""
+    if method in ("rawknn", "patchz", "ssimz", "finepatch"):
         return True
     if method not in ("knn", GLOBAL_METHOD) or options.bank_scope == "global":
         return False
@@ -239,9 +242,16 @@ def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str 
     methods = tuple(dict.fromkeys(check_method(m) for m in methods))
     _check_calibration(calibration)
     members = ensemble_members(context.options.members) if "ensemble" in methods else ()
-    plain = tuple(m for m in methods if m != "ensemble")
-    raw = _raw_scores(context, tuple(dict.fromkeys(plain + members)), split, cached_only, maps)
+    chooses = ADAPTIVE_MEMBERS if ADAPTIVE in methods else ()
+    plain = tuple(m for m in methods if m not in CHECKPOINT_METHODS)
+    raw = _raw_scores(context, tuple(dict.fromkeys(plain + members + chooses)), split, cached_only,
+                      maps)
     results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
+    if chooses:
+        reference = {m: calibration_reference(context, m, cached_only) for m in chooses}
+        missing = any(raw[m] is None for m in chooses) or None in reference.values()
+        results[ADAPTIVE] = None if missing else combine_adaptive(
+            {m: raw[m] for m in chooses}, reference)
     if members:
         reference = {m: calibration_reference(context, m, cached_only) for m in members}
         missing = any(raw[m] is None for m in members) or (
@@ -293,7 +303,8 @@ def can_calibrate(context: ScoringContext, method: str = DEFAULT_METHOD,
     the methods with leave-one-out scores; an ensemble needs it for every member)."""
     val = Counter(s.category for s in context.val_samples)
     train = Counter(s.category for s in context.train_samples)
-    methods = ensemble_members(members) if method == "ensemble" else (method,)
+    methods = (ensemble_members(members) if method == "ensemble"
+               else ADAPTIVE_MEMBERS if method == ADAPTIVE else (method,))
     for name in methods:
         counts = val + train if name in LEAVE_ONE_OUT_METHODS else val
         if any(counts[c] < MIN_REFERENCE for c in train):
@@ -348,6 +359,11 @@ def calibration_reference(context: ScoringContext, method: str, cached_only: boo
         refs = {m: calibration_reference(context, m, cached_only)
                 for m in ensemble_members(context.options.members)}
         found = None if None in refs.values() else ensemble_reference(refs)
+    elif method == ADAPTIVE:
+        refs = {m: calibration_reference(context, m, cached_only) for m in ADAPTIVE_MEMBERS}
+        tests = _raw_scores(context, ADAPTIVE_MEMBERS, "test", cached_only, maps=False)
+        found = (None if None in refs.values() or None in tests.values()
+                 else adaptive_reference(tests, refs))
     else:
         parts = []
         if method in LEAVE_ONE_OUT_METHODS:

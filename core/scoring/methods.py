@@ -18,6 +18,8 @@ per-pixel map at the images' resolution:
            category's training normals (core.scoring.residual)
   globalknn  distance of the image's pooled encoder features (several levels) to those of the
            nearest normals: global and logical anomalies (core.scoring.globalknn)
+  finepatch  distance of every 3 x 3 px grey patch at 128 px to a memory bank of the category's
+           normal patches: defects of a few pixels that 64 px loses (core.scoring.finepatch)
 
 Defaults (measured on the demo data, see the closing note of issue #3): maps reduced by
 their max; feature uses levels 1..depth-1; knn uses patches of levels 1 and 2 with k = 1.
@@ -35,6 +37,7 @@ import torch
 
 from core.data.samples import ImageSet
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
+from core.scoring.finepatch import FinePatchBank, fine_grey, finepatch_maps, to_size
 from core.scoring.globalknn import METHOD as GLOBAL_METHOD
 from core.scoring.globalknn import global_options
 from core.scoring.knn import FeatureBank, bank_rows, grouped_knn, thumbnails
@@ -297,6 +300,17 @@ def _ssimz(model, images: ImageSet, train, options: ScoreOptions, device,
     return ScoreResult("ssimz", scores, zmaps, groups, routed, info)
 
 
+def _finepatch(model, images: ImageSet, train, options: ScoreOptions, device) -> ScoreResult:
+    reference = _require_train(train, "finepatch")
+    bank = FinePatchBank.build(fine_grey(reference), reference.categories, options.seed)
+    groups, routed, how = resolve_groups(images, bank, options, model, train, device)
+    fine = finepatch_maps(fine_grey(images), groups, bank)
+    scores = fine.reshape(len(fine), -1).max(axis=1).astype(np.float64) if len(fine) else np.zeros(0)
+    info = {"routing": how, "bank_sizes": bank.sizes()}
+    return ScoreResult("finepatch", scores, to_size(fine, images.images.shape[1]), groups, routed,
+                       info)
+
+
 def score_image_set(
     model: torch.nn.Module | None,
     images: ImageSet,
@@ -354,8 +368,8 @@ def score_image_set_methods(
             maps = outputs.maps[method]
             info = {"levels": list(outputs.feature_levels)} if method == "feature" else {}
             results[method] = ScoreResult(method, reduce_maps(maps, opts.reduce), maps, info=info)
-        elif method == "patchz":
-            results[method] = _patchz(model, images, train, opts, device)
+        elif method in _TRAIN_SCORERS:
+            results[method] = _TRAIN_SCORERS[method](model, images, train, opts, device)
         elif method == "ssimz":
             results[method] = _ssimz(model, images, train, opts, device, outputs.maps["ssim"])
         elif method == "knn":
@@ -370,6 +384,7 @@ def score_image_set_methods(
     return results
 
 
+_TRAIN_SCORERS = {"patchz": _patchz, "finepatch": _finepatch}  # built from `train` each call
 _BANK_KINDS = {"knn": ("features", "patches"), "rawknn": ("thumbnails",),
                GLOBAL_METHOD: ("features",)}
 

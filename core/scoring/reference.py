@@ -13,6 +13,8 @@ leave-one-out, per method (exact, not approximated):
           (the same image-first search, neighbours and map smoothing as a test image)
   rawknn  each thumbnail's k nearest OTHER thumbnails of its category
   patchz  each image against per-position statistics of the OTHER normals of its category
+  finepatch  each image's patches against the category's patch bank without the entries only
+          it holds (at most core.scoring.finepatch.LOO_MAX images per category)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.data.samples import ImageSet
+from core.scoring.finepatch import leave_one_out_finepatch
 from core.scoring.knn import FeatureBank, leave_one_out_knn
 from core.scoring.maps import reduce_maps
 from core.scoring.methods import build_thumbnail_bank, patch_distance_maps
@@ -30,7 +33,7 @@ from core.scoring.options import ScoreOptions
 from core.scoring.patchbank import PatchBank, patch_knn
 from core.scoring.patchz import leave_one_out_patchz
 
-LEAVE_ONE_OUT_METHODS = ("knn", "rawknn", "patchz", "globalknn")
+LEAVE_ONE_OUT_METHODS = ("knn", "rawknn", "patchz", "globalknn", "finepatch")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def leave_one_out_scores(
     bank: knn's bank built from exactly these images (core.scoring.methods.build_feature_bank).
     Raises ValueError for a method without a bank (LEAVE_ONE_OUT_METHODS lists those with one).
     """
+    if method == "finepatch":
+        return leave_one_out_finepatch(train, train.categories, options.seed)
     if method == "patchz":
         return leave_one_out_patchz(train.images, train.categories, options.thumb_size)
     if method == "rawknn":

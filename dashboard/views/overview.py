@@ -20,7 +20,8 @@ KEY_HEALTH_NOW = "overview_health_now_runs"  # runs whose health the user asked 
 DEFAULT_METHODS = OVERVIEW_METHODS  # what training's follower scores as each epoch lands
 COLORS = {"train_loss": "#64748b", "val_loss": "#c2410c", "pixel": "#2563eb", "ssim": "#059669",
           "feature": "#9333ea", "knn": "#d97706", "rawknn": "#78716c", "seg": "#db2777",
-          "patchz": "#a8a29e", "ssimz": "#0d9488"}
+          "patchz": "#a8a29e", "ssimz": "#0d9488",
+          "finepatch": "#7c3aed", "adaptive": "#b45309"}
 
 
 # --------------------------------------------------------------------------- data

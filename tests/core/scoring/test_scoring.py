@@ -276,10 +276,15 @@ def trained_run(tmp_path_factory):
 # a little. globalknn (pooled features, issue #29) was added later with the knn-like bound
 # 0.75 that it clears; its value on this fixture was not recorded.
 MIN_AUROC = {"pixel": 0.8, "ssim": 0.75, "feature": 0.55, "knn": 0.8, "rawknn": 0.75,
-             "patchz": 0.85, "globalknn": 0.75, "ensemble": 0.85, "ssimz": 0.85}  # ssimz measured above 0.99
+             "patchz": 0.85, "globalknn": 0.75, "ensemble": 0.85, "ssimz": 0.85,
+             "adaptive": 0.8}  # ssimz measured above 0.99; adaptive .90 (it chose knn)
+# finepatch sees only defects of a few pixels that no normal 3 x 3 px patch looks like; the demo
+# defects here (colour blobs, scratches and texture damage on 64 px images) are not that kind and
+# it measured .51 on them, so its own test plants such defects (tests/core/scoring/test_finepatch.py)
+FINE_ONLY = ("finepatch",)
 
 
-@pytest.mark.parametrize("method", PLAIN_METHODS)
+@pytest.mark.parametrize("method", [m for m in PLAIN_METHODS if m not in FINE_ONLY])
 def test_planted_defects_score_above_normals(trained_run, method):
     result = score_checkpoint(trained_run, "last", trained_run.config().data, method)
     labels, scores = np.asarray(result.labels), np.asarray(result.image_scores)
