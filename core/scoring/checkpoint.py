@@ -259,7 +259,13 @@ def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str 
         results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
     if calibration == "normals" and split == "test":
         for m, scores in results.items():
-            if scores is not None:
+            if scores is not None and m == ADAPTIVE:  # its members' calibrated scores already:
+                # calibrating again would shrink each category's spread a second time
+                results[m] = dataclasses.replace(
+                    scores, raw_scores=np.asarray(scores.image_scores, np.float64),
+                    calibration="per-category z-scores of the chosen member against its "
+                                "reference normals (adaptive's own scores)")
+            elif scores is not None:
                 results[m] = calibrate_result(scores, calibration_reference(context, m))
     return {m: results[m] for m in methods}
 
