@@ -52,6 +52,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from core.runs.folder import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
+    from core.scoring.adaptive import describe_choices
     from core.scoring.checkpoint import resolve_method
     from core.scoring.data import run_data_root
 
@@ -71,6 +72,9 @@ def main(args) -> int:
         calibration=args.calibration,
         **scoring_options(args),
     )
+    chose = describe_choices(result.info)
+    if chose:
+        print(f"note: {chose}", file=sys.stderr)
     compared = result.bank_categories or [""] * len(result.names)
     rows = list(
         zip(

@@ -39,6 +39,7 @@ from core.runs.folder import (
     save_checkpoint,
 )
 from core.scoring import score_checkpoint
+from core.scoring.adaptive import describe_choices
 from core.scoring.calibration import CALIBRATIONS
 from core.scoring.checkpoint import resolve_method
 from core.scoring.data import run_data_root
@@ -61,6 +62,22 @@ def _method_for(method, run: Run, epoch: int, config, test_dir) -> tuple[str, st
         return resolve_method(method, run, epoch, data)
     except (ValueError, OSError):
         return method or FALLBACK_METHOD, None
+
+
+def _scoring_card(method: str, opts, calibration: str, scored, fallback: str | None) -> dict:
+    """The card's scoring entry: method, options, calibration, the fallback's sentence and, for
+    adaptive, which member each category used."""
+    entry: dict[str, Any] = {
+        "method": method,
+        "options": opts.cache_params(method),
+        "calibration": calibration if scored is None else scored.calibration,
+    }
+    if fallback:
+        entry["note"] = fallback
+    chose = describe_choices(scored.info) if scored is not None else ""
+    if chose:
+        entry["chosen"] = chose
+    return entry
 
 
 def why_chosen(run: Run, epoch: int, reason: str = "") -> str:
@@ -174,16 +191,10 @@ def export_epoch(
         "image_size": config.image_size,
         "parameters": count_parameters(model),
         "metrics": _training_metrics(record),
-        "scoring": {
-            "method": method,
-            "options": opts.cache_params(method),
-            "calibration": calibration if scored is None else scored.calibration,
-        },
+        "scoring": _scoring_card(method, opts, calibration, scored, fallback),
     }
     if choice is not None:
         card["choice"] = {**choice.to_dict(), "differs_from_best": choice.differs_from_best}
-    if fallback:
-        card["scoring"]["note"] = fallback
     health = epoch_flags(run, resolved)
     if health:
         card["health"] = health

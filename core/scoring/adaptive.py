@@ -151,3 +151,25 @@ def adaptive_reference(members: dict[str, MethodScores], reference: dict[str, Re
         parts.append(ReferenceScores(fitted.apply(ref.scores[keep], cats), cats,
                                      [ref.names[i] for i in keep], ref.held_out[keep]))
     return ReferenceScores.join(parts)
+
+
+def describe_choices(info: dict) -> str:
+    """One sentence from an adaptive result's info: which member each category used and why,
+    e.g. 'adaptive used knn for bottle, cookie; finepatch for pcb (separation .75 against knn
+    .51)'; empty for another method's info."""
+    chosen = info.get("chosen") if isinstance(info, dict) else None
+    if not chosen:
+        return ""
+    parts = []
+    for member in MEMBERS:
+        names = sorted(c for c, d in chosen.items() if d.get("method") == member)
+        if not names:
+            continue
+        if member == BASE:
+            parts.append(f"{member} for {', '.join(names)}")
+        else:
+            why = ", ".join(
+                f"{c} (separation {chosen[c][member]['auroc']:.2f} against {BASE} "
+                f"{chosen[c][BASE]['auroc']:.2f})" for c in names)
+            parts.append(f"{member} for {why}")
+    return f"{METHOD} used " + "; ".join(parts)

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.evaluation import metrics, thresholds
 from core.runs.folder import Run
+from core.scoring.adaptive import describe_choices
 from core.scoring.checkpoint import checkpoint_reference, resolve_method
 from core.scoring.results import MethodScores
 from dashboard import state, visual, widgets
@@ -162,7 +163,7 @@ def main() -> None:
         methods = state.scoring_methods()
         c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
         with c1:
-            default, _ = resolve_method(None, run, epoch, data_root)  # ensemble, else knn
+            default, _ = resolve_method(None, run, epoch, data_root)  # adaptive, else knn
             method = widgets.method_picker("Method", methods, key="scores_method", default=default)
         calibrated = st.toggle(
             "Calibrated scores", value=True, key="scores_calibrated",
@@ -172,8 +173,9 @@ def main() -> None:
         calibration = "normals" if calibrated else "none"
         with st.spinner(f"Scoring the test set with {method} (once per epoch; cached on disk)…"):
             result = state.scores(run, epoch, data_root, method, calibration=calibration)
+        chose = describe_choices(result.info)
         st.caption(state.test_set(run, data_root).summary() + ". Scores: "
-                   + (result.calibration or "raw") + ".")
+                   + (result.calibration or "raw") + "." + (f" {chose}." if chose else ""))
         categories = ["all"] + sorted(set(result.categories))
         category = c2.selectbox("Category", categories, key="scores_category", persist_state="session")
         labelled = state.test_set(run, data_root).has_labels

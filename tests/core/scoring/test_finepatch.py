@@ -7,7 +7,7 @@ import pytest
 
 from core.data.samples import ImageSet, Sample
 from core.scoring import score_checkpoint, score_image_set
-from core.scoring.adaptive import Separation, choose, separation
+from core.scoring.adaptive import Separation, choose, describe_choices, separation
 from core.scoring.checkpoint import checkpoint_reference
 from core.scoring.finepatch import FINE_SIDE, leave_one_out_finepatch
 
@@ -120,3 +120,14 @@ def test_adaptive_on_a_checkpoint_gives_each_category_its_chosen_members_calibra
         slope, offset = np.polyfit(raw.image_scores[sel], result.image_scores[sel], 1)
         assert slope > 0 and abs(slope * np.median(normals[np.isfinite(normals)]) + offset) < 1e-6
     assert result.anomaly_maps is not None and np.isfinite(result.anomaly_maps).all()
+
+
+def test_the_adaptive_choice_is_said_in_one_sentence():
+    sep = {"auroc": 0.5, "error": 0.04, "normals": 40, "tests": 150}
+    info = {"chosen": {
+        "bottle": {"method": "knn", "knn": sep, "finepatch": sep},
+        "pcb": {"method": "finepatch", "knn": {**sep, "auroc": 0.52},
+                "finepatch": {**sep, "auroc": 0.76}}}}
+    assert describe_choices(info) == ("adaptive used knn for bottle; finepatch for pcb "
+                                      "(separation 0.76 against knn 0.52)")
+    assert describe_choices({"levels": [1, 2]}) == ""
