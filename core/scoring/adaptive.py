@@ -91,9 +91,12 @@ def choices(members: dict[str, MethodScores], reference: dict[str, ReferenceScor
 
 
 def combine_adaptive(members: dict[str, MethodScores],
-                     reference: dict[str, ReferenceScores | MethodScores | None]) -> MethodScores:
+                     reference: dict[str, ReferenceScores | MethodScores | None],
+                     test: dict[str, MethodScores] | None = None) -> MethodScores:
     """members: {knn: result, finepatch: result} on the same images; reference: each member's
-    reference normals (core.scoring.checkpoint.calibration_reference). Returns a MethodScores
+    reference normals (core.scoring.checkpoint.calibration_reference); test: the members' results
+    on the test set when `members` are of another split (held-out normals): the choice is always
+    the test set's, so every split of one checkpoint is on the same scale. Returns a MethodScores
     "adaptive": image_scores (N,) the chosen member's calibrated score per category, maps
     likewise (None when a chosen member has none), info["chosen"] {category: member} with
     each separation. Raises ValueError naming what is missing."""
@@ -114,8 +117,10 @@ def combine_adaptive(members: dict[str, MethodScores],
         calibrated[m] = fitted.apply(result.image_scores, result.categories)
         maps[m] = (None if result.anomaly_maps is None
                    else fitted.apply_maps(result.anomaly_maps, result.categories))
-    picked = choices(members, refs)
+    picked = choices(test or members, refs)
     categories = np.asarray(members[BASE].categories, dtype=object)
+    for category in sorted(set(categories.tolist()) - set(picked)):  # not in the test set
+        picked[category] = (BASE, {})
     scores = np.zeros(len(categories))
     have_maps = all(maps[picked[c][0]] is not None for c in picked)
     out_maps = np.zeros_like(maps[BASE]) if have_maps and maps[BASE] is not None else None

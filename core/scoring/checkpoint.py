@@ -250,8 +250,10 @@ def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str 
     if chooses:
         reference = {m: calibration_reference(context, m, cached_only) for m in chooses}
         missing = any(raw[m] is None for m in chooses) or None in reference.values()
+        test = raw if split == "test" else _raw_scores(context, chooses, "test", cached_only, False)
+        missing = missing or any(test[m] is None for m in chooses)
         results[ADAPTIVE] = None if missing else combine_adaptive(
-            {m: raw[m] for m in chooses}, reference)
+            {m: raw[m] for m in chooses}, reference, {m: test[m] for m in chooses})
     if members:
         reference = {m: calibration_reference(context, m, cached_only) for m in members}
         missing = any(raw[m] is None for m in members) or (

@@ -131,3 +131,16 @@ def test_the_adaptive_choice_is_said_in_one_sentence():
     assert describe_choices(info) == ("adaptive used knn for bottle; finepatch for pcb "
                                       "(separation 0.76 against knn 0.52)")
     assert describe_choices({"levels": [1, 2]}) == ""
+
+
+def test_adaptive_scores_held_out_normals_with_the_test_sets_choice(tiny_run, demo_root, monkeypatch):
+    import core.scoring.adaptive as adaptive
+
+    # a rule that picks finepatch wherever 5 or more images are scored: every test category,
+    # no held-out one (a choice made on the held-out normals would pick knn)
+    monkeypatch.setattr(adaptive, "choose", lambda base, challenger: challenger.tests >= 5)
+    test = score_checkpoint(tiny_run, 2, demo_root, "adaptive")
+    val = score_checkpoint(tiny_run, 2, demo_root, "adaptive", split="val")
+    assert {d["method"] for d in test.info["chosen"].values()} == {"finepatch"}
+    # the held-out normals separate nothing, yet they are scored like the test set
+    assert {d["method"] for d in val.info["chosen"].values()} == {"finepatch"}
