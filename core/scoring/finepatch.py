@@ -20,7 +20,8 @@ the bank; maps (N, FINE_SIDE - 2, FINE_SIDE - 2) float32 L2 distances in grey le
 
 Bank: the training patches quantised to QUANT levels per pixel, one representative per
 distinct quantised patch (a lossless-in-practice coreset: DeepPCB's 700,000 training patches
-hold 27,000 distinct ones), at most MAX_PATCHES per category (a seeded sample). Each entry
+hold 27,000 distinct ones), from at most BANK_IMAGES images and at most MAX_PATCHES entries per
+category (seeded samples). Each entry
 remembers how many training images hold it and one of them, so a training image can be scored
 against the bank without its own patches (leave-one-out: an entry only that image holds is
 skipped; searched among its LOO_CANDIDATES nearest entries).
@@ -45,6 +46,7 @@ QUANT = 8  # grey levels per pixel for "distinct" patches of the bank
 MAX_PATCHES = 32768  # per category; DeepPCB holds 27,000 distinct, textures up to ~17,000
 LOO_CANDIDATES = 16  # nearest bank entries a leave-one-out search looks through
 QUERY_BLOCK = 4096  # patches per distance block (memory: block x bank x 4 bytes, <= 512 MiB)
+BANK_IMAGES = 1000  # per category, a seeded sample: memory (1000 x 3969 patches x 9 floats = 143 MB)
 LOO_MAX = 200  # training normals per category scored leave-one-out (a seeded sample)
 
 
@@ -95,6 +97,8 @@ class FinePatchBank:
         rng = np.random.default_rng(seed)
         for name in names:
             rows = np.flatnonzero(cats == name)
+            if len(rows) > BANK_IMAGES:
+                rows = np.sort(rng.choice(rows, BANK_IMAGES, replace=False))
             found = patches(grey[rows], stride=2)  # (n, L, 9)
             per_image = found.shape[1]
             flat = found.reshape(-1, found.shape[-1])

@@ -144,3 +144,16 @@ def test_adaptive_scores_held_out_normals_with_the_test_sets_choice(tiny_run, de
     assert {d["method"] for d in test.info["chosen"].values()} == {"finepatch"}
     # the held-out normals separate nothing, yet they are scored like the test set
     assert {d["method"] for d in val.info["chosen"].values()} == {"finepatch"}
+
+
+def test_a_large_category_builds_its_bank_from_a_seeded_sample_of_images(monkeypatch):
+    import core.scoring.finepatch as finepatch
+
+    monkeypatch.setattr(finepatch, "BANK_IMAGES", 5)
+    rng = np.random.default_rng(3)
+    grey = finepatch.fine_grey(_set(_boards(rng, 12)))
+    bank = finepatch.FinePatchBank.build(grey, ["pcb"] * 12, seed=0)
+    owners = set(bank.owner["pcb"].tolist())
+    assert len(owners) <= 5 and owners <= set(range(12))
+    again = finepatch.FinePatchBank.build(grey, ["pcb"] * 12, seed=0)
+    assert set(again.owner["pcb"].tolist()) == owners  # seeded: the same bank every time
