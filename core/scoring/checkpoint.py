@@ -261,13 +261,7 @@ def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str 
         results["ensemble"] = None if missing else combine({m: raw[m] for m in members}, reference)
     if calibration == "normals" and split == "test":
         for m, scores in results.items():
-            if scores is not None and m == ADAPTIVE:  # its members' calibrated scores already:
-                # calibrating again would shrink each category's spread a second time
-                results[m] = dataclasses.replace(
-                    scores, raw_scores=np.asarray(scores.image_scores, np.float64),
-                    calibration="per-category z-scores of the chosen member against its "
-                                "reference normals (adaptive's own scores)")
-            elif scores is not None:
+            if scores is not None:
                 results[m] = calibrate_result(scores, calibration_reference(context, m))
     return {m: results[m] for m in methods}
 
@@ -427,7 +421,14 @@ def calibrate_result(test: MethodScores, reference: ReferenceScores | MethodScor
                      ) -> MethodScores:
     """A copy of a test result with per-category calibrated image_scores against `reference`
     (calibration_reference's, or a result on held-out normals; None: there are none). When it
-    is too small (core.scoring.calibration), the copy keeps the raw scores and says why."""
+    is too small (core.scoring.calibration), the copy keeps the raw scores and says why.
+    adaptive's scores are kept as they are (core.scoring.adaptive: calibrated already)."""
+    if test.method == ADAPTIVE:  # its members' calibrated scores already: calibrating again
+        # would shrink each category's spread a second time
+        return dataclasses.replace(
+            test, raw_scores=np.asarray(test.image_scores, np.float64),
+            calibration="per-category z-scores of the chosen member against its reference "
+                        "normals (adaptive's own scores)")
     if isinstance(reference, MethodScores):
         reference = ReferenceScores(np.asarray(reference.image_scores, np.float64),
                                     list(reference.categories), list(reference.paths),

@@ -157,3 +157,16 @@ def test_a_large_category_builds_its_bank_from_a_seeded_sample_of_images(monkeyp
     assert len(owners) <= 5 and owners <= set(range(12))
     again = finepatch.FinePatchBank.build(grey, ["pcb"] * 12, seed=0)
     assert set(again.owner["pcb"].tolist()) == owners  # seeded: the same bank every time
+
+
+def test_adaptive_scores_are_calibrated_once_on_every_split(tiny_run, demo_root):
+    from core.scoring.checkpoint import calibrate_result
+
+    raw = score_checkpoint(tiny_run, 2, demo_root, "adaptive")
+    calibrated = score_checkpoint(tiny_run, 2, demo_root, "adaptive", calibration="normals")
+    np.testing.assert_array_equal(calibrated.image_scores, raw.image_scores)
+    assert "adaptive's own scores" in calibrated.calibration
+    # the held-out normals a percentile threshold reads stay on the test scores' scale
+    val = score_checkpoint(tiny_run, 2, demo_root, "adaptive", split="val")
+    reference = checkpoint_reference(tiny_run, 2, demo_root, "adaptive")
+    np.testing.assert_array_equal(calibrate_result(val, reference).image_scores, val.image_scores)
