@@ -456,15 +456,18 @@ def _references_of(run, epoch: int, data_root, methods: Sequence[str]) -> dict:
     held-out DeepPCB normals read .74 for a score at chance. The same references calibration
     uses (cached per checkpoint); a method without one is left out (its held-out normals count)."""
     from core.runs.folder import RunError
-    from core.scoring.checkpoint import checkpoint_reference
+    from core.scoring.checkpoint import calibration_reference
+    from core.scoring.context import ScoringContext
     from core.scoring.options import CHECKPOINT_METHODS
     from core.scoring.reference import LEAVE_ONE_OUT_METHODS
 
     out = {}
+    context = None  # one per epoch: the model and the training normals are read once
     for method in methods:
         if method in LEAVE_ONE_OUT_METHODS or method in CHECKPOINT_METHODS:
             try:
-                out[method] = checkpoint_reference(run, epoch, data_root, method)
+                context = context or ScoringContext(run, epoch, data_root)
+                out[method] = calibration_reference(context, method)
             except (ValueError, RuntimeError, RunError, OSError):
                 pass
     return out

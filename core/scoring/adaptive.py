@@ -26,7 +26,7 @@ import numpy as np
 
 from core.evaluation.metrics import auroc_standard_error, image_auroc
 from core.scoring.calibration import CalibrationError, fit_calibration
-from core.scoring.reference import ReferenceScores
+from core.scoring.reference import ReferenceScores, as_reference
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 
 METHOD = "adaptive"
@@ -67,17 +67,10 @@ def choose(base: Separation, challenger: Separation) -> bool:
     return challenger.auroc - base.auroc > SWITCH_ERRORS * spread
 
 
-def _reference(ref: ReferenceScores | MethodScores) -> ReferenceScores:
-    if isinstance(ref, ReferenceScores):
-        return ref
-    return ReferenceScores(np.asarray(ref.image_scores, np.float64), list(ref.categories),
-                           list(ref.paths), np.ones(len(ref), bool))
-
-
 def choices(members: dict[str, MethodScores], reference: dict[str, ReferenceScores]
             ) -> dict[str, tuple[str, dict[str, Separation]]]:
     """{category: (chosen member, {member: its Separation})} for every test category."""
-    refs = {m: _reference(reference[m]) for m in MEMBERS}
+    refs = {m: as_reference(reference[m]) for m in MEMBERS}
     categories = np.asarray(members[BASE].categories, dtype=object)
     out = {}
     for category in sorted(set(categories.tolist())):
@@ -106,7 +99,7 @@ def combine_adaptive(members: dict[str, MethodScores],
                 f"method '{METHOD}' compares its members' test scores with their reference normal "
                 f"images and '{m}' has none; score a checkpoint (its training normals are the "
                 "reference), or score with one method")
-    refs = {m: _reference(reference[m]) for m in MEMBERS}
+    refs = {m: as_reference(reference[m]) for m in MEMBERS}
     calibrated, maps = {}, {}
     for m in MEMBERS:
         try:
@@ -145,7 +138,7 @@ def adaptive_reference(members: dict[str, MethodScores], reference: dict[str, Re
                        ) -> ReferenceScores:
     """The adaptive score's own reference normals: per category the chosen member's reference
     scores, calibrated as its test scores are (so calibrating them again changes nothing)."""
-    refs = {m: _reference(reference[m]) for m in MEMBERS}
+    refs = {m: as_reference(reference[m]) for m in MEMBERS}
     picked = choices(members, refs)
     parts = []
     for m in MEMBERS:

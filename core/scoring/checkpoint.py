@@ -53,7 +53,12 @@ from core.scoring.options import (
     ensemble_members,
 )
 from core.scoring.patchbank import PatchBank
-from core.scoring.reference import LEAVE_ONE_OUT_METHODS, ReferenceScores, leave_one_out_scores
+from core.scoring.reference import (
+    LEAVE_ONE_OUT_METHODS,
+    ReferenceScores,
+    as_reference,
+    leave_one_out_scores,
+)
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
 from core.scoring.testset import TestSet
 
@@ -249,9 +254,9 @@ def score_methods(context: ScoringContext, methods: tuple[str, ...], split: str 
     results: dict[str, MethodScores | None] = {m: raw[m] for m in plain}
     if chooses:
         reference = {m: calibration_reference(context, m, cached_only) for m in chooses}
-        missing = any(raw[m] is None for m in chooses) or None in reference.values()
         test = raw if split == "test" else _raw_scores(context, chooses, "test", cached_only, False)
-        missing = missing or any(test[m] is None for m in chooses)
+        missing = None in reference.values() or any(
+            raw[m] is None or test[m] is None for m in chooses)
         results[ADAPTIVE] = None if missing else combine_adaptive(
             {m: raw[m] for m in chooses}, reference, {m: test[m] for m in chooses})
     if members:
@@ -372,9 +377,7 @@ def calibration_reference(context: ScoringContext, method: str, cached_only: boo
             parts.append(_leave_one_out(context, method, cached_only))
         if context.val_samples:
             val = _raw_scores(context, (method,), "val", cached_only, maps=False)[method]
-            parts.append(None if val is None else ReferenceScores(
-                np.asarray(val.image_scores, np.float64), list(val.categories), list(val.paths),
-                np.ones(len(val), bool)))
+            parts.append(None if val is None else as_reference(val))
         found = None if None in parts else ReferenceScores.join(parts)
     if found is not None:
         context.references[method] = found
@@ -429,10 +432,8 @@ def calibrate_result(test: MethodScores, reference: ReferenceScores | MethodScor
             test, raw_scores=np.asarray(test.image_scores, np.float64),
             calibration="per-category z-scores of the chosen member against its reference "
                         "normals (adaptive's own scores)")
-    if isinstance(reference, MethodScores):
-        reference = ReferenceScores(np.asarray(reference.image_scores, np.float64),
-                                    list(reference.categories), list(reference.paths),
-                                    np.ones(len(reference), bool))
+    if reference is not None:
+        reference = as_reference(reference)
     what = "held-out validation normals" if reference is None else reference.describe()
     try:
         fitted = (

@@ -20,22 +20,15 @@ import dataclasses
 import numpy as np
 
 from core.scoring.calibration import CalibrationError, fit_calibration
-from core.scoring.reference import ReferenceScores
+from core.scoring.reference import ReferenceScores, as_reference
 from core.scoring.results import MAP_STORAGE_DTYPE, MethodScores
-
-
-def _as_reference(ref: ReferenceScores | MethodScores) -> ReferenceScores:
-    if isinstance(ref, ReferenceScores):
-        return ref
-    return ReferenceScores(np.asarray(ref.image_scores, np.float64), list(ref.categories),
-                           list(ref.paths), np.ones(len(ref), bool))
 
 
 def ensemble_reference(references: dict[str, ReferenceScores]) -> ReferenceScores:
     """The ensemble's own reference: on the reference images every member scored (aligned by
     name, in the first member's order), the mean of the members' calibrated scores. Raises
     ValueError naming a member that cannot be calibrated."""
-    refs = {m: _as_reference(r) for m, r in references.items()}
+    refs = {m: as_reference(r) for m, r in references.items()}
     first = next(iter(refs.values()))
     common = set.intersection(*(set(r.names) for r in refs.values()))
     rows = [i for i, name in enumerate(first.names) if name in common]
@@ -71,7 +64,7 @@ def combine(members: dict[str, MethodScores],
                 f"member '{method}' has none; score a checkpoint (its training normals are the "
                 "reference), or score with one method"
             )
-        ref = _as_reference(ref)
+        ref = as_reference(ref)
         try:
             fitted = fit_calibration(ref.scores, ref.categories, ref.describe())
             scores.append(fitted.apply(result.image_scores, result.categories))

@@ -118,3 +118,11 @@ def leave_one_out_scores(
         maps = patch_distance_maps(distances, bank, options)
         out[kept[sel]] = reduce_maps(maps, options.reduce)
     return out
+
+
+def as_reference(ref) -> ReferenceScores:
+    """A ReferenceScores as is; a MethodScores on held-out normals as one (every row held out)."""
+    if isinstance(ref, ReferenceScores):
+        return ref
+    return ReferenceScores(np.asarray(ref.image_scores, np.float64), list(ref.categories),
+                           list(ref.paths), np.ones(len(ref), bool))
