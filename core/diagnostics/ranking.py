@@ -376,7 +376,7 @@ def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreeme
     if hedged:
         reasons.append(hedged[1])
     elif sep >= 0:
-        reasons.append(f"{method} separates the test set from held-out normals with AUROC {sep:.3f} at epoch "
+        reasons.append(f"{method} separates the test set from its reference normals with AUROC {sep:.3f} at epoch "
                        f"{epoch} (label-free; highest among methods)")
     real_here = real.get(method, {}).get(epoch)
     best = max((v for v in real.get(method, {}).values() if _finite(v)), default=None)
