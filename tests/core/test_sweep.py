@@ -173,7 +173,8 @@ def test_background_sweep_stops_its_members_and_resumes(demo_root, tmp_path):
     from core.training.jobs import log_tail
     from core.training.sweep import start_sweep, stop_sweep
 
-    base = tiny_config(demo_root, tmp_path / "unused", epochs=50, categories=["pill"]).with_overrides(
+    # many epochs: at 0.1 s each, 50 could all finish before the stop arrived on a loaded machine
+    base = tiny_config(demo_root, tmp_path / "unused", epochs=2000, categories=["pill"]).with_overrides(
         {"model.depth": 2, "model.base_width": 4, "num_threads": 1})
     plan = plan_sweep(tmp_path / "bg", base, parse_grid(["loss=l1,l2"]))
     start_sweep(plan)
