@@ -5,8 +5,8 @@
 
 Each argument is a work folder that benchmarks/bench_homework.py left (flat/, run/,
 flat_answers.csv). For each method it prints the pooled image AUROC of the scores calibrated per
-category in several ways (core.scoring.calibration's median and IQR / 1.349 is the product's;
-the rest are the alternatives measured for issue #23), the raw pooled AUROC and the oracle (the
+category in several ways (`product` is core.scoring.calibration's own median and IQR / 1.349; `iqr`
+recomputes it here, the rest are the alternatives measured for issue #23), the raw pooled AUROC and the oracle (the
 test normals' own median and standard deviation, read from the answer key). Then, for choosing a
 member per category without labels among knn, patchz, finepatch and rawknn, it prints the
 per-category and pooled AUROC of two label-free proxies: `separation` (AUROC of test against
@@ -21,10 +21,12 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from bench_homework import oracle_scores  # the script's folder is on sys.path
 
 from core.evaluation.metrics import image_auroc
 from core.runs.folder import Run
 from core.scoring.adaptive import separation
+from core.scoring.calibration import fit_calibration
 from core.scoring.checkpoint import calibration_reference, score_methods
 from core.scoring.context import ScoringContext
 from core.scoring.reference import as_reference
@@ -38,7 +40,10 @@ def iqr(values: np.ndarray) -> float:
 
 def calibrate(kind: str, ref: np.ndarray, ref_cats: np.ndarray, held_out: np.ndarray,
               scores: np.ndarray, cats: np.ndarray) -> np.ndarray:
-    """Per-category z-scores of `scores` with location and spread from the reference normals."""
+    """Per-category z-scores of `scores` with location and spread from the reference normals;
+    "product" is core.scoring.calibration itself."""
+    if kind == "product":
+        return fit_calibration(ref, list(ref_cats), "reference normals").apply(scores, list(cats))
     out = np.zeros(len(scores))
     for c in set(cats.tolist()):
         r, sel = ref[ref_cats == c], cats == c
@@ -50,15 +55,6 @@ def calibrate(kind: str, ref: np.ndarray, ref_cats: np.ndarray, held_out: np.nda
             val = ref[(ref_cats == c) & held_out]
             loc = float(np.median(val)) if len(val) else loc
         out[sel] = (scores[sel] - loc) / max(spread, 1e-12)
-    return out
-
-
-def oracle(scores: np.ndarray, cats: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(scores))
-    for c in set(cats.tolist()):
-        sel = cats == c
-        normals = scores[sel & (labels == 0)]
-        out[sel] = (scores[sel] - np.median(normals)) / max(float(np.std(normals, ddof=1)), 1e-12)
     return out
 
 
@@ -83,7 +79,7 @@ def main() -> None:
     parser.add_argument("--methods", default="knn,patchz,ensemble")
     args = parser.parse_args()
     methods = tuple(args.methods.split(","))
-    kinds = ("iqr", "std", "mad", "p95", "heldout_location")
+    kinds = ("product", "iqr", "std", "mad", "p95", "heldout_location")
     table: dict[tuple[str, str], list[float]] = {}
     choice: dict[str, list[float]] = {}
     for work in args.works:
@@ -94,7 +90,7 @@ def main() -> None:
                 table.setdefault((m, kind), []).append(
                     image_auroc(labels, calibrate(kind, ref, ref_cats, held, scores, cats)))
             table.setdefault((m, "raw"), []).append(image_auroc(labels, scores))
-            table.setdefault((m, "oracle"), []).append(image_auroc(labels, oracle(scores, cats, labels)))
+            table.setdefault((m, "oracle"), []).append(image_auroc(labels, oracle_scores(labels, cats, scores)))
         labels, cats = data[MEMBERS[0]][0], data[MEMBERS[0]][1]
         proxies = {"separation": lambda r, t: separation(r, t).auroc,
                    "p95": lambda r, t: float(np.mean(t > np.percentile(r, 95)))}
@@ -104,8 +100,8 @@ def main() -> None:
                 sel = cats == c
                 value = {m: proxy(data[m][3][data[m][4] == c], data[m][2][sel]) for m in MEMBERS}
                 m = max(MEMBERS, key=lambda k: value[k])
-                lab_m, cat_m, s_m, ref_m, rc_m, held_m = data[m]
-                z = calibrate("iqr", ref_m, rc_m, held_m, s_m, cat_m)
+                _, cat_m, s_m, ref_m, rc_m, held_m = data[m]
+                z = calibrate("product", ref_m, rc_m, held_m, s_m, cat_m)
                 pooled[sel] = z[sel]
                 per.append(image_auroc(labels[sel], s_m[sel]))
             choice.setdefault(f"{name} per-category", []).append(float(np.mean(per)))
