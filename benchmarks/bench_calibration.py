@@ -5,9 +5,9 @@
 
 Each argument is a work folder that benchmarks/bench_homework.py left (flat/, run/,
 flat_answers.csv). For each method it prints the pooled image AUROC of the scores calibrated per
-category in several ways (`product` is core.scoring.calibration's own median and IQR / 1.349; `iqr`
-recomputes it here, the rest are the alternatives measured for issue #23), the raw pooled AUROC and the oracle (the
-test normals' own median and standard deviation, read from the answer key). Then, for choosing a
+category in several ways (`product`: core.scoring.calibration itself, median and IQR / 1.349;
+the rest: the alternatives measured for issue #23), the raw pooled AUROC and the oracle
+(bench_homework's: the test normals' own median and standard deviation, from the answer key). Then, for choosing a
 member per category without labels among knn, patchz, finepatch and rawknn, it prints the
 per-category and pooled AUROC of two label-free proxies: `separation` (AUROC of test against
 reference normal scores: what core.scoring.adaptive uses) and `p95` (the fraction of test images
@@ -26,16 +26,12 @@ from bench_homework import oracle_scores  # the script's folder is on sys.path
 from core.evaluation.metrics import image_auroc
 from core.runs.folder import Run
 from core.scoring.adaptive import separation
-from core.scoring.calibration import fit_calibration
+from core.scoring.calibration import fit_calibration, robust_spread
 from core.scoring.checkpoint import calibration_reference, score_methods
 from core.scoring.context import ScoringContext
 from core.scoring.reference import as_reference
 
 MEMBERS = ("knn", "patchz", "finepatch", "rawknn")
-
-
-def iqr(values: np.ndarray) -> float:
-    return float(np.subtract(*np.percentile(values, [75, 25])) / 1.349)
 
 
 def calibrate(kind: str, ref: np.ndarray, ref_cats: np.ndarray, held_out: np.ndarray,
@@ -48,9 +44,9 @@ def calibrate(kind: str, ref: np.ndarray, ref_cats: np.ndarray, held_out: np.nda
     for c in set(cats.tolist()):
         r, sel = ref[ref_cats == c], cats == c
         loc = float(np.median(r))
-        spread = {"iqr": iqr(r), "std": float(np.std(r, ddof=1)),
+        spread = {"std": float(np.std(r, ddof=1)),
                   "mad": float(1.4826 * np.median(np.abs(r - loc))),
-                  "p95": float((np.percentile(r, 95) - loc) / 1.645)}.get(kind, iqr(r))
+                  "p95": float((np.percentile(r, 95) - loc) / 1.645)}.get(kind, robust_spread(r))
         if kind == "heldout_location":
             val = ref[(ref_cats == c) & held_out]
             loc = float(np.median(val)) if len(val) else loc
@@ -79,7 +75,7 @@ def main() -> None:
     parser.add_argument("--methods", default="knn,patchz,ensemble")
     args = parser.parse_args()
     methods = tuple(args.methods.split(","))
-    kinds = ("product", "iqr", "std", "mad", "p95", "heldout_location")
+    kinds = ("product", "std", "mad", "p95", "heldout_location")
     table: dict[tuple[str, str], list[float]] = {}
     choice: dict[str, list[float]] = {}
     for work in args.works:
