@@ -118,10 +118,11 @@ step "6/6 the checkpoint loads on a CPU"
 if CUDA_VISIBLE_DEVICES="" timeout 60 $PY - "$WORK/runs/one" "$SIZE" <<'EOF'
 import sys
 import torch
+from core.runs.checkpoint import open_checkpoint
 from core.runs.folder import Run
 run, size = Run(sys.argv[1]), int(sys.argv[2])
 epoch = run.epochs()[-1]
-model = run.load_model(epoch, "cpu")
+model = open_checkpoint(run, epoch).model("cpu").eval()
 with torch.no_grad():
     out = model(torch.rand(2, 3, size, size))
 assert out.shape == (2, 3, size, size) and torch.isfinite(out).all(), "reconstruction is not finite"
