@@ -55,9 +55,11 @@ def main(args) -> int:
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
-    methods = with_floor(parse_methods(args.method))
+    asked = parse_methods(args.method)
+    methods = with_floor(asked)
     every = str(args.epoch).lower() == "all"
-    epochs = run.epochs() if every else [resolve_epoch_arg(run, args.epoch, args.data)]
+    single = asked[0] if len(asked) == 1 else None  # the chosen epoch for that one method
+    epochs = run.epochs() if every else [resolve_epoch_arg(run, args.epoch, args.data, single)]
     if not epochs:
         raise ValueError(f"{run.path}: no finished epochs to evaluate yet")
     detail = not args.fast
@@ -73,7 +75,7 @@ def main(args) -> int:
         table = run_table(run, results)
         print(format_table(table))
         print()
-        chosen = resolve_epoch_arg(run, "chosen", args.data)
+        chosen = resolve_epoch_arg(run, "chosen", args.data, single)
         print(format_table(next((r for r in results if r.epoch == chosen), results[-1])))
         payload = {
             "run": str(run.path),

@@ -165,11 +165,12 @@ def add_epoch_argument(parser, default: str = "chosen", extra: str = "") -> None
     parser.add_argument("--epoch", default=default, help=f"{EPOCH_HELP}{extra} (default {default})")
 
 
-def resolve_epoch_arg(run, which, data_root=None) -> int:
-    """--epoch as a number; for "chosen", prints which rule chose it and why (stderr)."""
+def resolve_epoch_arg(run, which, data_root=None, method: str | None = None) -> int:
+    """--epoch as a number; for "chosen" (for `method` when the command scores with one method:
+    core.diagnostics.choice), prints which rule chose it and why (stderr)."""
     from core.diagnostics.choice import choice_lines, resolve_epoch
 
-    epoch, choice = resolve_epoch(run, which, data_root)
+    epoch, choice = resolve_epoch(run, which, data_root, method)
     for line in choice_lines(choice) if choice is not None else []:
         print(f"epoch      {line}", file=sys.stderr)
     return epoch

@@ -53,12 +53,12 @@ def main(args) -> int:
     from core.runs.folder import Run, atomic_write_json, jsonable
     from core.scoring import score_checkpoint
     from core.scoring.adaptive import describe_choices
-    from core.scoring.checkpoint import resolve_method
+    from core.scoring.checkpoint import check_method, resolve_method
     from core.scoring.data import run_data_root
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
-    epoch = resolve_epoch_arg(run, args.epoch)
+    epoch = resolve_epoch_arg(run, args.epoch, args.data, args.method and check_method(args.method))
     method, why = resolve_method(args.method, run, epoch, data)
     if why:
         print(f"note: {why}", file=sys.stderr)

@@ -8,6 +8,11 @@ The rule, in order:
                           score method, label-free; never an epoch where a health flag rules that
                           method out), or, without a scorable test set, the health-only suggestion
                           (core.diagnostics.timeline.suggest_epoch: no error flag).
+                          Asked for one score method that a flag rules out at the suggested epoch
+                          (ssimz where the suggestion is for knn at an epoch flagged identity
+                          copy), the lowest validation loss among the epochs where that method is
+                          usable instead: the product never hands a score an epoch it calls
+                          useless for it.
   lowest validation loss  no diagnosis available: the epoch with the lowest validation loss
                           among the epochs without an error flag (all epochs when health is
                           unknown).
@@ -58,7 +63,8 @@ class EpochChoice:
         """'epoch 5 (suggested for knn)' -- how every surface names the choice."""
         if self.epoch is None:
             return "no epoch"
-        what = self.rule + (f" for {self.method}" if self.method and self.rule == SUGGESTED else "")
+        what = self.rule + (f" for {self.method}" if self.method and self.rule in (SUGGESTED, LOWEST_VAL_LOSS)
+                            else "")
         return f"epoch {self.epoch} ({what})"
 
     @property
@@ -92,10 +98,12 @@ def caveat_for(epoch: int, method: str | None, report: HealthReport | None) -> s
             "that compares an image with its reconstruction.")
 
 
-def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None) -> EpochChoice:
+def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None, method: str | None = None) -> EpochChoice:
     """The chosen epoch (module docstring) of a run. diagnosis: a diagnose_run result (its
     suggestion and per-epoch reports), or None where it is not available (then the health of
-    the epochs is unknown and the rule falls back to the lowest validation loss)."""
+    the epochs is unknown and the rule falls back to the lowest validation loss). method: the
+    one score method the caller will use (None: the suggestion's), which moves a suggested
+    epoch whose flags rule that method out (see `usable_for`)."""
     epochs = run.epochs()
     best_val = run.best_by_val_loss()
     if not epochs:
@@ -110,10 +118,13 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None) -> EpochChoice
                            caveat_for(epoch, method, reports.get(epoch)), best_val)
     suggestion = diagnosis.suggestion if diagnosis is not None else None
     if suggestion is not None and suggestion.epoch in epochs:
-        epoch, method = int(suggestion.epoch), suggestion.method or None
+        epoch, suggested = int(suggestion.epoch), suggestion.method or None
+        ruled_out = reports.get(epoch) is not None and method in reports[epoch].unusable
+        if method and method != suggested and ruled_out:
+            return usable_for(run, method, epoch, suggested, reports, best_val)
         reason = str(suggestion.reasons[0]) if suggestion.reasons else "the diagnosis' suggestion"
-        return EpochChoice(epoch, method, SUGGESTED, reason, caveat_for(epoch, method, reports.get(epoch)),
-                           best_val)
+        return EpochChoice(epoch, suggested, SUGGESTED, reason,
+                           caveat_for(epoch, suggested, reports.get(epoch)), best_val)
     if diagnosis is not None and reports:
         healthy = [e for e in epochs if e not in reports or reports[e].healthy]
         pick = run.best_by_val_loss(healthy)
@@ -132,6 +143,27 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None) -> EpochChoice
                        best_val_epoch=best_val)
 
 
+def usable_for(run: Run, method: str, suggested_epoch: int, suggested_method: str | None,
+               reports: dict, best_val: int | None) -> EpochChoice:
+    """The choice for `method` when the suggested epoch's flags rule it out: the lowest
+    validation loss among the epochs where no flag names `method` unusable (the last such epoch
+    without a logged loss), else the suggestion itself with its caveat."""
+    usable = [e for e in run.epochs() if e not in reports or method not in reports[e].unusable]
+    names = ", ".join(f.name.replace("_", " ") for f in reports[suggested_epoch].flags
+                      if method in f.unusable)
+    moved = (f"the suggestion (epoch {suggested_epoch}, for {suggested_method or 'the default score'}) "
+             f"is flagged {names}, which makes {method} useless there")
+    pick = run.best_by_val_loss(usable) if usable else None
+    if pick is None and usable:
+        pick = usable[-1]
+    if pick is None:
+        return EpochChoice(suggested_epoch, method, SUGGESTED, f"{moved}, and so is every other epoch",
+                           caveat_for(suggested_epoch, method, reports.get(suggested_epoch)), best_val)
+    return EpochChoice(pick, method, LOWEST_VAL_LOSS,
+                       f"{moved}: lowest validation loss among the {len(usable)} epochs where {method} "
+                       "is usable", best_val_epoch=best_val)
+
+
 def diagnosis_of(run: Run, data_root=None) -> RunDiagnosis | None:
     """diagnose_run without clustering (health flags, the label-free ranking; cached per
     checkpoint, so the follower's and the Overview's work is reused); None when the run's data
@@ -146,15 +178,17 @@ def diagnosis_of(run: Run, data_root=None) -> RunDiagnosis | None:
     return diagnose_run(run, data_root=root, cluster=False)
 
 
-def resolve_epoch(run: Run, which: str | int, data_root=None) -> tuple[int, EpochChoice | None]:
-    """--epoch as the CLI takes it: a number, "chosen" (choose_epoch on diagnosis_of), "best"
-    (lowest validation loss) or "last". Returns (epoch, the EpochChoice when "chosen");
-    raises RunError with a sentence for anything else."""
+def resolve_epoch(run: Run, which: str | int, data_root=None,
+                  method: str | None = None) -> tuple[int, EpochChoice | None]:
+    """--epoch as the CLI takes it: a number, "chosen" (choose_epoch on diagnosis_of, for
+    `method` when the command scores with one method), "best" (lowest validation loss) or
+    "last". Returns (epoch, the EpochChoice when "chosen"); raises RunError with a sentence for
+    anything else."""
     if str(which).strip().lower() != "chosen":
         return run.resolve_epoch(which), None
     if not run.epochs():
         raise RunError(f"{run.path}: no finished epochs yet")
-    choice = choose_epoch(run, diagnosis_of(run, data_root))
+    choice = choose_epoch(run, diagnosis_of(run, data_root), method)
     return int(choice.epoch), choice
 
 

@@ -83,3 +83,31 @@ def test_the_cli_words_resolve_through_one_function(tmp_path, monkeypatch):
     with pytest.raises(RunError, match="use a number, chosen, best or last"):
         resolve_epoch(run, "newest")
     assert json.dumps(choice.to_dict())  # the card stores it as JSON
+
+
+def test_a_score_the_suggested_epoch_rules_out_gets_the_lowest_val_loss_where_it_is_usable(tmp_path):
+    # knn suggested at a collapsed epoch (fine for knn); someone scoring with ssim must not get it
+    run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2})
+    diagnosis = _diagnosis(suggested=4, method="knn", unhealthy=(4,))
+    for_knn = choose_epoch(run, diagnosis, method="knn")
+    assert (for_knn.epoch, for_knn.rule) == (4, SUGGESTED) == (choose_epoch(run, diagnosis).epoch, SUGGESTED)
+    for_ssim = choose_epoch(run, diagnosis, method="ssim")
+    assert (for_ssim.epoch, for_ssim.method, for_ssim.rule) == (3, "ssim", LOWEST_VAL_LOSS)
+    assert for_ssim.label == "epoch 3 (lowest validation loss for ssim)"
+    assert "epoch 4, for knn" in for_ssim.reason and "flagged collapsed" in for_ssim.reason
+    assert "makes ssim useless there" in for_ssim.reason
+    # a method no flag names keeps the suggestion
+    assert choose_epoch(run, diagnosis, method="rawknn").epoch == 4
+    # every epoch ruled out: the suggestion stays, with the caveat to look first
+    everywhere = choose_epoch(run, _diagnosis(suggested=4, method="knn", unhealthy=(1, 2, 3, 4)), method="ssim")
+    assert (everywhere.epoch, everywhere.rule) == (4, SUGGESTED)
+    assert "so is every other epoch" in everywhere.reason and everywhere.caveat.startswith("Epoch 4 is flagged")
+
+
+def test_chosen_for_one_method_through_the_cli_word(tmp_path, monkeypatch):
+    run = _run(tmp_path, epochs=(1, 2, 3), val_losses={1: 0.5, 2: 0.3, 3: 0.4})
+    monkeypatch.setattr("core.diagnostics.choice.diagnosis_of",
+                        lambda r, d=None: _diagnosis(suggested=3, method="knn", unhealthy=(3,)))
+    assert resolve_epoch(run, "chosen")[0] == 3
+    epoch, choice = resolve_epoch(run, "chosen", method="pixel")
+    assert epoch == 2 and choice.rule == LOWEST_VAL_LOSS and choice.method == "pixel"
