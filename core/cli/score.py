@@ -58,7 +58,7 @@ def main(args) -> int:
 
     run = Run.open(args.run)
     data = run_data_root(run.config(), args.data)
-    epoch = resolve_epoch_arg(run, args.epoch, args.data, args.method and check_method(args.method))
+    epoch = resolve_epoch_arg(run, args.epoch, None, args.method and check_method(args.method))
     method, why = resolve_method(args.method, run, epoch, data)
     if why:
         print(f"note: {why}", file=sys.stderr)
