@@ -112,15 +112,14 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None, method: str | 
     pinned = run.pinned() or {}
     if pinned.get("epoch") in epochs:
         epoch = int(pinned["epoch"])
-        method = pinned.get("method") or None
+        pinned_method = pinned.get("method") or None  # the pin wins over the asked method
         why = pinned.get("reason") or "no reason given"
-        return EpochChoice(epoch, method, PINNED, f"pinned in the run: {why}",
-                           caveat_for(epoch, method, reports.get(epoch)), best_val)
+        return EpochChoice(epoch, pinned_method, PINNED, f"pinned in the run: {why}",
+                           caveat_for(epoch, pinned_method, reports.get(epoch)), best_val)
     suggestion = diagnosis.suggestion if diagnosis is not None else None
     if suggestion is not None and suggestion.epoch in epochs:
         epoch, suggested = int(suggestion.epoch), suggestion.method or None
-        ruled_out = reports.get(epoch) is not None and method in reports[epoch].unusable
-        if method and method != suggested and ruled_out:
+        if method and epoch in reports and method in reports[epoch].unusable:
             return usable_for(run, method, epoch, suggested, reports, best_val)
         reason = str(suggestion.reasons[0]) if suggestion.reasons else "the diagnosis' suggestion"
         return EpochChoice(epoch, suggested, SUGGESTED, reason,
@@ -153,9 +152,7 @@ def usable_for(run: Run, method: str, suggested_epoch: int, suggested_method: st
                       if method in f.unusable)
     moved = (f"the suggestion (epoch {suggested_epoch}, for {suggested_method or 'the default score'}) "
              f"is flagged {names}, which makes {method} useless there")
-    pick = run.best_by_val_loss(usable) if usable else None
-    if pick is None and usable:
-        pick = usable[-1]
+    pick = (run.best_by_val_loss(usable) or usable[-1]) if usable else None
     if pick is None:
         return EpochChoice(suggested_epoch, method, SUGGESTED, f"{moved}, and so is every other epoch",
                            caveat_for(suggested_epoch, method, reports.get(suggested_epoch)), best_val)
