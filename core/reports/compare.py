@@ -201,10 +201,11 @@ def cached_real_auroc(run: Run, epoch: int, data_root: str | Path, methods: Sequ
     from core.evaluation.metrics import evaluation_table
     from core.runs.cache import has_entries
     from core.scoring import score_checkpoint
+    from core.scoring.checkpoint import cache_epoch
 
     out = {}
     for method in methods:
-        if not has_entries(run, epoch, f"scores-{method}"):
+        if not has_entries(run, cache_epoch(method, epoch), f"scores-{method}"):
             continue  # never scored: skip without reading the checkpoint
         try:
             result = score_checkpoint(run, epoch, data_root, method, cached_only=True)

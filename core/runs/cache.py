@@ -2,6 +2,8 @@
 
 A result is keyed by the checkpoint's name and modification time plus the parameters
 that produced it: retraining or resuming over an epoch invalidates its results by itself.
+epoch None keys a result on its parameters alone, shared by every epoch of the run (scores that
+never read the model: the no-learning floors, core.scoring.options.MODEL_FREE_METHODS).
 Results are dicts; numpy arrays go to an .npz (no pickle), everything else to a .json beside it.
 """
 
@@ -44,18 +46,23 @@ def checkpoint_fingerprint(path: Path) -> str:
     return f"{path.name}:{mtime_ns}"
 
 
-def cache_key(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None) -> str:
-    text = json.dumps({"v": CACHE_VERSION, "ckpt": checkpoint_fingerprint(run.checkpoint_path(epoch)),
+def cache_key(run: Run, epoch: int | None, kind: str, params: dict[str, Any] | None = None) -> str:
+    ckpt = None if epoch is None else checkpoint_fingerprint(run.checkpoint_path(epoch))
+    text = json.dumps({"v": CACHE_VERSION, "ckpt": ckpt,
                        "params": params or {}}, sort_keys=True, default=str)
     return f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
-def _paths(run: Run, epoch: int, key: str) -> tuple[Path, Path]:
-    folder = run.cache_dir / f"epoch_{epoch:03d}"
+def _folder(run: Run, epoch: int | None) -> Path:
+    return run.cache_dir / ("run" if epoch is None else f"epoch_{epoch:03d}")
+
+
+def _paths(run: Run, epoch: int | None, key: str) -> tuple[Path, Path]:
+    folder = _folder(run, epoch)
     return folder / f"{key}.json", folder / f"{key}.npz"
 
 
-def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None = None,
+def load_cached(run: Run, epoch: int | None, kind: str, params: dict[str, Any] | None = None,
                 skip: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The stored result, or None; arrays named in `skip` are not read (a page that needs a
     result's scores but not its maps reads a tenth of the bytes)."""
@@ -72,10 +79,10 @@ def load_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None =
     return result
 
 
-def has_entries(run: Run, epoch: int, kind: str) -> bool:
+def has_entries(run: Run, epoch: int | None, kind: str) -> bool:
     """Whether any result of `kind` was stored for this epoch (any params): a cheap check
     before building the exact key, which may need the checkpoint itself."""
-    return any((run.cache_dir / f"epoch_{epoch:03d}").glob(f"{kind}-*.json"))
+    return any(_folder(run, epoch).glob(f"{kind}-*.json"))
 
 
 class CacheWarning(UserWarning):
@@ -85,7 +92,7 @@ class CacheWarning(UserWarning):
 _UNWRITABLE: set[str] = set()  # cache folders already reported, so each is named once
 
 
-def store_cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None, result: dict[str, Any]) -> None:
+def store_cached(run: Run, epoch: int | None, kind: str, params: dict[str, Any] | None, result: dict[str, Any]) -> None:
     """Stores a result; the cache is optional: a run folder the user may read but not write
     (a teammate's run, a read-only share) gets one CacheWarning and the result is just not kept."""
     json_path, npz_path = _paths(run, epoch, cache_key(run, epoch, kind, params))
@@ -123,7 +130,7 @@ def _numpy_scalar(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def cached(run: Run, epoch: int, kind: str, params: dict[str, Any] | None,
+def cached(run: Run, epoch: int | None, kind: str, params: dict[str, Any] | None,
            compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The stored result for (checkpoint, kind, params), computing and storing it on a miss."""
     hit = load_cached(run, epoch, kind, params)

@@ -47,6 +47,7 @@ from core.scoring.options import (
     CHECKPOINT_METHODS,
     DEFAULT_METHOD,
     FALLBACK_METHOD,
+    MODEL_FREE_METHODS,
     ROUTED_METHODS,
     ScoreOptions,
     check_method,
@@ -285,15 +286,17 @@ def _raw_scores(context: ScoringContext, methods: tuple[str, ...], split: str,
             results[m] = kept
             continue
         keys[m] = _cache_params(m, split, context)
-        record = load_cached(context.run, context.epoch, f"scores-{m}", keys[m],
+        record = load_cached(context.run, cache_epoch(m, context.epoch), f"scores-{m}", keys[m],
                              skip=() if maps else ("anomaly_maps",))
-        results[m] = None if record is None else MethodScores.from_record(record)
+        results[m] = None if record is None else dataclasses.replace(
+            MethodScores.from_record(record), epoch=context.epoch)  # a model-free entry: any epoch
     missing = tuple(m for m in methods if results[m] is None)
     if missing and not cached_only:
         images = (context.test_set if split == "test"
                   else load_samples(context.samples(split), context.config.image_size))
         for m, scores in _compute(context, missing, split, images).items():
-            store_cached(context.run, context.epoch, f"scores-{m}", keys[m], scores.to_record())
+            store_cached(context.run, cache_epoch(m, context.epoch), f"scores-{m}", keys[m],
+                         scores.to_record())
             results[m] = scores
     for m, scores in results.items():
         if scores is None:
@@ -336,6 +339,12 @@ def resolve_method(
         f"against at least {MIN_REFERENCE} normals per category and this run has fewer (add "
         f"normal training images, or a val/good folder)"
     )
+
+
+def cache_epoch(method: str, epoch: int) -> int | None:
+    """The epoch a method's cached results are kept under: None (one entry for every epoch of
+    the run) for MODEL_FREE_METHODS, whose scores never read the model."""
+    return None if method in MODEL_FREE_METHODS else epoch
 
 
 def _cache_params(method: str, split: str, context: ScoringContext) -> dict:
@@ -410,7 +419,7 @@ def _leave_one_out(context: ScoringContext, method: str, cached_only: bool
                 "names": [str(s.path) for s in train.samples]}
 
     kind = f"loo-{method}"
-    run, epoch = context.run, context.epoch
+    run, epoch = context.run, cache_epoch(method, context.epoch)
     record = load_cached(run, epoch, kind, params) if cached_only else cached(
         run, epoch, kind, params, compute)
     if record is None:

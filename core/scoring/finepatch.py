@@ -105,8 +105,9 @@ class FinePatchBank:
             keys = _keys(flat)
             unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             image = np.repeat(rows, per_image)
-            pairs = np.unique(np.stack([inverse, image], axis=1), axis=0)
-            count = np.bincount(pairs[:, 0], minlength=len(unique))
+            span = int(image.max()) + 1  # (entry, image) pairs as one int64: a 1-D unique
+            pairs = np.unique(inverse.astype(np.int64).ravel() * span + image)
+            count = np.bincount(pairs // span, minlength=len(unique))
             keep = np.arange(len(unique))
             if len(keep) > MAX_PATCHES:
                 keep = np.sort(rng.choice(len(keep), MAX_PATCHES, replace=False))

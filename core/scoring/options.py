@@ -58,6 +58,9 @@ ROUTED_METHODS = ("knn", "rawknn", "patchz", "ssimz", "globalknn", "finepatch") 
 DEFAULT_METHOD = "adaptive"
 FALLBACK_METHOD = "knn"
 FLOOR_METHODS = ("rawknn", "patchz")  # no learning: the floors every table shows
+# scores that never read the model (the floors and finepatch): the same at every epoch, so they
+# are computed once per run and cached for all its epochs (core.runs.cache, epoch None)
+MODEL_FREE_METHODS = FLOOR_METHODS + ("finepatch",)
 SEGMENTER_METHODS = ("seg",)  # need a checkpoint trained with objective "discriminative"
 # combine other methods' scores calibrated against a run's normal images, so they exist for
 # checkpoints (score_checkpoint), not for bare image sets (score_image_set)

@@ -170,6 +170,9 @@ def patch_knn(
         if left_out:  # a query never finds itself
             distances[torch.from_numpy(members[None, :] == skip[sel][:, None])] = float("inf")
         n = searched_images(len(members) - int(left_out), neighbours)
+        if n >= len(members) - int(left_out):  # every image searched: one bank for the group
+            out[sel] = _search_all(q_all[sel], bank.vectors[members], members, skip[sel], int(k))
+            continue
         nearest = distances.topk(n, dim=1, largest=False).indices
         images = members[nearest.numpy()]  # (len(sel), n) bank image indices
         out[sel] = _search(q_all[sel], bank.vectors, images, int(k))
@@ -183,6 +186,38 @@ def searched_images(bank_images: int, neighbours: int = 0) -> int:
     if neighbours >= 1:
         return min(int(neighbours), bank_images)
     return bank_images if bank_images <= EXHAUSTIVE_IMAGES else min(AUTO_NEIGHBOURS, bank_images)
+
+
+def _search_all(queries: torch.Tensor, vectors: np.ndarray, members: np.ndarray,
+                exclude: np.ndarray, k: int) -> torch.Tensor:
+    """(B, P, D) queries against every patch of the (n, Pb, D) bank images `members` (their
+    bank indices), converted once; exclude: (B,) the bank image each query leaves out, -1 none.
+    The same result as _search over all the group's images, without a copy of the bank per
+    query image."""
+    b, p, d = queries.shape
+    per_image = vectors.shape[1]
+    bank = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).reshape(-1, d)
+    bank_sq = (bank * bank).sum(1)
+    column = {int(image): i for i, image in enumerate(members)}
+    own = np.repeat([column.get(int(e), -1) for e in exclude], p)  # per query patch
+    k = min(k, len(bank) - (per_image if (own >= 0).any() else 0))
+    flat = queries.reshape(b * p, d)
+    out = torch.empty(b * p)
+    rows = max(1, DISTANCE_BUDGET_BYTES // (4 * len(bank)))
+    span = np.arange(per_image)
+    for r0 in range(0, b * p, rows):
+        part = flat[r0 : r0 + rows]
+        ranking = torch.addmm(bank_sq[None], part, bank.T, alpha=-2.0)  # (r, M)
+        mine = own[r0 : r0 + rows]
+        hit = np.flatnonzero(mine >= 0)
+        if len(hit):  # a query never finds its own image's patches
+            cols = mine[hit][:, None] * per_image + span[None]
+            ranking[torch.from_numpy(hit)[:, None], torch.from_numpy(cols)] = float("inf")
+        idx = (ranking.argmin(dim=1, keepdim=True) if k == 1
+               else ranking.topk(k, dim=1, largest=False).indices)  # (r, k)
+        exact = (part.unsqueeze(1) - bank[idx]).norm(dim=-1)  # (r, k), recomputed exactly
+        out[r0 : r0 + len(part)] = exact.mean(dim=1)
+    return out.reshape(b, p)
 
 
 def _search(queries: torch.Tensor, vectors: np.ndarray, images: np.ndarray, k: int) -> torch.Tensor:

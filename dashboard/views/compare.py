@@ -227,10 +227,11 @@ def reconstruction_section(comparison, runs: list[Run], data_root: str | None) -
 
 
 def _cache_stamps(runs: list[Run]) -> tuple:
-    """When each run's per-epoch cache folders last changed: scores stored by another page or
-    the training follower show here on the next rerun."""
+    """When each run's cache folders (per epoch, and the run-wide one of the model-free
+    scores) last changed: scores stored by another page or the training follower show here on
+    the next rerun."""
     return tuple(folder.stat().st_mtime_ns for run in runs
-                 for folder in sorted(run.cache_dir.glob("epoch_*")) if folder.is_dir())
+                 for folder in sorted(run.cache_dir.glob("*")) if folder.is_dir())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
