@@ -76,7 +76,8 @@ def print_rows(run: Run, data: str, which: str) -> None:
     page shows): cached AUROCs are read, the rest computed."""
     # "last" skips the product's choice, which diagnoses every epoch first (minutes per epoch)
     for row in reconstruction_rows([run], data, which):
-        cells = [row.run, f"{row.epoch}{' chosen' if row.chosen else ''}", _fmt(row.val_loss, 4),
+        marks = (" chosen" if row.chosen else "") + (f" chosen for {row.chosen_for}" if row.chosen_for else "")
+        cells = [row.run, f"{row.epoch}{marks}", _fmt(row.val_loss, 4),
                  _fmt(row.bottleneck_std, 4)]
         cells += [_fmt(row.auroc.get(m)) for m in ALL_METHODS]
         print(" | ".join(cells) + (f" | {row.note}" if row.note else ""), flush=True)

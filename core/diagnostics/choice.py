@@ -8,11 +8,13 @@ The rule, in order:
                           score method, label-free; never an epoch where a health flag rules that
                           method out), or, without a scorable test set, the health-only suggestion
                           (core.diagnostics.timeline.suggest_epoch: no error flag).
-                          Asked for one score method that a flag rules out at the suggested epoch
-                          (ssimz where the suggestion is for knn at an epoch flagged identity
-                          copy), the lowest validation loss among the epochs where that method is
-                          usable instead: the product never hands a score an epoch it calls
-                          useless for it.
+  ranked for a method    asked for one score method other than the suggestion's (evaluate or
+                          score with --method ssimz): that method's own pick in the same ranking
+                          (its best usable epoch by the criterion that agrees best with it;
+                          core.diagnostics.ranking.method_picks). A method the ranking does not
+                          score that a flag rules out at the suggested epoch: the lowest
+                          validation loss among the epochs where it is usable instead. The
+                          product never hands a score an epoch it calls useless for it.
   lowest validation loss  no diagnosis available: the epoch with the lowest validation loss
                           among the epochs without an error flag (all epochs when health is
                           unknown).
@@ -37,15 +39,17 @@ if TYPE_CHECKING:
     from core.diagnostics.health import HealthReport
     from core.diagnostics.results import RunDiagnosis
 
-PINNED, SUGGESTED, LOWEST_VAL_LOSS, LAST = "pinned", "suggested", "lowest validation loss", "last"
+PINNED, SUGGESTED, RANKED, LOWEST_VAL_LOSS, LAST = (
+    "pinned", "suggested", "ranked", "lowest validation loss", "last")
 
 
 @dataclass(frozen=True)
 class EpochChoice:
     """The chosen epoch of a run, the score method to use with it, and why.
 
-    epoch: None when the run has no epochs. method: the suggestion's method (None: the product's
-    default score). rule: PINNED | SUGGESTED | LOWEST_VAL_LOSS | LAST. reason: one sentence.
+    epoch: None when the run has no epochs. method: the suggestion's method, or the one asked
+    for (None: the product's default score). rule: PINNED | SUGGESTED | RANKED |
+    LOWEST_VAL_LOSS | LAST. reason: one sentence.
     caveat: one sentence when the epoch carries a health flag that does not rule the method
     out (e.g. knn at an epoch whose decoder collapsed), else "". best_val_epoch: the epoch with
     the lowest validation loss (what `--epoch best` means), for saying why the two differ.
@@ -63,8 +67,8 @@ class EpochChoice:
         """'epoch 5 (suggested for knn)' -- how every surface names the choice."""
         if self.epoch is None:
             return "no epoch"
-        what = self.rule + (f" for {self.method}" if self.method and self.rule in (SUGGESTED, LOWEST_VAL_LOSS)
-                            else "")
+        what = self.rule + (f" for {self.method}"
+                            if self.method and self.rule in (SUGGESTED, RANKED, LOWEST_VAL_LOSS) else "")
         return f"epoch {self.epoch} ({what})"
 
     @property
@@ -119,6 +123,10 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None, method: str | 
     suggestion = diagnosis.suggestion if diagnosis is not None else None
     if suggestion is not None and suggestion.epoch in epochs:
         epoch, suggested = int(suggestion.epoch), suggestion.method or None
+        ranking = diagnosis.ranking
+        pick = ranking.picks.get(method) if method and ranking is not None else None
+        if pick is not None and method != suggested:
+            return ranked_for(pick, suggestion, reports, best_val)
         if method and epoch in reports and method in reports[epoch].unusable:
             return usable_for(run, method, epoch, suggested, reports, best_val)
         reason = str(suggestion.reasons[0]) if suggestion.reasons else "the diagnosis' suggestion"
@@ -140,6 +148,22 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None, method: str | 
                            best_val_epoch=best_val)
     return EpochChoice(epochs[-1], None, LAST, "no validation loss was logged: the last epoch",
                        best_val_epoch=best_val)
+
+
+def ranked_for(pick, suggestion, reports: dict, best_val: int | None) -> EpochChoice:
+    """The choice for a method the ranking scored that is not the suggestion's: its own pick
+    (core.diagnostics.ranking.MethodPick), with the sentence why."""
+    how = (f"agreed best with its real AUROC on this run's labels (Spearman {pick.agreement:+.2f})"
+           if pick.here and pick.agreement is not None else
+           "agreed best on labelled benchmark runs (docs/diagnosis.md)" if pick.agreement is not None
+           else "the only one defined for it")
+    best = ("the lowest validation loss" if pick.criterion == "val_loss"
+            else f"the highest {pick.criterion.replace('_', ' ')}")
+    reason = (f"the label-free ranking's epoch for {pick.method}: {best} among the epochs where no flag rules "
+              f"{pick.method} out (the criterion that {how}); the run's suggestion is epoch "
+              f"{suggestion.epoch} for {suggestion.method or 'the default score'}")
+    return EpochChoice(pick.epoch, pick.method, RANKED, reason,
+                       caveat_for(pick.epoch, pick.method, reports.get(pick.epoch)), best_val)
 
 
 def usable_for(run: Run, method: str, suggested_epoch: int, suggested_method: str | None,

@@ -201,6 +201,19 @@ class Suggestion:
     score: float | None = None
 
 
+@dataclass(frozen=True)
+class MethodPick:
+    """One method's best usable epoch by its best-agreeing criterion (what the suggestion
+    chooses among; `--epoch chosen --method M` uses M's). agreement: that criterion's Spearman
+    with M's real AUROC (None: never measured); here: measured on this run's labels."""
+
+    method: str
+    epoch: int
+    criterion: str
+    agreement: float | None = None
+    here: bool = False
+
+
 @dataclass
 class EpochRanking:
     """Label-free criteria per epoch and method, their agreement with real AUROC, the suggestion.
@@ -208,6 +221,7 @@ class EpochRanking:
     values[criterion][method][epoch]; real[method][epoch] (empty without labels);
     unusable[epoch]: methods a health flag rules out there; errors[method][epoch]: the standard
     error of test_separation (separation_error), what the ensemble's hedge compares against.
+    picks[method]: that method's own best epoch (MethodPick), for every method that has one.
     """
 
     epochs: list[int]
@@ -220,6 +234,7 @@ class EpochRanking:
     notes: list[str] = field(default_factory=list)
     gaps: list[SyntheticGap] = field(default_factory=list)
     errors: dict[str, dict[int, float]] = field(default_factory=dict)
+    picks: dict[str, MethodPick] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -241,7 +256,8 @@ class EpochRanking:
                    {int(e): list(m) for e, m in record["unusable"].items()},
                    Suggestion(**record["suggestion"]), list(record.get("notes", [])),
                    [SyntheticGap(**{k: v for k, v in g.items() if k != "sentence"}) for g in record.get("gaps", [])],
-                   {m: by_epoch(v) for m, v in record.get("errors", {}).items()})
+                   {m: by_epoch(v) for m, v in record.get("errors", {}).items()},
+                   {m: MethodPick(**p) for m, p in record.get("picks", {}).items()})
 
     def agreement_table(self) -> dict[str, dict[str, float | None]]:
         """criterion -> method -> Spearman with real AUROC (None: not measurable)."""
@@ -257,7 +273,8 @@ class EpochRanking:
                 "unusable": {str(e): list(m) for e, m in self.unusable.items()},
                 "suggestion": asdict(self.suggestion), "notes": list(self.notes),
                 "gaps": [{**asdict(g), "sentence": g.sentence} for g in self.gaps],
-                "errors": {m: {str(e): v for e, v in by_e.items()} for m, by_e in self.errors.items()}}
+                "errors": {m: {str(e): v for e, v in by_e.items()} for m, by_e in self.errors.items()},
+                "picks": {m: asdict(p) for m, p in self.picks.items()}}
 
 
 def agreements_of(values: Mapping[str, Mapping[str, Mapping[int, float]]],
@@ -326,6 +343,24 @@ def _hedged(picks: list, best: tuple, values, errors: Mapping[str, Mapping[int, 
                    f"{HEDGE_METHOD}, which hedges between its members, is suggested")
 
 
+def method_picks(epochs: Sequence[int], methods: Sequence[str], values, agreements: list[Agreement],
+                 unusable: Mapping[int, Sequence[str]]) -> dict[str, MethodPick]:
+    """Per method, its best usable epoch by the criterion that agrees best with its real AUROC
+    (on this run's labels, else MEASURED_AGREEMENT); a method usable at no epoch, or with no
+    criterion value, has none."""
+    picks = {}
+    for method in methods:
+        usable = [e for e in epochs if method not in unusable.get(e, ())]
+        criterion, agreement, here = _best_criterion(method, values, agreements)
+        if not usable or criterion is None:
+            continue
+        epoch = _pick(values[criterion][method], usable)
+        if epoch is not None:
+            picks[method] = MethodPick(method, int(epoch), criterion,
+                                       agreement.spearman if agreement is not None else None, here)
+    return picks
+
+
 def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreements: list[Agreement],
             unusable: Mapping[int, Sequence[str]],
             errors: Mapping[str, Mapping[int, float]] | None = None) -> Suggestion:
@@ -336,15 +371,11 @@ def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreeme
     unless another method's separation is higher by more than HEDGE_ERRORS errors."""
     source = "this run's test labels"
     picks = []
-    for method in methods:
-        usable = [e for e in epochs if method not in unusable.get(e, ())]
-        criterion, agreement, here = _best_criterion(method, values, agreements)
-        if not usable or criterion is None:
-            continue
-        epoch = _pick(values[criterion][method], usable)
-        if epoch is None:
-            continue
-        picks.append((method, epoch, criterion, agreement, here))
+    for pick in method_picks(epochs, methods, values, agreements, unusable).values():
+        agreement = next((a for a in agreements if a.criterion == pick.criterion
+                          and a.method == pick.method), None) if pick.here else (
+            None if pick.agreement is None else Agreement(pick.criterion, pick.method, pick.agreement, 0))
+        picks.append((pick.method, pick.epoch, pick.criterion, agreement, pick.here))
     if not picks:
         return Suggestion(None, None, None, None, source,
                           ["no method is usable at any epoch with a label-free criterion: see the flags"])
@@ -396,7 +427,8 @@ def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
     return EpochRanking(list(epochs), list(methods), {c: {m: dict(v) for m, v in by.items()} for c, by in values.items()},
                         {m: dict(v) for m, v in real.items()}, agreements,
                         {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes),
-                        synthetic_gaps(values, real), {m: dict(v) for m, v in (errors or {}).items()})
+                        synthetic_gaps(values, real), {m: dict(v) for m, v in (errors or {}).items()},
+                        method_picks(epochs, methods, values, agreements, unusable))
 
 
 # --------------------------------------------------------------------------- per run
@@ -528,7 +560,7 @@ def rank_run(run, epochs: Sequence[int], data_root, methods: Sequence[str],
         return rank(epochs, methods, values, real, unusable, notes, errors)
     ranking = rank(epochs, methods, values, {}, unusable, notes, errors)
     return EpochRanking(ranking.epochs, ranking.methods, ranking.values, real, [], ranking.unusable,
-                        ranking.suggestion, ranking.notes, ranking.gaps, ranking.errors)
+                        ranking.suggestion, ranking.notes, ranking.gaps, ranking.errors, ranking.picks)
 
 
 def _reconstruction_methods() -> tuple[str, ...]:

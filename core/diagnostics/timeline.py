@@ -31,10 +31,12 @@ SUGGESTION_WEIGHTS = {"real_auroc": 3.0, "synthetic_auroc": 2.0, "val_loss": 1.0
 # equal metrics, prefer the one with fewer problems; small enough never to outweigh a metric.
 WARNING_PENALTY = 0.05
 # What the label-free ranking scores per epoch: the methods training's follower and the Overview
-# already score (core.training.follow.OVERVIEW_METHODS), so their cache entries are shared: the three
-# learned scores and the product's default score (core.scoring.options.DEFAULT_METHOD), so the
-# suggestion can pick the epoch for the score a user exports by default.
-RANKED_METHODS = ("pixel", "ssim", "knn", "ensemble", "adaptive")
+# already score (core.training.follow.OVERVIEW_METHODS), so their cache entries are shared: the
+# learned scores (ssimz: the reconstruction score that beats the floors once trained long enough,
+# docs/reconstruction.md) and the product's default score (core.scoring.options.DEFAULT_METHOD),
+# so the suggestion can pick the epoch for the score a user exports by default, and each of
+# them has its own pick (`--epoch chosen --method M`).
+RANKED_METHODS = ("pixel", "ssim", "ssimz", "knn", "ensemble", "adaptive")
 FLOOR_METHODS = ("rawknn", "patchz")  # no-learning baselines: constant across epochs, never a reason
 
 

@@ -27,6 +27,9 @@ from core.scoring.options import FLOOR_METHODS, SEGMENTER_METHODS
 # which epochs of each run get a row
 EPOCH_CHOICES = ("chosen", "last", "chosen,last", "all")
 ALL_METHODS = RECONSTRUCTION_METHODS + SEGMENTER_METHODS + FLOOR_METHODS  # the column order
+# the reconstruction score whose own chosen epoch (`--epoch chosen --method ssimz`) also gets a
+# row: the one that beats the floors once trained long enough (docs/reconstruction.md)
+RECONSTRUCTION_SCORE = "ssimz"
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what was just done)
 
 
@@ -35,7 +38,9 @@ class ReconstructionRow:
     """One run at one epoch.
 
     run: the run's label; path: its folder; loss / objective / skips / depth: its recipe
-    (config.json); chosen: whether `epoch` is the epoch the product chooses; val_loss: the
+    (config.json); chosen: whether `epoch` is the epoch the product chooses; chosen_for: the
+    reconstruction score (RECONSTRUCTION_SCORE) when `epoch` is the one chosen for it, else "";
+    val_loss: the
     logged validation loss (the run's own loss mix: compare within a run only); bottleneck_std:
     mean weight std of the bottleneck convolutions; auroc: {method: mean per-category image
     AUROC} for the methods whose scores were found (None: undefined, e.g. one class only);
@@ -51,6 +56,7 @@ class ReconstructionRow:
     depth: int | None
     epoch: int | None
     chosen: bool = False
+    chosen_for: str = ""
     val_loss: float | None = None
     bottleneck_std: float | None = None
     auroc: dict[str, float | None] = field(default_factory=dict)
@@ -65,8 +71,9 @@ def table_methods(run: Run) -> tuple[str, ...]:
     return RECONSTRUCTION_METHODS + seg + FLOOR_METHODS
 
 
-def row_epochs(run: Run, which: str, chosen: int | None) -> list[int]:
-    """The epochs of `run` that get a row for `which` (one of EPOCH_CHOICES), ascending."""
+def row_epochs(run: Run, which: str, chosen: int | None, also: Sequence[int | None] = ()) -> list[int]:
+    """The epochs of `run` that get a row for `which` (one of EPOCH_CHOICES), ascending; with
+    "chosen", also the epochs in `also` (chosen for one score)."""
     if which not in EPOCH_CHOICES:
         raise ValueError(f"epochs '{which}': use one of {', '.join(EPOCH_CHOICES)}")
     saved = run.epochs()
@@ -75,8 +82,8 @@ def row_epochs(run: Run, which: str, chosen: int | None) -> list[int]:
     if which == "all":
         return list(saved)
     wanted = {saved[-1]} if "last" in which else set()
-    if "chosen" in which and chosen is not None:
-        wanted.add(int(chosen))
+    if "chosen" in which:
+        wanted |= {int(e) for e in (chosen, *also) if e is not None}
     return sorted(wanted)
 
 
@@ -102,10 +109,10 @@ def mean_image_aurocs(run: Run, epoch: int, data_root: str | Path, methods: Sequ
     return out
 
 
-def _chosen_epoch(run: Run, data_root: Path) -> int:
+def _chosen_epoch(run: Run, data_root: Path, method: str | None = None) -> int:
     from core.diagnostics.choice import resolve_epoch
 
-    return resolve_epoch(run, "chosen", data_root)[0]
+    return resolve_epoch(run, "chosen", data_root, method)[0]
 
 
 def _recipe(run: Run, label: str) -> dict:
@@ -126,14 +133,16 @@ def run_rows(run: Run, label: str, data_root: str | Path | None = None, epochs: 
         recipe = _recipe(run, label)
         root = run_data_root(run.config(), data_root)
         methods = table_methods(run)
+        own = None  # the epoch chosen for the reconstruction score (the diagnosis, cached)
         if chosen is None and "chosen" in epochs and run.epochs():
-            chosen = _chosen_epoch(run, root)
+            chosen, own = _chosen_epoch(run, root), _chosen_epoch(run, root, RECONSTRUCTION_SCORE)
     except (RunError, ValueError, OSError) as err:
         return [ReconstructionRow(label, str(run.path), "", "", "", None, None, note=str(err))]
     logged = {int(m["epoch"]): m.get("val_loss") for m in run.metrics() if "epoch" in m}
     rows = []
-    for epoch in row_epochs(run, epochs, chosen):
+    for epoch in row_epochs(run, epochs, chosen, (own,)):
         row = ReconstructionRow(**recipe, epoch=epoch, chosen=epoch == chosen,
+                                chosen_for=RECONSTRUCTION_SCORE if epoch == own else "",
                                 val_loss=_number(logged.get(epoch)))
         try:
             stds = bottleneck_weight_std(run, epoch).values()
@@ -159,7 +168,8 @@ def reconstruction_rows(runs: Sequence[Run], data_root: str | Path | None = None
     EPOCH_CHOICES ("chosen": the epoch the product chooses, core.diagnostics.choice); chosen:
     {run path: epoch} already chosen by the caller (the Compare page's), else it is resolved
     here, which diagnoses every epoch (minutes per epoch on real data); labels: one per run
-    (default: the folder names). cached_only: AUROCs only from the run's cache, the rest named
+    (default: the folder names); without `chosen`, the epoch chosen for RECONSTRUCTION_SCORE
+    gets a row too. cached_only: AUROCs only from the run's cache, the rest named
     in `missing`. progress(done, total, text) after each run and epoch.
     """
     from core.reports.compare import labels_for
@@ -192,12 +202,13 @@ def rows_frame(rows: Sequence[ReconstructionRow]) -> pd.DataFrame:
     records = []
     for r in rows:
         record = {"run": r.run, "loss": r.loss, "objective": r.objective, "skips": r.skips,
-                  "depth": r.depth, "epoch": r.epoch, "chosen": r.chosen, "val_loss": r.val_loss,
+                  "depth": r.depth, "epoch": r.epoch, "chosen": r.chosen, "chosen_for": r.chosen_for,
+                  "val_loss": r.val_loss,
                   "bottleneck_std": r.bottleneck_std}
         record.update({m: r.auroc.get(m) for m in methods})
         record["note"] = r.note
         records.append(record)
-    columns = ["run", "loss", "objective", "skips", "depth", "epoch", "chosen", "val_loss",
+    columns = ["run", "loss", "objective", "skips", "depth", "epoch", "chosen", "chosen_for", "val_loss",
                "bottleneck_std", *methods, "note"]
     frame = pd.DataFrame(records, columns=columns)
     for column in ["val_loss", "bottleneck_std", *methods]:

@@ -10,7 +10,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 import core.evaluation.evaluate
-from core.diagnostics.choice import SUGGESTED, choose_epoch
+from core.diagnostics.choice import PINNED, SUGGESTED, choose_epoch
 from core.runs.folder import Run, RunError
 from core.training.follow import OVERVIEW_METHODS
 from dashboard import state, widgets
@@ -177,6 +177,10 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag, epoch: int | None)
                 st.warning(choice.caveat, icon=":material/info:")
             if choice.differs_from_best:
                 st.caption(choice.differs_from_best)
+            own = per_method_choices(run, diag, choice)
+            if own:
+                st.caption("Scoring with one other method? Its own epoch in the same ranking "
+                           "(`evaluate` / `score --epoch chosen --method M`): " + " · ".join(own))
             epoch_buttons(run, choice.epoch, epoch, "suggested", f"{choice.label}: {choice.reason}")
         else:
             st.markdown("**No epoch yet**")
@@ -197,6 +201,19 @@ def draw_suggestions(run: Run, choices: dict[str, Any], diag, epoch: int | None)
         row = rows[min(chosen, len(rows) - 1)]
         st.caption(f"Row: {row['criterion']}")
         epoch_buttons(run, row["epoch"], epoch, "criterion", f"{row['criterion']}")
+
+
+def per_method_choices(run: Run, diag, choice) -> list[str]:
+    """'ssimz: epoch 39' for each ranked method whose own choice (core.diagnostics.choice, the
+    rule `--epoch chosen --method M` follows) is another epoch than the run's."""
+    if diag is None or diag.ranking is None or choice.rule == PINNED:
+        return []
+    out = []
+    for method in diag.ranking.methods:
+        own = choose_epoch(run, diag, method)
+        if own.epoch is not None and own.epoch != choice.epoch:
+            out.append(f"{method}: epoch {own.epoch}")
+    return out
 
 
 def draw_agreement(ranking) -> None:

@@ -71,3 +71,21 @@ def test_epochs_and_a_missing_data_folder(sweep, tmp_path):
     rows = reconstruction_rows([run], data_root=tmp_path / "gone", epochs="last", cached_only=True)
     assert len(rows) == 1 and str(tmp_path / "gone") in rows[0].note and rows[0].epoch is None
     assert math.isnan(rows_frame(rows)["ssimz"].iloc[0])
+
+
+def test_the_epoch_chosen_for_the_reconstruction_score_gets_its_own_row(sweep, tmp_path, monkeypatch):
+    from tests.core.test_runs import _run
+
+    run = _run(tmp_path, epochs=(1, 2, 3), val_losses={1: 0.5, 2: 0.4, 3: 0.3})
+    assert row_epochs(run, "chosen", 1, (3,)) == [1, 3] and row_epochs(run, "last", 1, (2,)) == [3]
+    asked = []
+
+    def chosen(run, root, method=None):
+        asked.append(method)
+        return 1
+
+    monkeypatch.setattr("core.reports.reconstruction._chosen_epoch", chosen)
+    rows = reconstruction_rows(expand_runs([sweep])[:1], epochs="chosen", cached_only=True)
+    assert asked == [None, "ssimz"]
+    assert [(r.epoch, r.chosen, r.chosen_for) for r in rows] == [(1, True, "ssimz")]
+    assert rows_frame(rows)["chosen_for"].tolist() == ["ssimz"]

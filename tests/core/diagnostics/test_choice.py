@@ -12,6 +12,7 @@ from core.diagnostics.choice import (
     LAST,
     LOWEST_VAL_LOSS,
     PINNED,
+    RANKED,
     SUGGESTED,
     caveat_for,
     choose_epoch,
@@ -111,3 +112,32 @@ def test_chosen_for_one_method_through_the_cli_word(tmp_path, monkeypatch):
     assert resolve_epoch(run, "chosen")[0] == 3
     epoch, choice = resolve_epoch(run, "chosen", method="pixel")
     assert epoch == 2 and choice.rule == LOWEST_VAL_LOSS and choice.method == "pixel"
+
+
+def test_a_ranked_score_gets_its_own_pick_from_the_same_ranking(tmp_path):
+    # knn separates the test set best at epoch 2 and is suggested; ssimz is ranked too, and
+    # without labels its best criterion on labelled runs is the validation loss: its own pick
+    # is the lowest validation loss where no flag rules it out (4 is collapsed -> 3)
+    from core.diagnostics.ranking import rank
+
+    run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2})
+    epochs = [1, 2, 3, 4]
+    sep = {"knn": {1: 0.80, 2: 0.95, 3: 0.85, 4: 0.90}, "ssimz": {1: 0.6, 2: 0.7, 3: 0.7, 4: 0.7}}
+    values = {"test_separation": sep,
+              "val_loss": {m: {e: -run_loss for e, run_loss in {1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2}.items()}
+                           for m in sep}}
+    unusable = {4: ["pixel", "ssim", "feature", "ssimz"]}
+    ranking = rank(epochs, ["knn", "ssimz"], values, {}, unusable)
+    assert ranking.picks["knn"].epoch == 2 and ranking.picks["ssimz"].epoch == 3
+    assert ranking.picks["ssimz"].criterion == "val_loss"
+    assert type(ranking).from_dict(json.loads(json.dumps(ranking.to_dict()))).picks == ranking.picks
+    reports = [HealthReport(e, [COLLAPSED] if e == 4 else [], {}) for e in epochs]
+    diagnosis = RunDiagnosis("run", [], reports, None, ranking.suggestion, [], ranking)
+    assert (ranking.suggestion.epoch, ranking.suggestion.method) == (2, "knn")
+    assert choose_epoch(run, diagnosis, method="knn").rule == SUGGESTED
+    for_ssimz = choose_epoch(run, diagnosis, method="ssimz")
+    assert (for_ssimz.epoch, for_ssimz.method, for_ssimz.rule) == (3, "ssimz", RANKED)
+    assert for_ssimz.label == "epoch 3 (ranked for ssimz)"
+    assert "lowest validation loss" in for_ssimz.reason and "epoch 2 for knn" in for_ssimz.reason
+    # a score the ranking does not score keeps the suggestion's epoch (no flag names it there)
+    assert choose_epoch(run, diagnosis, method="rawknn").epoch == 2
