@@ -122,7 +122,9 @@ def test_a_ranked_score_gets_its_own_pick_from_the_same_ranking(tmp_path):
 
     run = _run(tmp_path, epochs=(1, 2, 3, 4), val_losses={1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2})
     epochs = [1, 2, 3, 4]
-    sep = {"knn": {1: 0.80, 2: 0.95, 3: 0.85, 4: 0.90}, "ssimz": {1: 0.6, 2: 0.7, 3: 0.7, 4: 0.7}}
+    # ssimz separates "best" but is PICK_ONLY: against a few held-out normals its separation is
+    # noise, and suggested it cost a homework submission .04 pooled
+    sep = {"knn": {1: 0.80, 2: 0.95, 3: 0.85, 4: 0.90}, "ssimz": {1: 0.99, 2: 0.99, 3: 0.99, 4: 0.99}}
     values = {"test_separation": sep,
               "val_loss": {m: {e: -run_loss for e, run_loss in {1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2}.items()}
                            for m in sep}}
