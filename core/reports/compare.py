@@ -43,6 +43,8 @@ class RunSummary:
     score method; settings: loss, depth, skips, image
     size, epochs; val_loss / synthetic_auroc / real_auroc ({method: AUROC}) / flags at the
     chosen epoch; deep_std: {layer: weight std} of the bottleneck convolutions;
+    reconstruction_epoch: the epoch chosen for the reconstruction score
+    (core.reports.reconstruction.RECONSTRUCTION_SCORE; None without a diagnosis);
     purity: K-Means purity of bottleneck features (None when not computed); confused_pairs:
     (category a, category b, share) most confused first; notes: what could not be computed.
     """
@@ -54,6 +56,7 @@ class RunSummary:
     settings: dict[str, Any]
     epoch_reason: str = ""
     epoch_method: str | None = None
+    reconstruction_epoch: int | None = None
 
     @property
     def chosen_by(self) -> str:
@@ -330,12 +333,16 @@ def summarize_run(run: Run, label: str, data_root: str | Path | None = None, hea
 
     root = _data_root(run, data_root)
     diag = _diagnosis(run, root, health)
+    from core.reports.reconstruction import RECONSTRUCTION_SCORE
+
     choice = choose_epoch(run, diag)
     epoch = choice.epoch
+    own = choose_epoch(run, diag, RECONSTRUCTION_SCORE).epoch if diag is not None else None
     rows = _epoch_rows(run, label, diag.timeline if diag else [], root, methods or METHODS)
     summary = RunSummary(label=label, path=str(run.path), epoch=epoch, epoch_source=choice.rule,
                          settings=_settings(run), epoch_reason=choice.reason, epoch_method=choice.method,
-                         notes=list(diag.notes) if diag else ["health not checked"])
+                         notes=list(diag.notes) if diag else ["health not checked"],
+                         reconstruction_epoch=own)
     at = next((row for row in rows if row["epoch"] == epoch), None)
     if at is not None:
         summary.val_loss = float(at["val_loss"]) if _finite(at.get("val_loss")) else None

@@ -123,8 +123,10 @@ def _recipe(run: Run, label: str) -> dict:
 
 def run_rows(run: Run, label: str, data_root: str | Path | None = None, epochs: str = "chosen",
              chosen: int | None = None, cached_only: bool = False,
-             step: Callable[[str], None] | None = None) -> list[ReconstructionRow]:
-    """The rows of one run (see reconstruction_rows); step(text) is called after each epoch.
+             step: Callable[[str], None] | None = None, own: int | None = None
+             ) -> list[ReconstructionRow]:
+    """The rows of one run (see reconstruction_rows); step(text) is called after each epoch;
+    own: the epoch chosen for RECONSTRUCTION_SCORE when the caller knows it.
     A run whose config, checkpoint or data cannot be read gets one row with a note."""
     from core.diagnostics.weights import bottleneck_weight_std
     from core.scoring.data import run_data_root
@@ -133,7 +135,6 @@ def run_rows(run: Run, label: str, data_root: str | Path | None = None, epochs: 
         recipe = _recipe(run, label)
         root = run_data_root(run.config(), data_root)
         methods = table_methods(run)
-        own = None  # the epoch chosen for the reconstruction score (the diagnosis, cached)
         if chosen is None and "chosen" in epochs and run.epochs():
             chosen, own = _chosen_epoch(run, root), _chosen_epoch(run, root, RECONSTRUCTION_SCORE)
     except (RunError, ValueError, OSError) as err:
@@ -161,21 +162,23 @@ def run_rows(run: Run, label: str, data_root: str | Path | None = None, epochs: 
 def reconstruction_rows(runs: Sequence[Run], data_root: str | Path | None = None,
                         epochs: str = "chosen", chosen: Mapping[str, int | None] | None = None,
                         labels: Sequence[str] | None = None, cached_only: bool = False,
-                        progress: Progress | None = None) -> list[ReconstructionRow]:
+                        progress: Progress | None = None,
+                        chosen_for: Mapping[str, int | None] | None = None) -> list[ReconstructionRow]:
     """One ReconstructionRow per run and epoch, runs in the given order.
 
     data_root: the test data (default: each run's own config.data); epochs: one of
     EPOCH_CHOICES ("chosen": the epoch the product chooses, core.diagnostics.choice); chosen:
     {run path: epoch} already chosen by the caller (the Compare page's), else it is resolved
     here, which diagnoses every epoch (minutes per epoch on real data); labels: one per run
-    (default: the folder names); without `chosen`, the epoch chosen for RECONSTRUCTION_SCORE
-    gets a row too. cached_only: AUROCs only from the run's cache, the rest named
+    (default: the folder names); chosen_for: {run path: epoch chosen for
+    RECONSTRUCTION_SCORE}, which gets a row too (resolved here for a run without `chosen`). cached_only: AUROCs only from the run's cache, the rest named
     in `missing`. progress(done, total, text) after each run and epoch.
     """
     from core.reports.compare import labels_for
 
     labels = list(labels) if labels is not None else labels_for(runs)
     chosen = dict(chosen or {})
+    chosen_for = dict(chosen_for or {})
     plans = [(run, label, chosen.get(str(run.path))) for run, label in zip(runs, labels, strict=True)]
     total = sum(len(run.epochs()) if epochs == "all" else 2 if epochs == "chosen,last" else 1
                 for run, _, _ in plans)
@@ -189,7 +192,8 @@ def reconstruction_rows(runs: Sequence[Run], data_root: str | Path | None = None
 
     rows: list[ReconstructionRow] = []
     for run, label, picked in plans:
-        rows += run_rows(run, label, data_root, epochs, picked, cached_only, step)
+        rows += run_rows(run, label, data_root, epochs, picked, cached_only, step,
+                         chosen_for.get(str(run.path)))
     return rows
 
 

@@ -236,10 +236,10 @@ def _cache_stamps(runs: list[Run]) -> tuple:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _recon_rows(key: tuple, paths: tuple[str, ...], labels: tuple[str, ...], chosen: tuple,
-                data_root: str | None, epochs: str):
+                data_root: str | None, epochs: str, chosen_for: tuple = ()):
     return core.reports.reconstruction.reconstruction_rows(
         [Run(Path(p)) for p in paths], data_root, epochs, chosen=dict(chosen), labels=labels,
-        cached_only=True)
+        cached_only=True, chosen_for=dict(chosen_for))
 
 
 def score_missing(comparison, runs: list[Run], data_root: str | None, epochs: str, slot) -> None:
@@ -251,7 +251,8 @@ def score_missing(comparison, runs: list[Run], data_root: str | None, epochs: st
 
     core.reports.reconstruction.reconstruction_rows(
         runs, data_root, epochs, chosen={r.path: r.epoch for r in comparison.runs},
-        labels=[r.label for r in comparison.runs], progress=progress)
+        labels=[r.label for r in comparison.runs], progress=progress,
+        chosen_for={r.path: r.reconstruction_epoch for r in comparison.runs})
     bar.empty()
     st.session_state[KEY_RECON_SCORED] = st.session_state.get(KEY_RECON_SCORED, 0) + 1
 
@@ -270,8 +271,9 @@ def reconstruction_scores_section(comparison, runs: list[Run], data_root: str | 
                       key=KEY_RECON_EPOCHS)
     key = (_fingerprints(runs), _cache_stamps(runs), st.session_state.get(KEY_RECON_SCORED, 0))
     chosen = tuple((r.path, r.epoch) for r in comparison.runs)
+    chosen_for = tuple((r.path, r.reconstruction_epoch) for r in comparison.runs)
     rows = _recon_rows(key, tuple(str(r.path) for r in runs), tuple(r.label for r in comparison.runs),
-                       chosen, data_root, epochs)
+                       chosen, data_root, epochs, chosen_for)
     frame = core.reports.reconstruction.rows_frame(rows)
     if not frame["note"].astype(bool).any():
         frame = frame.drop(columns="note")

@@ -129,4 +129,8 @@ def test_compare_suggests_the_epoch_the_overview_suggests(tiny_run, demo_root, t
     assert overview.ranking is not None
     after = compare_many([run], data_root=demo_root, cluster=False).runs[0]
     assert after.epoch == overview.suggestion.epoch and after.epoch_source == "suggested"
+    # the reconstruction table's second row: the epoch the same ranking chose for ssimz
+    from core.diagnostics.choice import choose_epoch
+
+    assert after.reconstruction_epoch == choose_epoch(run, overview, "ssimz").epoch is not None
     assert not any("health flags only" in note for note in after.notes)

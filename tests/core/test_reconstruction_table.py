@@ -89,3 +89,8 @@ def test_the_epoch_chosen_for_the_reconstruction_score_gets_its_own_row(sweep, t
     assert asked == [None, "ssimz"]
     assert [(r.epoch, r.chosen, r.chosen_for) for r in rows] == [(1, True, "ssimz")]
     assert rows_frame(rows)["chosen_for"].tolist() == ["ssimz"]
+    # the Compare page knows both epochs from its own diagnosis: nothing is resolved again
+    path = str(expand_runs([sweep])[0].path)
+    given = reconstruction_rows(expand_runs([sweep])[:1], epochs="chosen", cached_only=True,
+                                chosen={path: 1}, chosen_for={path: 1})
+    assert asked == [None, "ssimz"] and [(r.chosen, r.chosen_for) for r in given] == [(True, "ssimz")]
