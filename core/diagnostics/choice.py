@@ -153,7 +153,10 @@ def choose_epoch(run: Run, diagnosis: RunDiagnosis | None = None, method: str | 
 def ranked_for(pick, suggestion, reports: dict, best_val: int | None) -> EpochChoice:
     """The choice for a method the ranking scored that is not the suggestion's: its own pick
     (core.diagnostics.ranking.MethodPick), with the sentence why."""
-    how = (f"agreed best with its real AUROC on this run's labels (Spearman {pick.agreement:+.2f})"
+    from core.diagnostics.ranking import agreement_strength
+
+    how = (f"agreed best with its real AUROC on this run's labels, "
+           f"{agreement_strength(pick.agreement)} (Spearman {pick.agreement:+.2f})"
            if pick.here and pick.agreement is not None else
            "agreed best on labelled benchmark runs (docs/diagnosis.md)" if pick.agreement is not None
            else "the only one defined for it")
