@@ -211,13 +211,15 @@ class Suggestion:
 class MethodPick:
     """One method's best usable epoch by its best-agreeing criterion (what the suggestion
     chooses among; `--epoch chosen --method M` uses M's). agreement: that criterion's Spearman
-    with M's real AUROC (None: never measured); here: measured on this run's labels."""
+    with M's real AUROC (None: never measured); here: measured on this run's labels, over
+    n_epochs epochs."""
 
     method: str
     epoch: int
     criterion: str
     agreement: float | None = None
     here: bool = False
+    n_epochs: int = 0
 
 
 @dataclass
@@ -326,23 +328,23 @@ def _pick(by_epoch: Mapping[int, float], epochs: Sequence[int]) -> int | None:
     return max(present, key=lambda e: (round(by_epoch[e], 12), e)) if present else None
 
 
-def _hedged(picks: list, best: tuple, values, errors: Mapping[str, Mapping[int, float]]
-            ) -> tuple[tuple, str] | None:
+def _hedged(picks: Sequence[MethodPick], best: MethodPick, values,
+            errors: Mapping[str, Mapping[int, float]]) -> tuple[MethodPick, str] | None:
     """The HEDGE_METHOD's pick and the sentence why, when `best` (another method) separates the
     test set better by no more than HEDGE_ERRORS standard errors of the difference; else None
     (also when either error is unknown)."""
-    hedge = next((p for p in picks if p[0] == HEDGE_METHOD), None)
-    if hedge is None or best[0] == HEDGE_METHOD:
+    hedge = next((p for p in picks if p.method == HEDGE_METHOD), None)
+    if hedge is None or best.method == HEDGE_METHOD:
         return None
     sep = values.get("test_separation", {})
-    s_best, s_hedge = sep.get(best[0], {}).get(best[1]), sep.get(HEDGE_METHOD, {}).get(hedge[1])
-    e_best, e_hedge = errors.get(best[0], {}).get(best[1]), errors.get(HEDGE_METHOD, {}).get(hedge[1])
+    s_best, s_hedge = sep.get(best.method, {}).get(best.epoch), sep.get(HEDGE_METHOD, {}).get(hedge.epoch)
+    e_best, e_hedge = errors.get(best.method, {}).get(best.epoch), errors.get(HEDGE_METHOD, {}).get(hedge.epoch)
     if not all(_finite(v) for v in (s_best, s_hedge, e_best, e_hedge)):
         return None
     error = math.hypot(e_best, e_hedge)
     if s_best - s_hedge > HEDGE_ERRORS * error:
         return None
-    return hedge, (f"{HEDGE_METHOD} rather than {best[0]}: {best[0]} separates the test set from the "
+    return hedge, (f"{HEDGE_METHOD} rather than {best.method}: {best.method} separates the test set from the "
                    f"held-out normals only {s_best - s_hedge:+.3f} better ({s_best:.3f} against "
                    f"{s_hedge:.3f}), within {HEDGE_ERRORS} of the standard error of that "
                    f"difference ({error:.3f}, from the number of held-out normals), so the "
@@ -363,45 +365,38 @@ def method_picks(epochs: Sequence[int], methods: Sequence[str], values, agreemen
         epoch = _pick(values[criterion][method], usable)
         if epoch is not None:
             picks[method] = MethodPick(method, int(epoch), criterion,
-                                       agreement.spearman if agreement is not None else None, here)
+                                       agreement.spearman if agreement is not None else None, here,
+                                       agreement.n_epochs if agreement is not None else 0)
     return picks
 
 
-def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreements: list[Agreement],
+def suggest(epochs: Sequence[int], picks: Mapping[str, MethodPick], values, real,
             unusable: Mapping[int, Sequence[str]],
             errors: Mapping[str, Mapping[int, float]] | None = None) -> Suggestion:
-    """Per method, the best usable epoch by its best-agreeing criterion; among those (method,
-    epoch) pairs, the one whose test_separation is highest (synthetic AUROC when separation is
+    """Among the methods' own picks (method_picks: each one's best usable epoch by its
+    best-agreeing criterion), the one whose test_separation is highest (synthetic AUROC when separation is
     undefined): both are label-free AUROCs, comparable between methods; PICK_ONLY methods
     are never suggested. errors: the standard
     error of each test_separation (separation_error); with them, the HEDGE_METHOD's pick wins
     unless another method's separation is higher by more than HEDGE_ERRORS errors."""
     source = "this run's test labels"
-    picks = []
-    for pick in method_picks(epochs, methods, values, agreements, unusable).values():
-        if pick.method in PICK_ONLY:
-            continue
-        agreement = next((a for a in agreements if a.criterion == pick.criterion
-                          and a.method == pick.method), None) if pick.here else (
-            None if pick.agreement is None else Agreement(pick.criterion, pick.method, pick.agreement, 0))
-        picks.append((pick.method, pick.epoch, pick.criterion, agreement, pick.here))
-    if not picks:
+    candidates = [pick for pick in picks.values() if pick.method not in PICK_ONLY]
+    if not candidates:
         return Suggestion(None, None, None, None, source,
                           ["no method is usable at any epoch with a label-free criterion: see the flags"])
 
-    def quality(pick) -> tuple[float, float]:
-        method, epoch = pick[0], pick[1]
+    def quality(method: str, epoch: int) -> tuple[float, float]:
         sep = values.get("test_separation", {}).get(method, {}).get(epoch)
         syn = values.get("synthetic_auroc", {}).get(method, {}).get(epoch)
         return (sep if _finite(sep) else -1.0, syn if _finite(syn) else -1.0)
 
-    best = max(picks, key=quality)
-    hedged = _hedged(picks, best, values, errors or {})
-    method, epoch, criterion, agreement, here = hedged[0] if hedged else best
-    rho = agreement.spearman if agreement is not None else None
-    if here:
+    best = max(candidates, key=lambda pick: quality(pick.method, pick.epoch))
+    hedged = _hedged(candidates, best, values, errors or {})
+    chosen = hedged[0] if hedged else best
+    method, epoch, criterion, rho = chosen.method, chosen.epoch, chosen.criterion, chosen.agreement
+    if chosen.here:
         how = (f"agreed best on {source}, {agreement_strength(rho)}: Spearman {rho:+.2f} with "
-               f"{method}'s real AUROC over {agreement.n_epochs} epochs")
+               f"{method}'s real AUROC over {chosen.n_epochs} epochs")
     else:
         source = DEFAULT_SOURCE
         said = f"Spearman {rho:+.2f} with real AUROC, {source}" if rho is not None else "never measured"
@@ -412,7 +407,7 @@ def suggest(epochs: Sequence[int], methods: Sequence[str], values, real, agreeme
     if ruled_out:
         which = f"epoch{'s' if len(ruled_out) > 1 else ''} {', '.join(map(str, ruled_out))}"
         reasons.append(f"{which} left out: a flag makes {method} unusable there")
-    sep = quality((method, epoch))[0]
+    sep = quality(method, epoch)[0]
     if hedged:
         reasons.append(hedged[1])
     elif sep >= 0:
@@ -432,12 +427,13 @@ def rank(epochs: Sequence[int], methods: Sequence[str], values, real,
     """EpochRanking from criterion values (pure; see the module docstring). errors: the
     standard errors of test_separation per method and epoch (see suggest)."""
     agreements = agreements_of(values, real)
-    suggestion = suggest(epochs, methods, values, real, agreements, unusable, errors)
+    picks = method_picks(epochs, methods, values, agreements, unusable)
+    suggestion = suggest(epochs, picks, values, real, unusable, errors)
     return EpochRanking(list(epochs), list(methods), {c: {m: dict(v) for m, v in by.items()} for c, by in values.items()},
                         {m: dict(v) for m, v in real.items()}, agreements,
                         {int(e): sorted(m) for e, m in unusable.items()}, suggestion, list(notes),
                         synthetic_gaps(values, real), {m: dict(v) for m, v in (errors or {}).items()},
-                        method_picks(epochs, methods, values, agreements, unusable))
+                        picks)
 
 
 # --------------------------------------------------------------------------- per run
