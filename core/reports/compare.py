@@ -329,12 +329,11 @@ def summarize_run(run: Run, label: str, data_root: str | Path | None = None, hea
                   cluster: bool = True, methods: Sequence[str] | None = None
                   ) -> tuple[RunSummary, list[dict[str, Any]]]:
     """(RunSummary at the chosen epoch, one epochs row per saved epoch) of one run."""
+    from core.reports.reconstruction import RECONSTRUCTION_SCORE
     from core.scoring import METHODS
 
     root = _data_root(run, data_root)
     diag = _diagnosis(run, root, health)
-    from core.reports.reconstruction import RECONSTRUCTION_SCORE
-
     choice = choose_epoch(run, diag)
     epoch = choice.epoch
     own = choose_epoch(run, diag, RECONSTRUCTION_SCORE).epoch if diag is not None else None

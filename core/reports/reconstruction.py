@@ -171,8 +171,8 @@ def reconstruction_rows(runs: Sequence[Run], data_root: str | Path | None = None
     {run path: epoch} already chosen by the caller (the Compare page's), else it is resolved
     here, which diagnoses every epoch (minutes per epoch on real data); labels: one per run
     (default: the folder names); chosen_for: {run path: epoch chosen for
-    RECONSTRUCTION_SCORE}, which gets a row too (resolved here for a run without `chosen`). cached_only: AUROCs only from the run's cache, the rest named
-    in `missing`. progress(done, total, text) after each run and epoch.
+    RECONSTRUCTION_SCORE}, which gets a row too (resolved here for a run without `chosen`);
+    cached_only: AUROCs only from the run's cache, the rest named in `missing`. progress(done, total, text) after each run and epoch.
     """
     from core.reports.compare import labels_for
 

@@ -166,13 +166,13 @@ def patch_knn(
         left_out = np.isin(members, skip[sel]).any()
         if len(members) <= int(left_out):
             raise ValueError(f"the bank of '{label}' is empty; there are no normals to compare")
+        n = searched_images(len(members) - int(left_out), neighbours)
+        if n >= len(members) - int(left_out):  # every image searched: no retrieval, one bank
+            out[sel] = _search_all(q_all[sel], bank.vectors[members], members, skip[sel], int(k))
+            continue
         distances = torch.cdist(keys[sel], torch.from_numpy(bank.pooled[members]))
         if left_out:  # a query never finds itself
             distances[torch.from_numpy(members[None, :] == skip[sel][:, None])] = float("inf")
-        n = searched_images(len(members) - int(left_out), neighbours)
-        if n >= len(members) - int(left_out):  # every image searched: one bank for the group
-            out[sel] = _search_all(q_all[sel], bank.vectors[members], members, skip[sel], int(k))
-            continue
         nearest = distances.topk(n, dim=1, largest=False).indices
         images = members[nearest.numpy()]  # (len(sel), n) bank image indices
         out[sel] = _search(q_all[sel], bank.vectors, images, int(k))

@@ -55,9 +55,14 @@ def test_only_the_nearest_images_are_searched(bank_and_queries):
 def test_memory_budget_chunks_give_the_same_distances(bank_and_queries, monkeypatch):
     _, _, bank, queries = bank_and_queries
     expected = patch_knn(queries, ["a", None], bank, neighbours=4)
+    every = patch_knn(queries, ["a", None], bank, neighbours=0)  # exhaustive: one bank per group
+    own = patch_knn(np.asarray(bank.vectors[[1, 8]], np.float32), ["a", "b"], bank, exclude=np.array([1, 8]))
     monkeypatch.setattr(patchbank_module, "DISTANCE_BUDGET_BYTES", 256)  # one row at a time
     np.testing.assert_allclose(patch_knn(queries, ["a", None], bank, neighbours=4), expected,
                                atol=1e-6)
+    np.testing.assert_allclose(patch_knn(queries, ["a", None], bank, neighbours=0), every, atol=1e-6)
+    np.testing.assert_allclose(patch_knn(np.asarray(bank.vectors[[1, 8]], np.float32), ["a", "b"], bank,
+                                         exclude=np.array([1, 8])), own, atol=1e-6)
 
 
 def test_the_cap_keeps_whole_images_seeded_and_float16(bank_and_queries):
