@@ -9,7 +9,7 @@ from core.data.samples import ImageSet, Sample
 from core.scoring import score_checkpoint, score_image_set
 from core.scoring.adaptive import Separation, choose, describe_choices, separation
 from core.scoring.checkpoint import checkpoint_reference
-from core.scoring.finepatch import FINE_SIDE, leave_one_out_finepatch
+from core.scoring.finepatch import FINE_SIDE, FinePatchBank, leave_one_out_finepatch
 
 SIDE = FINE_SIDE
 
@@ -170,3 +170,16 @@ def test_adaptive_scores_are_calibrated_once_on_every_split(tiny_run, demo_root)
     val = score_checkpoint(tiny_run, 2, demo_root, "adaptive", split="val")
     reference = checkpoint_reference(tiny_run, 2, demo_root, "adaptive")
     np.testing.assert_array_equal(calibrate_result(val, reference).image_scores, val.image_scores)
+
+
+def test_the_bank_counts_how_many_images_hold_each_patch_not_how_often():
+    # a flat patch repeated all over two images is held by 2 images (leave-one-out keeps it for
+    # either), a patch only the third image holds by 1 (its own leave-one-out skips it)
+    import torch
+
+    grey = torch.zeros(3, 16, 16)
+    grey[2] = 1.0
+    bank = FinePatchBank.build(grey, ["a", "a", "a"])
+    held = {round(float(v.mean()), 3): int(n) for v, n in zip(bank.vectors["a"], bank.holders["a"], strict=True)}
+    assert held == {0.0: 2, 1.0: 1}
+    assert int(bank.owner["a"][bank.holders["a"] == 1][0]) == 2
