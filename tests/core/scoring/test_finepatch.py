@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.data.samples import ImageSet, Sample
+from core.evaluation.metrics import auroc_standard_error
 from core.scoring import score_checkpoint, score_image_set
 from core.scoring.adaptive import Separation, choose, describe_choices, separation
 from core.scoring.checkpoint import checkpoint_reference
@@ -88,6 +89,19 @@ def test_categories_are_compared_with_their_own_bank_and_unknown_ones_are_named(
     assert own < 0.01 < other
     with pytest.raises(ValueError, match="not among the trained categories"):
         score_image_set(None, _set(grey[:1], "tile"), "finepatch", train=train)
+
+
+def _measured(auroc: float, normals: int, tests: int) -> Separation:
+    return Separation(auroc, auroc_standard_error(auroc, normals, tests), normals, tests)
+
+
+def test_the_adaptive_switch_threshold_keeps_the_measured_cases_apart():
+    # measured separations (docs/detection.md): DeepPCB at 60 normals a category, where
+    # finepatch detects (.94 against knn's .51) with a lead of about 1.5 standard errors, must
+    # switch; cookie at full size, where finepatch leads by 0.3 errors yet detects worse
+    # (.87 against .97), must keep knn
+    assert choose(_measured(0.55, 60, 35), _measured(0.69, 60, 35))
+    assert not choose(_measured(0.80, 31, 54), _measured(0.82, 31, 54))
 
 
 def test_the_adaptive_choice_needs_clear_evidence():
