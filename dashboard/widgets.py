@@ -24,6 +24,7 @@ import core.reports.export
 import core.training.jobs
 from core.diagnostics.choice import choose_epoch
 from core.runs.folder import Run, RunError
+from core.scoring.data import DataFolderMissing, run_data_root
 from core.scoring.options import DEFAULT_METHOD_TEXT
 from dashboard import data_notes, state, visual
 
@@ -177,8 +178,14 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
     with st.popover(f"⇩ Export epoch {epoch}", width="stretch"):
         target = core.reports.export.unused_export_folder(run.path / "exports" / f"epoch_{epoch:03d}")
         st.caption(f"Writes to `{target}` (a new folder: earlier exports are kept)")
-        chosen = choose_epoch(run, state.known_diagnosis(run))
-        if chosen.epoch == epoch:
+        known = state.known_diagnosis(run)
+        chosen = choose_epoch(run, known)
+        provisional = known is None and not run.is_training()
+        if provisional:  # the rule's fallback until the diagnosis is known in this session
+            st.caption("The chosen epoch and its score come from the run's diagnosis, not yet "
+                       "computed in this session (the Overview computes it): Export diagnoses the "
+                       "run first, as `python -m core export` does.")
+        elif chosen.epoch == epoch:
             st.caption(f"This is the chosen {chosen.label}: {chosen.reason}")
         else:
             st.caption(f"Not the chosen epoch: that is {chosen.label}, {chosen.reason}")
@@ -186,17 +193,33 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
             st.warning(chosen.caveat, icon=":material/info:")
         default = DEFAULT_CHOICE if chosen.epoch != epoch or not chosen.method else chosen.method
         options = list(dict.fromkeys([default, DEFAULT_CHOICE] + _methods()))
-        picked = st.selectbox("Score the submission with", options, key=f"{key}_method",
+        picked = st.selectbox("Score the submission with", options,  # a new choice shows its method
+                              key=f"{key}_method_{chosen.rule}_{chosen.epoch}_{chosen.method}",
                               help="The chosen epoch comes with the method its suggestion picked.")
         method = None if picked == DEFAULT_CHOICE else picked  # None: core's default
         test_dir = st.text_input("Images for submission.csv (empty: no CSV)", value=data_folder, key=f"{key}_test",
                                  help="A folder of test images, or a dataset whose test split is scored.")
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
+            if provisional:  # the same choice `python -m core export` makes, then its method
+                with guard("Health check"), st.spinner("Diagnosing the run first, as `export` does…"):
+                    chosen = choose_epoch(run, state.diagnosis(run, _data_root(run, data_folder)))
+                if state.picked_epoch(run) not in run.epochs() and chosen.epoch is not None:
+                    epoch = chosen.epoch  # the picker follows the chosen epoch: export that one
+                    target = core.reports.export.unused_export_folder(
+                        run.path / "exports" / f"epoch_{epoch:03d}")
+                if picked == DEFAULT_CHOICE and chosen.epoch == epoch:
+                    method = chosen.method
+            exported = False
             with guard("Export"), st.spinner("Exporting…"):
                 written = core.reports.export.export_epoch(run, epoch, target, test_dir=test_dir.strip() or None,
                                                    method=method, reason=reason, choice=chosen)
                 st.session_state[f"{key}_written"] = (str(run.path), epoch, {k: str(v) for k, v in written.items()})
+                exported = True
+            if provisional and exported:  # the sidebar's marks now know the choice
+                st.toast(f"Exported {chosen.label if chosen.epoch == epoch else f'epoch {epoch}'} "
+                         f"to {target}", icon=":material/download:")
+                st.rerun()
         where, done_epoch, written = st.session_state.get(f"{key}_written") or ("", None, {})
         if where != str(run.path) or done_epoch != epoch:
             return
@@ -206,6 +229,15 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
             if file.is_file():
                 st.download_button(file.name, data=file.read_bytes, file_name=file.name, key=f"{key}_dl_{kind}",
                                    icon=":material/download:", width="stretch", on_click="ignore")
+
+
+def _data_root(run: Run, folder: str) -> Path | None:
+    """The diagnosis' data root by core's one rule, as the Overview reads it (the sidebar's
+    folder, else the run's); None when it does not exist (health checks without images)."""
+    try:
+        return run_data_root(run.config(), folder)
+    except (DataFolderMissing, RunError):
+        return None
 
 
 def _health_warnings(card_path: str | None) -> None:

@@ -57,6 +57,32 @@ def test_export_writes_weights_and_submission(runs_root, demo_root, monkeypatch)
     assert any(b.label == "submission.csv" for b in at.get("download_button")), "downloads are offered"
 
 
+def test_export_before_any_diagnosis_makes_the_clis_choice(runs_root, demo_root, monkeypatch):
+    # a fresh dashboard process on a page that never diagnoses: the sidebar only knows the
+    # fallback (lowest validation loss); Export must still write what `python -m core export`
+    # writes, the suggested epoch with the suggestion's score
+    import json
+
+    import dashboard.health
+    from core.diagnostics import diagnose_run
+    from core.diagnostics.choice import SUGGESTED, choose_epoch
+
+    run = Run(runs_root / "tiny")
+    cli = choose_epoch(run, diagnose_run(run, data_root=demo_root, cluster=False))
+    assert cli.rule == SUGGESTED and cli.method
+    at = open_app(runs_root, monkeypatch, "weights")
+    dashboard.health._DIAGNOSES.clear()
+    at.run()
+    assert any("not yet computed in this session" in c.value for c in at.sidebar.caption), messages(at)
+    at.sidebar.text_input(key="sidebar_export_test").input("").run()
+    at.sidebar.button(key="sidebar_export_button").click().run()
+    assert not at.exception and not at.error, messages(at)
+    [card] = (runs_root / "tiny" / "exports").glob("epoch_*/card.json")
+    card = json.loads(card.read_text())
+    assert card["epoch"] == cli.epoch and card["choice"]["rule"] == SUGGESTED
+    assert card["scoring"]["method"] == cli.method
+
+
 def fill_train_form(at: AppTest, data: Path, name: str) -> None:
     at.text_input(key="train_name").input(name)
     at.text_input(key="train_data").input(str(data))
