@@ -1,7 +1,7 @@
 """The homework job end to end: one model, a flat unlabeled test set, one pooled AUROC.
 
     python benchmarks/bench_homework.py ../shared/realdata [--sizes 30,60,200] [--csv both]
-        [--epochs 3] [--image-size 64] [--methods default] [--pseudo-categories 0]
+        [--epochs 3] [--image-size 64] [--methods default] [--pseudo-categories -1]
         [--skips all] [--epoch chosen] [--seed 0] [--work /tmp/homework]
 
 For every size (normal training images per category) and with and/or without the category
@@ -80,8 +80,9 @@ def main() -> None:
                         help="flat sets with the category CSV, without it, or both")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--pseudo-categories", type=int, default=0,
-                        help="sets without the CSV: K-Means groups as categories; -1 = auto")
+    parser.add_argument("--pseudo-categories", type=int, default=TrainConfig().pseudo_categories,
+                        help="sets without the CSV: K-Means groups as categories; -1 = auto "
+                             "(the product default), 0 = one category")
     parser.add_argument("--methods", default="default",
                         help="comma-separated; 'default' = export's own choice")
     parser.add_argument("--skips", default=ModelConfig().skips,

@@ -57,10 +57,11 @@ class TrainConfig:
     run: str = "checkpoints/demo"
     layout: str = "auto"  # auto | mvtec | visa | flat
     categories: list[str] = field(default_factory=list)  # empty = every category found
-    # A flat train folder without a category CSV is one category; with pseudo_categories=K (or
-    # -1 = choose K by silhouette) training clusters it into K groups (see core.data.pseudo) and
-    # writes them to category_file (file,category CSV in the run folder) that every reader uses.
-    pseudo_categories: int = 0
+    # A flat train folder without a category CSV: with pseudo_categories=K (or -1 = auto, the
+    # default: K by silhouette, one category unless groups are clearly apart) training clusters
+    # it into K groups (see core.data.pseudo) and writes them to category_file (file,category
+    # CSV in the run folder) that every reader uses; 0 = always one category.
+    pseudo_categories: int = -1
     category_file: str = ""
     per_category: bool = False  # one model per category instead of one for all
     image_size: int = 64
@@ -128,6 +129,8 @@ class TrainConfig:
         analysis need only the fields this version knows, and a model whose architecture
         depends on an unknown field is then refused by its weights' shapes. strict=True
         raises a ValueError with the same sentence instead (for training and resuming)."""
+        if "pseudo_categories" not in raw:  # written before the field: never clustered
+            raw = {**raw, "pseudo_categories": 0}
         unknown = unknown_fields(raw)
         if not unknown:
             return cls.from_dict(raw)

@@ -86,7 +86,8 @@ def device_of(args) -> str:
 FLAG_HELP = {
     "threads": "torch CPU threads per training process; 0 = the thread budget (core.training.threads)",
     "pseudo_categories": "a flat train folder without a category CSV: K-Means groups as categories, "
-                         "K = 2..32 or auto (best silhouette in 2..8); 0 = one category",
+                         "K = 2..32 or auto (the default: best silhouette in 2..8, one category "
+                         "unless it reaches 0.5); 0 = always one category",
 }
 
 

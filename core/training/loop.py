@@ -245,16 +245,18 @@ def _train_locked(config: TrainConfig, resume: bool, progress: bool, log: Log,
 
 
 def _with_pseudo_categories(config: TrainConfig, data: TrainingData, run: Run, log: Log) -> TrainingData:
-    """A flat train folder that is one category is split into K-Means groups (core.data.pseudo);
-    the groups go to the run's category file, which every later reader of the data uses."""
+    """A flat train folder that is one category is split into K-Means groups (core.data.pseudo:
+    by default only where they are clearly apart); the groups go to the run's category file,
+    which every later reader of the data uses."""
     from core.data.layouts import FLAT_CATEGORY
     from core.data.pseudo import FILE_NAME, find_pseudo_categories, write_category_file
 
     if data.train.category_names != [FLAT_CATEGORY]:
-        log("pseudo-categories: skipped, the training images already have categories")
+        if config.pseudo_categories > 0:  # asked for explicitly: say why it does nothing
+            log("pseudo-categories: skipped, the training images already have categories")
         return data
-    images = np.concatenate([data.train.images, data.val.images])
-    found = find_pseudo_categories(images, config.pseudo_categories, config.seed)
+    found = find_pseudo_categories(data.train.images, data.val.images,
+                                   k=config.pseudo_categories, seed=config.seed)
     log(f"pseudo-categories: {found.reason}")
     if found.k == 1:
         return data

@@ -61,13 +61,14 @@ def test_submission_is_calibrated_and_pools_fairly(flat_run, flat_data, tmp_path
     assert calibrated_gap <= raw_gap + 0.02, results
 
 
-def test_flat_set_without_category_csv_is_one_category(demo_root, tmp_path):
+def test_flat_set_without_category_csv_and_pseudo_categories_off_is_one_category(demo_root, tmp_path):
     from core.training.loop import train_one
     from tests.conftest import tiny_config
 
     root = tmp_path / "plain"
     write_flat_dataset(demo_root, root, train_per_category=4, test_per_category=4, category_csv=False)
-    run = train_one(tiny_config(root, tmp_path / "run", epochs=1), progress=False, log=lambda _: None)
+    run = train_one(tiny_config(root, tmp_path / "run", epochs=1, pseudo_categories=0),
+                    progress=False, log=lambda _: None)
     assert run.config().categories == ["all"]
     test = build_test_set(run.config(), root)
     assert set(test.categories) == {"all"} and set(test.category_source) == {"single"}
@@ -117,3 +118,38 @@ def test_pseudo_categories_recover_the_objects_of_a_flat_train_folder(demo_root,
     assert len(pairs) == 3, pairs  # each object maps to exactly one group
     result = score_checkpoint(run, 1, root, "rawknn", calibration="normals")
     assert np.isfinite(result.image_scores).all()
+
+
+def _train_images(root, category: str, limit: int = 60, step: int = 1) -> np.ndarray:
+    from PIL import Image
+
+    files = sorted((root / category / "train" / "good").glob("*.png"))[::step][:limit]
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((64, 64))) for p in files])
+
+
+def test_auto_pseudo_categories_split_only_objects_that_are_clearly_apart(demo_root):
+    from core.data.pseudo import find_pseudo_categories
+    from tests.conftest import TINY_CATEGORIES
+
+    sets = [_train_images(demo_root, c) for c in TINY_CATEGORIES]
+    assert find_pseudo_categories(*sets, k=-1).k == len(TINY_CATEGORIES)
+    for images in sets:  # one object's own variety is no reason to split it (pill: .26)
+        found = find_pseudo_categories(images, k=-1)
+        assert found.k == 1 and "one category" in found.reason
+
+
+def test_one_real_textured_object_stays_one_category(shared_realdata):
+    # magnetic tiles vary in shape and shading (silhouette .41 at K = 2): split in two at the
+    # old line of 0.2, knn's pooled AUROC on a 60-normal flat set fell from .80 to .71
+    from core.data.pseudo import find_pseudo_categories
+
+    tiles = _train_images(shared_realdata / "magnetic_tile", "magnetic_tile", step=14)
+    assert find_pseudo_categories(tiles, k=-1).k == 1
+
+
+def test_pseudo_categories_are_on_by_default_except_for_runs_saved_before_them():
+    from core.config import TrainConfig
+
+    assert TrainConfig().pseudo_categories == -1
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "pseudo_categories"}
+    assert TrainConfig.from_saved(saved, "config.json").pseudo_categories == 0
