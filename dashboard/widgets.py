@@ -201,15 +201,13 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
                                  help="A folder of test images, or a dataset whose test split is scored.")
         reason = st.text_input("Why this epoch?", key=f"{key}_reason")
         if st.button("Export", key=f"{key}_button", type="primary"):
-            if provisional:  # the same choice `python -m core export` makes, then its method
+            if provisional:  # the choice `python -m core export` makes (export_epoch takes its method)
                 with guard("Health check"), st.spinner("Diagnosing the run first, as `export` does…"):
                     chosen = choose_epoch(run, state.diagnosis(run, _data_root(run, data_folder)))
                 if state.picked_epoch(run) not in run.epochs() and chosen.epoch is not None:
                     epoch = chosen.epoch  # the picker follows the chosen epoch: export that one
                     target = core.reports.export.unused_export_folder(
                         run.path / "exports" / f"epoch_{epoch:03d}")
-                if picked == DEFAULT_CHOICE and chosen.epoch == epoch:
-                    method = chosen.method
             exported = False
             with guard("Export"), st.spinner("Exporting…"):
                 written = core.reports.export.export_epoch(run, epoch, target, test_dir=test_dir.strip() or None,
