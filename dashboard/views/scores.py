@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.diagnostics.choice import choose_epoch
 from core.evaluation import metrics, thresholds
 from core.runs.folder import Run
 from core.scoring.adaptive import describe_choices
@@ -163,7 +164,9 @@ def main() -> None:
         methods = state.scoring_methods()
         c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
         with c1:
-            default, _ = resolve_method(None, run, epoch, data_root)  # adaptive, else knn
+            chosen = choose_epoch(run, state.known_diagnosis(run))
+            default = (chosen.method if chosen.epoch == epoch and chosen.method  # what export writes
+                       else resolve_method(None, run, epoch, data_root)[0])  # adaptive, else knn
             method = widgets.method_picker("Method", methods, key="scores_method", default=default)
         calibrated = st.toggle(
             "Calibrated scores", value=True, key="scores_calibrated",

@@ -254,6 +254,20 @@ def test_scores_auroc_table_follows_the_chosen_method(runs_root, monkeypatch):
         assert list(table.index).count(method) == 1
 
 
+def test_scores_at_the_chosen_epoch_rank_what_export_writes(runs_root, monkeypatch):
+    # the Overview diagnosed the run (open_app opens it first): at the chosen epoch the Scores
+    # page ranks by the suggestion's method, the score `export` writes, not the default score
+    from core.diagnostics.choice import choose_epoch
+    from core.runs.folder import Run
+    from dashboard.health import known_diagnosis
+
+    at = open_app(runs_root, monkeypatch, "scores")
+    assert not at.exception and not at.error, messages(at)
+    chosen = choose_epoch(Run(runs_root / "tiny"), known_diagnosis(Run(runs_root / "tiny")))
+    assert chosen.rule == "suggested" and chosen.method == "ensemble"  # not the default, adaptive
+    assert at.selectbox(key="scores_method").value == chosen.method
+
+
 def test_an_epoch_saved_while_training_is_offered_not_forced(tiny_run, tmp_path, monkeypatch):
     """The pages keep the epochs they show when one lands; the sidebar offers it with a button."""
     import os
