@@ -123,7 +123,6 @@ def main() -> None:
                         help="also re-draw each test set N times with other anomaly shares")
     args = parser.parse_args()
     methods = tuple(args.methods.split(","))
-    kinds = KINDS
     rng = np.random.default_rng(0)
     resampled: dict[tuple[str, str], list[float]] = {}
     table: dict[tuple[str, str], list[float]] = {}
@@ -132,7 +131,7 @@ def main() -> None:
         data = load(work, args.epoch, tuple(dict.fromkeys(methods + MEMBERS)))
         for m in methods:
             labels, cats, scores, ref, ref_cats, held = data[m]
-            for kind in kinds:
+            for kind in KINDS:
                 table.setdefault((m, kind), []).append(
                     image_auroc(labels, calibrate(kind, ref, ref_cats, held, scores, cats)))
             table.setdefault((m, "raw"), []).append(image_auroc(labels, scores))

@@ -15,7 +15,7 @@ MIN_SILHOUETTE = 0.5 is Kaufman & Rousseeuw's line for "a reasonable structure h
 (Finding Groups in Data, 1990; .26-.50: weak, possibly artificial). Measured on 60-normal flat
 sets without the CSV (benchmarks/bench_homework.py --csv no, docs/homework.md): three objects
 (bottle, cookie, magnetic_tile; ball_screw, DeepPCB, ELPV) gave .60-.63 and pooled AUROC rose
-from .64-.68 to .79-.94 with the groups; one object alone gave .18 (bottle) and .42
+from .64-.71 to .79-.94 with the groups; one object alone gave .18 (bottle) and .42
 (magnetic_tile, whose knn fell from .80 to .71 when split in two at the old line of 0.2).
 """
 
