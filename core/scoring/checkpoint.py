@@ -65,7 +65,7 @@ from core.scoring.testset import TestSet
 
 # Part of every cache key written here: bump it when a change to scoring code changes results,
 # so results cached by older code are recomputed instead of served.
-SCORING_VERSION = 3  # 2: typed records, image-first patch knn; 3: banks record kept images
+SCORING_VERSION = 4  # 2: typed records, image-first patch knn; 3: banks record kept images; 4: patchz at 128 px
 
 
 def trained_categories(config: TrainConfig, data_root: str | Path) -> list[str]:

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from core.config import TrainConfig
 from core.data.dataset import split_validation
 from core.data.images import IMAGE_EXTENSIONS, LeftOutWarning, list_images
@@ -243,6 +245,20 @@ def load_samples(samples: Sequence[Sample], size: int) -> ImageSet:
             "see the warnings naming each file"
         )
     return images
+
+
+def decoded_at(images: ImageSet, size: int) -> np.ndarray:
+    """uint8 (N, size, size, 3): the set's images decoded again at `size` from their files
+    (cached like every decoded set), for scores that read finer detail than the model's image
+    size (patchz, finepatch). Images without a file (built in memory), or a file that changed
+    since, keep their pixels at the size they have: the caller resizes those."""
+    pixels = images.images
+    files = [Path(s.path) for s in images.samples]
+    if pixels.shape[1] != size and files and all(f.is_file() for f in files):
+        again = load_samples(images.samples, size)
+        if len(again) == len(images):
+            return again.images
+    return pixels
 
 
 def clear_image_cache() -> None:

@@ -31,14 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core.data.samples import ImageSet
-from core.scoring.data import load_samples
+from core.scoring.data import decoded_at
 from core.scoring.knn import bank_rows
 
 FINE_SIDE = 128  # px: DeepPCB's 1-3 px defects (at 256 px) survive, 64 px loses them
@@ -54,12 +53,7 @@ LOO_MAX = 200  # training normals per category scored leave-one-out (a seeded sa
 def fine_grey(images: ImageSet) -> torch.Tensor:
     """(N, FINE_SIDE, FINE_SIDE) float32 grey in 0..1: the images decoded again at FINE_SIDE from
     their files when they came at another size, else resized (images with no file)."""
-    pixels = images.images
-    files = [Path(s.path) for s in images.samples]
-    if pixels.shape[1] != FINE_SIDE and files and all(f.is_file() for f in files):
-        again = load_samples(images.samples, FINE_SIDE)
-        if len(again) == len(images):  # else some file changed since: resize what there is
-            pixels = again.images
+    pixels = decoded_at(images, FINE_SIDE)
     grey = torch.from_numpy(np.asarray(pixels, np.float32)).mean(dim=-1) / 255.0
     if grey.shape[-1] != FINE_SIDE:
         grey = F.interpolate(grey.unsqueeze(1), size=(FINE_SIDE, FINE_SIDE), mode="bilinear",

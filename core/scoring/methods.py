@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from core.data.samples import ImageSet
+from core.scoring.data import decoded_at
 from core.scoring.features import encoder_vectors, parse_levels, patch_grid
 from core.scoring.finepatch import FinePatchBank, fine_grey, finepatch_maps, to_size
 from core.scoring.globalknn import METHOD as GLOBAL_METHOD
@@ -45,6 +46,7 @@ from core.scoring.maps import gaussian_smooth, reduce_maps, upsample
 from core.scoring.model_pass import PassRequest, model_pass
 from core.scoring.options import CHECKPOINT_METHODS, MAP_METHODS, ScoreOptions, check_method
 from core.scoring.patchbank import PatchBank, images_per_category, patch_knn
+from core.scoring.patchz import SIDE as PATCHZ_SIDE
 from core.scoring.patchz import PatchStats, patchz_scores
 from core.scoring.residual import MAX_NORMALS, ResidualStats, residual_z
 from core.scoring.routing import route_images
@@ -269,12 +271,12 @@ def _rawknn(model, images: ImageSet, train, options: ScoreOptions, device, bank)
 
 def _patchz(model, images: ImageSet, train, options: ScoreOptions, device) -> ScoreResult:
     reference = _require_train(train, "patchz")
-    stats = PatchStats.build(reference.images, reference.categories, options.thumb_size)
+    stats = PatchStats.build(decoded_at(reference, PATCHZ_SIDE), reference.categories)
     groups, routed, how = resolve_groups(images, stats, options, model, train, device)
-    scores, grids = patchz_scores(images.images, groups, stats)
+    scores, grids = patchz_scores(decoded_at(images, PATCHZ_SIDE), groups, stats)
     size = images.images.shape[1]
     maps = gaussian_smooth(upsample(torch.from_numpy(grids), size), options.sigma_for(size)).numpy()
-    info = {"thumb_size": stats.thumb_size, "routing": how,
+    info = {"side": PATCHZ_SIDE, "routing": how,
             "bank_sizes": {c: int(n) for c, n in zip(*np.unique(reference.categories, return_counts=True),
                                                    strict=True)}}
     return ScoreResult("patchz", scores, maps.astype(np.float32), groups, routed, info)

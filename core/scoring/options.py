@@ -36,7 +36,7 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "knn": ("reduce", "sigma", "levels", "k", "patch", "neighbours", "bank_scope", "max_bank"),
     "rawknn": ("sigma", "k", "thumb_size", "bank_scope", "max_bank"),  # scores ignore reduce
     "seg": ("reduce", "sigma"),
-    "patchz": ("sigma", "thumb_size", "bank_scope"),  # scores are the worst patch
+    "patchz": ("sigma", "bank_scope"),  # scores are the worst patch
     "ssimz": ("sigma", "bank_scope"),  # worst cell; normals: core.scoring.residual
     "globalknn": ("k", "bank_scope", "max_bank"),  # pooled levels fixed (core.scoring.globalknn)
     "finepatch": ("bank_scope",),  # 3 x 3 px at 128 px, fixed (core.scoring.finepatch)

@@ -3,16 +3,24 @@
 Why: objects photographed in a fixed pose (a bottle seen from above, a tile on a conveyor)
 look the same at the same place in every normal image, so a defect is a patch whose pixels
 are far from what the normals show AT THAT LOCATION. No learning is involved: each category
-keeps, for every patch position of its 32-px thumbnails, the per-value mean and standard
-deviation over its training normals; a test patch's score is the root-mean-square of its
-z-scores, and the image score is its worst patch. Each thumbnail is first standardised by its
-own mean and std, so a brighter or lower-contrast exposure of a normal part is not a defect
-(on ../shared/realdata at 64 px this raised the mean image AUROC from 0.83 to 0.87, mostly
-on magnetic_tile).
+keeps, for every patch position, the per-value mean and standard deviation over its training
+normals; a test patch's score is the root-mean-square of its z-scores, and the image score is
+its worst patch. Each image is first standardised by its own mean and std, so a brighter or
+lower-contrast exposure of a normal part is not a defect (on ../shared/realdata at 64 px this
+raised the mean image AUROC from 0.83 to 0.87, mostly on magnetic_tile).
 
-Shapes: thumbnails (N, 3, T, T) with T = min(thumb_size, S); patches of side P = T // 4
-(8 px at 32 px) every P // 2 px, so G = 2 * (T // P) - 1 positions per axis (7 at 32 px).
-The map is the (G, G) grid of patch scores upsampled to the image size.
+Scale: the images are read at SIDE = 128 px (decoded again from their files, like finepatch;
+core.scoring.data.decoded_at), whatever size the model was trained at, with 8-px patches every
+4 px. Measured on the six real categories of ../shared (benchmarks/bench_patchz_scale.py, every
+test image): mean image AUROC .789 at the former 32-px thumbnails (8-px patches) against .817
+at 128 px with all training normals, .784 against .812 with 60 per category; higher on every
+category at both sizes (ball_screw .81 -> .87, mono .87 -> .91): small defects (a blowhole,
+a scratch) cover a whole patch instead of a quarter of one.
+
+Shapes: images uint8 (N, S, S, 3), resized to SIDE when S differs; patches (N, L, D) with
+L = G * G positions, G = (SIDE - PATCH) // STRIDE + 1 (31), D = 3 * PATCH * PATCH (192).
+The map is the (G, G) grid of patch scores upsampled to the image size. Every step runs in
+blocks of BLOCK images, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -24,28 +32,56 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.scoring.knn import thumbnails
-
-# Floor added to every standard deviation, in units of a thumbnail's own std: a region that
+SIDE = 128  # px the images are read at
+PATCH, STRIDE = 8, 4  # px: patch side and step
+# Floor added to every standard deviation, in units of an image's own std: a region that
 # is constant in every normal (a black background) must not turn noise into a huge z-score.
 STD_FLOOR = 0.2
 EPS = 1e-3
+BLOCK = 128  # images turned into patches at once (128 x 961 x 192 float32: 94 MB)
 
 
-def patch_layout(thumb: int) -> tuple[int, int]:
-    """(patch side, stride) for a thumbnail of side `thumb`: a quarter of it, half-overlapping."""
-    side = max(2, thumb // 4)
-    return side, max(1, side // 2)
+def grid_side(side: int = SIDE) -> int:
+    """Patch positions per axis at `side` px."""
+    return (side - PATCH) // STRIDE + 1
 
 
-def image_patches(images: np.ndarray, thumb_size: int) -> np.ndarray:
-    """uint8 (N, S, S, 3) -> float32 (N, L, D): L patch positions of D = 3 * P * P values
-    of the standardised thumbnail."""
-    side = min(int(thumb_size), images.shape[1])
-    x = torch.from_numpy(thumbnails(images, side)).view(len(images), 3, side, side)
+def image_patches(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> float32 (N, L, D): the patches of each image standardised by its
+    own mean and std, at SIDE px."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != SIDE:
+        x = F.interpolate(x, size=(SIDE, SIDE), mode="bilinear", align_corners=False,
+                          antialias=True)
     x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + EPS)
-    patch, stride = patch_layout(side)
-    return F.unfold(x, kernel_size=patch, stride=stride).transpose(1, 2).contiguous().numpy()
+    return F.unfold(x, kernel_size=PATCH, stride=STRIDE).transpose(1, 2).contiguous()
+
+
+def _blocks(n: int):
+    for start in range(0, n, BLOCK):
+        yield slice(start, min(n, start + BLOCK))
+
+
+def _sums(images: np.ndarray, rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, sum, sum of squares) over the patches of images[rows], float64 (L, D)."""
+    total = square = None
+    for part in _blocks(len(rows)):
+        x = image_patches(images[rows[part]]).double()
+        block_sum, block_sq = x.sum(dim=0), (x * x).sum(dim=0)
+        total = block_sum if total is None else total + block_sum
+        square = block_sq if square is None else square + block_sq
+    return len(rows), total.numpy(), square.numpy()
+
+
+def _moments(count: int, total: np.ndarray, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = total / count
+    return mean.astype(np.float32), np.sqrt(np.clip(square / count - mean * mean, 0.0, None)).astype(np.float32)
+
+
+def _rms_z(patches: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """(N, L, D) patches -> (N, L) root-mean-square z-score of each patch."""
+    z = (patches - torch.from_numpy(mean)) / (torch.from_numpy(std) + STD_FLOOR)
+    return z.pow(2).mean(dim=-1).sqrt()
 
 
 @dataclass
@@ -53,7 +89,7 @@ class PatchStats:
     """Per category: mean and std of every patch position over its training normals.
 
     mean, std: (C, L, D) float32, one row per entry of `categories`; `pooled_*` (L, D) over
-    all categories (the global bank scope). thumb_size: the thumbnail side they were built at.
+    all categories (the global bank scope), at SIDE px.
     """
 
     categories: list[str]
@@ -61,63 +97,61 @@ class PatchStats:
     std: np.ndarray
     pooled_mean: np.ndarray
     pooled_std: np.ndarray
-    thumb_size: int
 
     @classmethod
-    def build(cls, images: np.ndarray, categories: Sequence[str], thumb_size: int) -> PatchStats:
-        """images: uint8 (N, S, S, 3) normals; categories: (N,) their category names."""
+    def build(cls, images: np.ndarray, categories: Sequence[str]) -> PatchStats:
+        """images: uint8 (N, S, S, 3) normals (at SIDE px: core.scoring.data.decoded_at);
+        categories: (N,) their category names."""
         if len(images) == 0:
             raise ValueError("patchz needs normal training images; none were given")
-        patches = image_patches(images, thumb_size)
         cats = np.asarray(list(categories), dtype=object)
         names = sorted(set(cats.tolist()))
-        mean = np.stack([patches[cats == n].mean(axis=0) for n in names])
-        std = np.stack([patches[cats == n].std(axis=0) for n in names])
-        side = min(int(thumb_size), images.shape[1])
-        return cls(names, mean, std, patches.mean(axis=0), patches.std(axis=0), side)
+        sums = {n: _sums(images, np.flatnonzero(cats == n)) for n in names}
+        moments = [_moments(*sums[n]) for n in names]
+        pooled = _moments(len(cats), sum(sums[n][1] for n in names), sum(sums[n][2] for n in names))
+        return cls(names, np.stack([m for m, _ in moments]), np.stack([s for _, s in moments]),
+                   pooled[0], pooled[1])
 
-    def zscores(self, patches: np.ndarray, category: str | None) -> np.ndarray:
+    def zscores(self, patches: torch.Tensor, category: str | None) -> torch.Tensor:
         """(N, L, D) patches -> (N, L) RMS z-score of each patch against `category` (None = all)."""
         if category is None:
-            mean, std = self.pooled_mean, self.pooled_std
-        else:
-            if category not in self.categories:
-                raise ValueError(
-                    f"patch statistics have no category '{category}'; "
-                    f"they hold {', '.join(self.categories)}"
-                )
-            index = self.categories.index(category)
-            mean, std = self.mean[index], self.std[index]
-        z = (patches - mean[None]) / (std[None] + STD_FLOOR)
-        return np.sqrt(np.mean(z * z, axis=-1))
+            return _rms_z(patches, self.pooled_mean, self.pooled_std)
+        if category not in self.categories:
+            raise ValueError(
+                f"patch statistics have no category '{category}'; "
+                f"they hold {', '.join(self.categories)}"
+            )
+        index = self.categories.index(category)
+        return _rms_z(patches, self.mean[index], self.std[index])
 
 
 def patchz_scores(
     images: np.ndarray, groups: Sequence[str | None], stats: PatchStats
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Worst-patch z-score per image and the (N, G, G) grid of patch scores.
+    """Worst-patch z-score per image and the (N, G, G) float32 grid of patch scores.
 
-    images: uint8 (N, S, S, 3); groups: (N,) the category each image is compared with.
+    images: uint8 (N, S, S, 3) (at SIDE px: core.scoring.data.decoded_at); groups: (N,) the
+    category each image is compared with (None: all categories' statistics).
     """
-    patches = image_patches(images, stats.thumb_size)
-    grid_side = int(round(np.sqrt(patches.shape[1])))
-    scores = np.zeros(patches.shape[:2], np.float32)
+    side = grid_side()
     keys = np.asarray(["\0global" if g is None else g for g in groups], dtype=object)
+    grids = np.zeros((len(images), side * side), np.float32)
     for key in sorted(set(keys.tolist())):
-        sel = np.flatnonzero(keys == key)
-        scores[sel] = stats.zscores(patches[sel], None if key == "\0global" else key)
-    grids = scores.reshape(len(images), grid_side, grid_side)
-    return scores.max(axis=1).astype(np.float64), grids
+        rows = np.flatnonzero(keys == key)
+        for part in _blocks(len(rows)):
+            grids[rows[part]] = stats.zscores(image_patches(images[rows[part]]),
+                                              None if key == "\0global" else key).numpy()
+    return grids.max(axis=1, initial=0.0).astype(np.float64), grids.reshape(len(images), side, side)
 
 
-def leave_one_out_patchz(images: np.ndarray, categories: Sequence[str], thumb_size: int) -> np.ndarray:
+def leave_one_out_patchz(images: np.ndarray, categories: Sequence[str]) -> np.ndarray:
     """Each normal image's patchz score against the statistics of the OTHER normals of its
     category (exactly, from running sums: no image is compared with itself).
 
-    images: uint8 (N, S, S, 3) training normals; categories: (N,). Returns (N,) float64, NaN
-    for an image alone in its category (calibration's reference, core.scoring.reference).
+    images: uint8 (N, S, S, 3) training normals (at SIDE px); categories: (N,). Returns (N,)
+    float64, NaN for an image alone in its category (calibration's reference,
+    core.scoring.reference).
     """
-    patches = image_patches(images, thumb_size).astype(np.float64)
     cats = np.asarray(list(categories), dtype=object)
     out = np.full(len(images), np.nan)
     for name in sorted(set(cats.tolist())):
@@ -125,9 +159,12 @@ def leave_one_out_patchz(images: np.ndarray, categories: Sequence[str], thumb_si
         n = len(rows)
         if n < 2:
             continue
-        x = patches[rows]
-        mean = (x.sum(axis=0)[None] - x) / (n - 1)
-        var = ((x * x).sum(axis=0)[None] - x * x) / (n - 1) - mean * mean
-        z = (x - mean) / (np.sqrt(np.clip(var, 0.0, None)) + STD_FLOOR)
-        out[rows] = np.sqrt(np.mean(z * z, axis=-1)).max(axis=1)
+        _, total, square = _sums(images, rows)
+        total, square = torch.from_numpy(total), torch.from_numpy(square)
+        for part in _blocks(n):
+            x = image_patches(images[rows[part]]).double()
+            mean = (total - x) / (n - 1)
+            var = (square - x * x) / (n - 1) - mean * mean
+            z = (x - mean) / (var.clamp(min=0.0).sqrt() + STD_FLOOR)
+            out[rows[part]] = z.pow(2).mean(dim=-1).sqrt().amax(dim=1).numpy()
     return out

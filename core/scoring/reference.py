@@ -25,12 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.data.samples import ImageSet
+from core.scoring.data import decoded_at
 from core.scoring.finepatch import leave_one_out_finepatch
 from core.scoring.knn import FeatureBank, leave_one_out_knn
 from core.scoring.maps import reduce_maps
 from core.scoring.methods import build_thumbnail_bank, patch_distance_maps
 from core.scoring.options import ScoreOptions
 from core.scoring.patchbank import PatchBank, patch_knn
+from core.scoring.patchz import SIDE as PATCHZ_SIDE
 from core.scoring.patchz import leave_one_out_patchz
 
 LEAVE_ONE_OUT_METHODS = ("knn", "rawknn", "patchz", "globalknn", "finepatch")
@@ -93,7 +95,7 @@ def leave_one_out_scores(
     if method == "finepatch":
         return leave_one_out_finepatch(train, train.categories, options.seed)
     if method == "patchz":
-        return leave_one_out_patchz(train.images, train.categories, options.thumb_size)
+        return leave_one_out_patchz(decoded_at(train, PATCHZ_SIDE), train.categories)
     if method == "rawknn":
         bank = build_thumbnail_bank(train, options)
     elif method not in ("knn", "globalknn"):

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.data.samples import ImageSet, Sample
+from core.scoring import patchz
+from core.scoring.data import load_samples
 from core.scoring.knn import FeatureBank, knn_search, leave_one_out_knn
+from core.scoring.methods import score_image_set
 from core.scoring.options import ScoreOptions
 from core.scoring.patchbank import EXHAUSTIVE_IMAGES, PatchBank, patch_knn, searched_images
 from core.scoring.patchz import PatchStats, leave_one_out_patchz, patchz_scores
@@ -27,10 +31,10 @@ def _image_set(images: np.ndarray, cats: list[str]) -> ImageSet:
 
 def test_patchz_leave_one_out_equals_statistics_without_the_image():
     images, cats = _images(9), ["a"] * 5 + ["b"] * 4
-    loo = leave_one_out_patchz(images, cats, 32)
+    loo = leave_one_out_patchz(images, cats)
     for i in (0, 6):
         others = [j for j in range(9) if j != i and cats[j] == cats[i]]
-        stats = PatchStats.build(images[others], [cats[i]] * len(others), 32)
+        stats = PatchStats.build(images[others], [cats[i]] * len(others))
         expected, _ = patchz_scores(images[[i]], [cats[i]], stats)
         assert loo[i] == pytest.approx(expected[0], rel=1e-4)
 
@@ -87,3 +91,37 @@ def test_reference_counts_and_description():
     assert ref.counts() == {"a": (2, 1), "b": (1, 0)}
     assert ref.describe() == ("leave-one-out scores of the training normals and held-out "
                               "validation normals")
+
+
+def test_patchz_leave_one_out_is_the_same_in_blocks(monkeypatch):
+    images, cats = _images(9), ["a"] * 5 + ["b"] * 4
+    whole = leave_one_out_patchz(images, cats)
+    monkeypatch.setattr(patchz, "BLOCK", 2)
+    assert leave_one_out_patchz(images, cats) == pytest.approx(whole, rel=1e-5)
+    stats = PatchStats.build(images, cats)
+    monkeypatch.setattr(patchz, "BLOCK", 128)
+    assert patchz_scores(images, cats, stats)[0] == pytest.approx(
+        patchz_scores(images, cats, PatchStats.build(images, cats))[0], rel=1e-5)
+
+
+def test_patchz_reads_the_files_at_its_own_size_and_finds_a_spot_the_model_size_loses(tmp_path):
+    """A 3-px dark spot on a 128-px tile: at a 32-px model size it is under one pixel, and the
+    32-px thumbnails patchz used to read lost it among the normals' own variation; patchz now
+    decodes the files again at 128 px (core.scoring.data.decoded_at)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128]
+    samples = []
+    for i in range(24):
+        tile = 120 + 40 * np.sin(xx / 9.0 + rng.uniform(0, 6)) * np.cos(yy / 11.0)
+        tile = np.clip(tile + rng.normal(0, 6, tile.shape), 0, 255)
+        if i >= 20 and i % 2:  # two test tiles with a spot
+            y, x = rng.integers(20, 100, 2)
+            tile[y:y + 3, x:x + 3] = 0
+        path = tmp_path / f"{i:02d}.png"
+        Image.fromarray(np.repeat(tile[..., None], 3, axis=-1).astype(np.uint8)).save(path)
+        samples.append(Sample(path, "tile", int(i >= 20 and i % 2), "", "train" if i < 20 else "test"))
+    train, test = load_samples(samples[:20], 32), load_samples(samples[20:], 32)
+    assert train.images.shape[1] == 32
+    result = score_image_set(None, test, "patchz", train)
+    labels = np.array([s.label for s in samples[20:]])
+    assert result.scores[labels == 1].min() > result.scores[labels == 0].max()
