@@ -138,6 +138,23 @@ def test_auto_pseudo_categories_split_only_objects_that_are_clearly_apart(demo_r
         assert found.k == 1 and "one category" in found.reason
 
 
+def test_auto_pseudo_categories_never_make_a_group_too_small_to_calibrate(tmp_path):
+    # a group under calibration's minimum left every score of the run raw (realdata at 30
+    # normals: K = 5 with a group of 7, raw knn at .718 pooled against .804 with K = 4)
+    from core.data.pseudo import MIN_GROUP, find_pseudo_categories
+    from core.scoring.calibration import MIN_REFERENCE
+    from tests.conftest import TINY_CATEGORIES, DemoSpec, generate_demo_dataset
+
+    generate_demo_dataset(tmp_path, DemoSpec(size=64, seed=0, n_train=20, n_test_good=1,
+                                             n_test_per_defect=1, categories=TINY_CATEGORIES))
+    sets = [_train_images(tmp_path, c) for c in TINY_CATEGORIES]
+    odd = 255 - sets[1][:MIN_GROUP - 4]  # a handful of images unlike any other: a group of their own
+    found = find_pseudo_categories(*sets, odd, k=-1)
+    assert MIN_GROUP == MIN_REFERENCE
+    assert found.k == len(TINY_CATEGORIES)
+    assert np.bincount(found.labels).min() >= MIN_GROUP
+
+
 def test_one_real_textured_object_stays_one_category(shared_realdata):
     # magnetic tiles vary in shape and shading (silhouette .41 at K = 2): split in two at the
     # old line of 0.2, knn's pooled AUROC on a 60-normal flat set fell from .80 to .71
