@@ -96,8 +96,8 @@ def caveat_for(epoch: int, method: str | None, report: HealthReport | None) -> s
     unusable = [m for m in report.unusable if m != method]
     if method and method not in RECONSTRUCTION_METHODS:
         return (f"Epoch {epoch} is flagged {names}, which makes {', '.join(unusable) or 'other scores'} "
-                f"useless there; {method} is still fine: it compares the image's encoder features with "
-                "those of normal training images and never looks at the reconstruction.")
+                f"useless there; {method} is still fine: it compares the image with normal training "
+                "images (their encoder features or their pixels) and never looks at the reconstruction.")
     return (f"Epoch {epoch} is flagged {names}: look at its reconstructions before trusting any score "
             "that compares an image with its reconstruction.")
 
