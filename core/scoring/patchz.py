@@ -39,6 +39,7 @@ PATCH, STRIDE = 8, 4  # px: patch side and step
 STD_FLOOR = 0.2
 EPS = 1e-3
 BLOCK = 128  # images turned into patches at once (128 x 961 x 192 float32: 94 MB)
+DOUBLE_BLOCK = BLOCK // 4  # sums and leave-one-out work in float64, several such arrays: ~50 MB each
 
 
 def grid_side(side: int = SIDE) -> int:
@@ -57,15 +58,16 @@ def image_patches(images: np.ndarray) -> torch.Tensor:
     return F.unfold(x, kernel_size=PATCH, stride=STRIDE).transpose(1, 2).contiguous()
 
 
-def _blocks(n: int):
-    for start in range(0, n, BLOCK):
-        yield slice(start, min(n, start + BLOCK))
+def _blocks(n: int, size: int | None = None):
+    size = size or BLOCK
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
 
 
 def _sums(images: np.ndarray, rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """(count, sum, sum of squares) over the patches of images[rows], float64 (L, D)."""
     total = square = None
-    for part in _blocks(len(rows)):
+    for part in _blocks(len(rows), DOUBLE_BLOCK):
         x = image_patches(images[rows[part]]).double()
         block_sum, block_sq = x.sum(dim=0), (x * x).sum(dim=0)
         total = block_sum if total is None else total + block_sum
@@ -161,7 +163,7 @@ def leave_one_out_patchz(images: np.ndarray, categories: Sequence[str]) -> np.nd
             continue
         _, total, square = _sums(images, rows)
         total, square = torch.from_numpy(total), torch.from_numpy(square)
-        for part in _blocks(n):
+        for part in _blocks(n, DOUBLE_BLOCK):
             x = image_patches(images[rows[part]]).double()
             mean = (total - x) / (n - 1)
             var = (square - x * x) / (n - 1) - mean * mean

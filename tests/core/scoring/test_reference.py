@@ -97,6 +97,7 @@ def test_patchz_leave_one_out_is_the_same_in_blocks(monkeypatch):
     images, cats = _images(9), ["a"] * 5 + ["b"] * 4
     whole = leave_one_out_patchz(images, cats)
     monkeypatch.setattr(patchz, "BLOCK", 2)
+    monkeypatch.setattr(patchz, "DOUBLE_BLOCK", 2)
     assert leave_one_out_patchz(images, cats) == pytest.approx(whole, rel=1e-5)
     stats = PatchStats.build(images, cats)
     monkeypatch.setattr(patchz, "BLOCK", 128)
