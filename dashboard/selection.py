@@ -85,6 +85,13 @@ class Selection:
         data_notes.use(root)  # the page shows the warnings about this folder's files
         return root
 
+    def data_root_if_any(self) -> Path | None:
+        """data_root, or None when the folder is absent (health checks run without images)."""
+        try:
+            return self.data_root()
+        except DataFolderMissing:
+            return None
+
 
 def selection() -> Selection:
     return st.session_state.get(KEY_SELECTION) or Selection(roots=(default_checkpoints_root(),))

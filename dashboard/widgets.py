@@ -24,7 +24,6 @@ import core.reports.export
 import core.training.jobs
 from core.diagnostics.choice import choose_epoch
 from core.runs.folder import Run, RunError
-from core.scoring.data import DataFolderMissing, run_data_root
 from core.scoring.options import DEFAULT_METHOD_TEXT
 from dashboard import data_notes, state, visual
 
@@ -203,7 +202,7 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
         if st.button("Export", key=f"{key}_button", type="primary"):
             if provisional:  # the choice `python -m core export` makes (export_epoch takes its method)
                 with guard("Health check"), st.spinner("Diagnosing the run first, as `export` does…"):
-                    chosen = choose_epoch(run, state.diagnosis(run, _data_root(run, data_folder)))
+                    chosen = choose_epoch(run, state.diagnosis(run, state.selection().data_root_if_any()))
                 if state.picked_epoch(run) not in run.epochs() and chosen.epoch is not None:
                     epoch = chosen.epoch  # the picker follows the chosen epoch: export that one
                     target = core.reports.export.unused_export_folder(
@@ -227,15 +226,6 @@ def export_control(run: Run, epoch: int, data_folder: str, key: str = "export") 
             if file.is_file():
                 st.download_button(file.name, data=file.read_bytes, file_name=file.name, key=f"{key}_dl_{kind}",
                                    icon=":material/download:", width="stretch", on_click="ignore")
-
-
-def _data_root(run: Run, folder: str) -> Path | None:
-    """The diagnosis' data root by core's one rule, as the Overview reads it (the sidebar's
-    folder, else the run's); None when it does not exist (health checks without images)."""
-    try:
-        return run_data_root(run.config(), folder)
-    except (DataFolderMissing, RunError):
-        return None
 
 
 def _health_warnings(card_path: str | None) -> None:

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from core.data.samples import Sample
+from core.scoring.calibration import MIN_REFERENCE
 
 AUTO_MAX_K = 8
-MIN_GROUP = 10  # images per group: core.scoring.calibration.MIN_REFERENCE
+MIN_GROUP = MIN_REFERENCE  # images per group: fewer and calibration leaves every score raw
 MIN_SILHOUETTE = 0.5
 SILHOUETTE_SAMPLE = 4000  # images the silhouette is measured on (its cost grows with N^2)
 VECTOR_BLOCK = 512  # images turned into vectors at a time (a memory-mapped set stays on disk)

@@ -294,11 +294,7 @@ def diagnosis_for(run: Run, sel: state.Selection):
         return None  # failed for this very state of the run: do not retry on every rerun
     done = False
     with widgets.guard("Health check"), st.spinner("Checking the health of every epoch…"):
-        try:
-            data_root = sel.data_root()
-        except state.DataFolderMissing:
-            data_root = None
-        result = state.diagnosis(run, data_root)
+        result = state.diagnosis(run, sel.data_root_if_any())
         done = True
     if done and not run.is_training():
         st.rerun()  # the sidebar's epoch marks now know the health of each epoch

@@ -142,7 +142,6 @@ def test_auto_pseudo_categories_never_make_a_group_too_small_to_calibrate(tmp_pa
     # a group under calibration's minimum left every score of the run raw (realdata at 30
     # normals: K = 5 with a group of 7, raw knn at .718 pooled against .804 with K = 4)
     from core.data.pseudo import MIN_GROUP, find_pseudo_categories
-    from core.scoring.calibration import MIN_REFERENCE
     from tests.conftest import TINY_CATEGORIES, DemoSpec, generate_demo_dataset
 
     generate_demo_dataset(tmp_path, DemoSpec(size=64, seed=0, n_train=20, n_test_good=1,
@@ -150,7 +149,6 @@ def test_auto_pseudo_categories_never_make_a_group_too_small_to_calibrate(tmp_pa
     sets = [_train_images(tmp_path, c) for c in TINY_CATEGORIES]
     odd = 255 - sets[1][:MIN_GROUP - 4]  # a handful of images unlike any other: a group of their own
     found = find_pseudo_categories(*sets, odd, k=-1)
-    assert MIN_GROUP == MIN_REFERENCE
     assert found.k == len(TINY_CATEGORIES)
     assert np.bincount(found.labels).min() >= MIN_GROUP
 
