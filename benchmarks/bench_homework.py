@@ -36,13 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from core.config import ModelConfig, TrainConfig
-from core.data.flatten import write_flat_dataset
+from core.data.flatten import TEST_PER_CATEGORY, write_flat_dataset
 from core.evaluation.metrics import image_auroc
 from core.reports.export import export_epoch
 from core.runs.folder import Run
 from core.training.loop import train_one
-
-TEST_PER_CATEGORY = 35  # what write_flat_dataset puts in a flat set's test/ per category
 
 
 def submission_scores(submission: Path, answers: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

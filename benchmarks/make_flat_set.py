@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.data.flatten import write_flat_dataset
+from core.data.flatten import TEST_PER_CATEGORY, write_flat_dataset
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="new flat folder: train/*.png, test/*.png")
     parser.add_argument("--train-per-category", type=int, default=60,
                         help="normal training images drawn per category (default 60)")
-    parser.add_argument("--test-per-category", type=int, default=35,
+    parser.add_argument("--test-per-category", type=int, default=TEST_PER_CATEGORY,
                         help="test images drawn per category, normal and defective (default 35)")
     parser.add_argument("--no-category-csv", action="store_true",
                         help="do not write train_categories.csv (categories unknown, as in the "

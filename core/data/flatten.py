@@ -22,12 +22,14 @@ import numpy as np
 
 from core.data.layouts import discover_samples
 
+TEST_PER_CATEGORY = 35  # test images per category of a flat set, unless asked otherwise
+
 
 def write_flat_dataset(
     source: str | Path,
     out: str | Path,
     train_per_category: int = 60,
-    test_per_category: int = 35,
+    test_per_category: int = TEST_PER_CATEGORY,
     category_csv: bool = True,
     answers_inside: bool = False,
     seed: int = 0,
